@@ -1,0 +1,118 @@
+"""The command line: `python -m helpers COMMAND`.
+
+python -m helpers list --family sdxl --fits 16
+python -m helpers show sd15
+python -m helpers offline-hub ~/.cache/sdzoo-offline-hub
+python -m helpers readme --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import yaml
+
+from .errors import ZooError
+
+
+def _list(args) -> int:
+    from .registry import default
+
+    gated = {"yes": True, "no": False}.get(args.gated)
+    found = default().list(
+        family=args.family, task=args.task, tag=args.tag, gated=gated, fits_gb=args.fits, commercial=args.commercial
+    )
+    rows = [("key", "family", "tasks", "px", "steps/cfg", "gated", "GPU GB", "description")]
+    for m in found:
+        rows.append(
+            (
+                m.key,
+                m.family,
+                ",".join(m.tasks),
+                str(m.resolution),
+                f"{m.defaults.steps}/{m.defaults.guidance_scale:g}",
+                "yes" if m.gated else "no",
+                f"{m.size.vram_gb:g}" if m.size.vram_gb is not None else "?",
+                m.description[:70],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+    print(f"\n{len(found)} of {len(default().models)} models")
+    return 0
+
+
+def _show(args) -> int:
+    from .registry import default
+
+    m = default().get(args.key)
+    facts = m.model_dump(mode="json", by_alias=True, exclude={"key"})
+    print(f"# {m.key}: {m.name}\n# {m.url}\n")
+    print(yaml.safe_dump(facts, sort_keys=False, allow_unicode=True, width=110).rstrip())
+    print(f"\nschedulers: {', '.join(m.schedulers)}")
+    return 0
+
+
+def _offline_hub(args) -> int:
+    from . import offline_hub
+
+    path = offline_hub.build(args.dir, keys=args.keys or None)
+    print(f"Built an offline hub of tiny random-weight models in {path} (images made from it are noise).")
+    print(f"Use it with:\n  export HF_HUB_CACHE={path} HF_HUB_OFFLINE=1")
+    return 0
+
+
+def _readme(args) -> int:
+    from . import readme
+
+    fresh = readme.update(check=args.check)
+    if args.check and not fresh:
+        print("README.md's model tables are stale: run `python -m helpers readme`", file=sys.stderr)
+        return 1
+    print("README.md is up to date" if fresh else "README.md updated")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m helpers", description="The Stable Diffusion model zoo.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="list registry models, filtered")
+    s.add_argument("--family", choices=["sd1", "sd2", "sdxl", "sd3", "flux", "pixart"])
+    s.add_argument("--task", choices=["text2img", "img2img", "inpaint"])
+    s.add_argument("--tag")
+    s.add_argument("--gated", choices=["yes", "no"])
+    s.add_argument("--fits", type=float, metavar="GB", help="runs entirely on a GPU of this many GB")
+    s.add_argument("--commercial", action="store_true", default=None, help="licence allows commercial use")
+    s.set_defaults(run=_list)
+
+    s = sub.add_parser("show", help="every registry fact of one model")
+    s.add_argument("key")
+    s.set_defaults(run=_show)
+
+    s = sub.add_parser("offline-hub", help="build tiny random-weight stand-ins of every model, for no-network use")
+    s.add_argument("dir")
+    s.add_argument("--keys", nargs="*", help="only these models (default: all)")
+    s.set_defaults(run=_offline_hub)
+
+    s = sub.add_parser("readme", help="regenerate README.md's model tables from models.yaml")
+    s.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
+    s.set_defaults(run=_readme)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ZooError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    sys.exit(main())

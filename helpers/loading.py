@@ -1,0 +1,233 @@
+"""Load a registry model as a ready diffusers pipeline, with errors that say what to do next.
+
+>>> from helpers import load_pipeline
+>>> pipe = load_pipeline("sd15")                     # cuda, then mps, then cpu; fp16 on a GPU
+>>> inpaint = load_pipeline("sd15", task="img2img")  # shares the weights through `from_pipe`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import diffusers
+import huggingface_hub
+import torch
+from huggingface_hub import errors as hub_errors
+
+from .errors import ModelAccessError, ModelNotCachedError, UnknownModelError, ZooError
+from .registry import ModelSpec, Registry
+from .registry import default as default_registry
+
+TASK_PIPELINES = {
+    "text2img": diffusers.AutoPipelineForText2Image,
+    "img2img": diffusers.AutoPipelineForImage2Image,
+    "inpaint": diffusers.AutoPipelineForInpainting,
+}
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def pick_device(device: str = "auto") -> str:
+    """`"auto"` picks cuda, then mps, then cpu; anything else is checked and returned."""
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ZooError(f"device '{device}' was asked for, but torch sees no CUDA GPU; use device='cpu'")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise ZooError("device 'mps' was asked for, but this torch build or machine has no Apple MPS")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(spec: ModelSpec, device: str, dtype: str | torch.dtype = "auto") -> torch.dtype:
+    """The entry's dtype on a GPU, float32 on the CPU (half precision there is slow or unsupported)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype != "auto":
+        if dtype not in _DTYPES:
+            raise ZooError(f"dtype '{dtype}' is not one of {sorted(_DTYPES)} or 'auto'")
+        return _DTYPES[dtype]
+    if device == "cpu":
+        return torch.float32
+    if device == "mps" and spec.dtype == "bfloat16":
+        return torch.float16  # bf16 on MPS needs macOS 14 and is slower; fp16 is the safe default there
+    return _DTYPES[spec.dtype]
+
+
+def native_task(spec: ModelSpec) -> str:
+    name = spec.pipeline
+    return "inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img"
+
+
+def load_pipeline(
+    key: str | ModelSpec,
+    task: str = "text2img",
+    device: str = "auto",
+    dtype: str | torch.dtype = "auto",
+    registry: Registry | None = None,
+    **from_pretrained_kwargs,
+):
+    """Load a registry model for a task onto a device.
+
+    Uses the entry's revision and weight variant, safetensors only (unless the entry says `weights: bin`),
+    its VAE override and its adapters (fused). `from_pretrained_kwargs` go to diffusers unchanged.
+
+    >>> pipe = load_pipeline("sdxl-turbo", device="cuda")
+    """
+    reg = registry or default_registry()
+    spec = reg.get(key)
+    if task not in TASK_PIPELINES:
+        raise ZooError(f"Unknown task '{task}'; use one of {sorted(TASK_PIPELINES)}")
+    if task not in spec.tasks:
+        others = [m.key for m in reg.list(family=spec.family, task=task)]
+        raise ZooError(
+            f"Model '{spec.key}' does not support task '{task}' (it supports {spec.tasks}). "
+            f"{spec.family} models that do: {others or 'none'}"
+        )
+    device = pick_device(device)
+    torch_dtype = pick_dtype(spec, device, dtype)
+    kwargs = _hub_kwargs(spec) | {"dtype": torch_dtype}
+    for role, vae_key in spec.components.items():
+        kwargs[role] = load_vae(vae_key, torch_dtype, reg)
+    kwargs.update(from_pretrained_kwargs)
+    with hub_errors_explained(spec):
+        pipe = spec.pipeline_class.from_pretrained(spec.repo, **kwargs)
+        for adapter_key in spec.adapters:
+            _fuse_adapter(pipe, reg.adapter(adapter_key))
+    if task != native_task(spec):
+        pipe = TASK_PIPELINES[task].from_pipe(pipe)
+    pipe.to(device)
+    pipe.zoo_spec = spec
+    return pipe
+
+
+def load_vae(key: str, dtype: torch.dtype, registry: Registry | None = None):
+    """A VAE from the registry's `vaes` section."""
+    vae = (registry or default_registry()).vae(key)
+    cls = getattr(diffusers, vae.cls_name)
+    kwargs = _hub_kwargs(vae) | {"dtype": dtype}
+    if vae.subfolder:
+        kwargs["subfolder"] = vae.subfolder
+    with hub_errors_explained(vae):
+        return cls.from_pretrained(vae.repo, **kwargs)
+
+
+def _hub_kwargs(spec) -> dict:
+    kwargs = {"revision": spec.revision, "use_safetensors": spec.weights == "safetensors"}
+    if spec.variant:
+        kwargs["variant"] = spec.variant
+    return kwargs
+
+
+def _fuse_adapter(pipe, adapter) -> None:
+    """Load a registry LoRA, fuse it at its recommended scale, and drop the LoRA layers."""
+    pipe.load_lora_weights(
+        adapter.repo, weight_name=adapter.weight_name, revision=adapter.revision, adapter_name=adapter.key
+    )
+    pipe.fuse_lora(adapter_names=[adapter.key], lora_scale=adapter.scale)
+    pipe.unload_lora_weights()
+
+
+@contextlib.contextmanager
+def hub_errors_explained(spec):
+    """Turn Hub and diffusers loading errors into one `ModelAccessError` that says what to do next."""
+    try:
+        yield
+    except ZooError:
+        raise
+    except Exception as e:
+        message = explain(spec, e)
+        if message is None:
+            raise
+        not_cached = isinstance(_hub_cause(e), (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled))
+        raise (ModelNotCachedError if not_cached or "not in the local cache" in message else ModelAccessError)(
+            message
+        ) from e
+
+
+def _hub_cause(e: BaseException):
+    """The first Hub error in an exception's chain (diffusers re-raises them as OSError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(
+            e, (hub_errors.HfHubHTTPError, hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)
+        ):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def explain(spec, e: BaseException) -> str | None:
+    """A message for people about why loading `spec` failed, or None when it is not a Hub or file problem."""
+    what = f"'{spec.key}' ({spec.repo} at revision {spec.revision})"
+    cause = _hub_cause(e)
+    if isinstance(cause, hub_errors.GatedRepoError):
+        return _gated_message(spec, what)
+    if isinstance(cause, hub_errors.RevisionNotFoundError):
+        return (
+            f"Model {what}: revision '{spec.revision}' does not exist in the repo any more. "
+            f"Run `python -m helpers doctor {spec.key} --pin` to pin the current commit."
+        )
+    if isinstance(cause, hub_errors.RepositoryNotFoundError):
+        moved = getattr(spec, "previous_repos", [])
+        hint = f" (it used to be at {', '.join(moved)})" if moved else ""
+        token = "" if huggingface_hub.get_token() else " If it is private, log in with `hf auth login`."
+        return (
+            f"Model {what}: the repo does not exist on the Hub{hint}: it was deleted, renamed or made private."
+            f"{token} Run `python -m helpers doctor {spec.key}` to check the registry, and update models.yaml."
+        )
+    if isinstance(cause, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
+        return _not_cached_message(what)
+    text = str(e)
+    if (
+        isinstance(e, (OSError, ValueError))
+        and "necessary `safetensors` weights" in text
+        and getattr(spec, "weights", "") == "safetensors"
+    ):
+        return (
+            f"Model {what}: the repo has no safetensors weights, only pickled .bin files, which can run code "
+            "when loaded. Only if you trust the repo, set `weights: bin` in its models.yaml entry."
+        )
+    if "variant" in text and getattr(spec, "variant", None):
+        return (
+            f"Model {what}: the repo has no '{getattr(spec, 'variant', None)}' variant files for some component "
+            f"({_first_line(text)}). Set `variant: null` in its models.yaml entry if the repo stores "
+            "half-precision weights without a suffix."
+        )
+    if isinstance(e, OSError) and ("not fully cached" in text or "offline" in text.lower()):
+        return _not_cached_message(what)
+    return None
+
+
+def _gated_message(spec, what: str) -> str:
+    if huggingface_hub.get_token() is None:
+        return (
+            f"Model {what} is gated and no Hugging Face token is set. Accept its licence at {spec.url} "
+            "(logged in), then run `hf auth login` (in Colab: add HF_TOKEN under Secrets) and try again."
+        )
+    return (
+        f"Model {what} is gated and your token has no access to it. Accept the licence at {spec.url} "
+        "with the account the token belongs to (see `hf auth whoami`), then try again."
+    )
+
+
+def _not_cached_message(what: str) -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    why = "HF_HUB_OFFLINE=1 is set" if offline else "the Hub cannot be reached"
+    cache = huggingface_hub.constants.HF_HUB_CACHE
+    return (
+        f"Model {what} is not in the local cache ({cache}) and {why}. Connect to the network once "
+        "(unset HF_HUB_OFFLINE) to download it; to try the project with no network at all, build tiny "
+        "stand-ins with `python -m helpers offline-hub DIR` and set HF_HUB_CACHE=DIR."
+    )
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
+
+
+__all__ = ["load_pipeline", "load_vae", "pick_device", "pick_dtype", "native_task", "UnknownModelError"]

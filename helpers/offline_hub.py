@@ -1,0 +1,364 @@
+"""An offline Hugging Face hub of tiny random-weight models, one for every registry entry.
+
+`build(DIR)` writes, in the Hugging Face cache layout (`models--OWNER--NAME/{blobs,snapshots,refs,trees}`),
+a tiny pipeline at each entry's real repo id and revision, with the real pipeline and component classes,
+subfolders and file names (variant files only where the entry says the real repo has them). With
+`HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1` the ordinary loading code then works with no network: the images are noise.
+
+    python -m helpers offline-hub ~/.cache/sdzoo-offline-hub
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+
+import diffusers
+import torch
+
+from . import tiny
+from .registry import AdapterSpec, ModelSpec, Registry, VaeSpec
+from .registry import default as default_registry
+
+_LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".ckpt")
+_TRANSFORMERS = {"CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel", "CLIPImageProcessor"}
+_TOKENIZERS = {"CLIPTokenizer", "T5Tokenizer", "T5TokenizerFast"}
+# Written last, at the cache root: a finished build. CACHEDIR.TAG is the cache-directory tag that backup tools and
+# huggingface_hub's cache scanner both skip (https://bford.info/cachedir/).
+BUILD_MARK = "CACHEDIR.TAG"
+
+
+# --- what each family's components are ------------------------------------------------------------
+
+
+def _scheduler(spec: ModelSpec):
+    """The scheduler class and config the real repo ships, by family and prediction type."""
+    common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
+    fam, pred = spec.family, spec.prediction
+    if pred == "flow":
+        if fam == "flux" and spec.defaults.guidance_scale > 0:  # FLUX.1-dev: resolution-dependent shift
+            return diffusers.FlowMatchEulerDiscreteScheduler(
+                shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15
+            )
+        return diffusers.FlowMatchEulerDiscreteScheduler(shift=1.0 if fam == "flux" else 3.0)
+    if pred == "edm":
+        return diffusers.EDMDPMSolverMultistepScheduler(sigma_data=0.5, sigma_max=80.0, sigma_min=0.002)
+    if spec.pipeline == "LatentConsistencyModelPipeline":
+        return diffusers.LCMScheduler(**common, set_alpha_to_one=True, timestep_spacing="leading")
+    if fam == "pixart":
+        return diffusers.DPMSolverMultistepScheduler(prediction_type="epsilon")
+    if spec.defaults.guidance_scale == 0:  # turbo models ship an ancestral Euler with trailing spacing
+        return diffusers.EulerAncestralDiscreteScheduler(**common, timestep_spacing="trailing", prediction_type=pred)
+    if fam == "sdxl":
+        return diffusers.EulerDiscreteScheduler(**common, steps_offset=1, timestep_spacing="leading")
+    if pred == "v_prediction":
+        return diffusers.DDIMScheduler(**common, prediction_type=pred, steps_offset=1, clip_sample=False)
+    return diffusers.PNDMScheduler(**common, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+
+
+def _vae_for(family: str, spec: ModelSpec | None = None):
+    if family in ("sd3", "flux"):
+        scale, shift = (1.5305, 0.0609) if family == "sd3" else (0.3611, 0.1159)
+        return tiny.seeded(tiny.vae, 16, scale, shift, quant_conv=False, seed=1)
+    if family == "sdxl":
+        extra = {}
+        if spec is not None and spec.prediction == "edm":  # Playground v2.5 normalises latents per channel
+            extra = {"latents_mean": [-1.6574, 1.886, -1.383, 2.5155], "latents_std": [8.4927, 5.9022, 6.5498, 5.2299]}
+        return tiny.seeded(tiny.vae, 4, 0.13025, force_upcast=True, seed=1, **extra)
+    return tiny.seeded(tiny.vae, 4, 0.18215, seed=1)
+
+
+def _denoiser(spec: ModelSpec):
+    """The family's denoiser, seeded by the repo id so that every model draws a different picture."""
+    fam, inpaint = spec.family, spec.pipeline.endswith("InpaintPipeline")
+    in_ch, seed = (9 if inpaint else 4), zlib.crc32(spec.repo.encode())
+    if fam in ("sd1", "sd2"):
+        lcm = spec.pipeline == "LatentConsistencyModelPipeline"  # guidance is an input of LCM U-Nets
+        return "unet", tiny.seeded(tiny.unet_sd, in_ch, spec.resolution // 8, 32 if lcm else None, seed=seed)
+    if fam == "sdxl":
+        refiner = "text_encoder" in spec.layout.missing
+        return "unet", tiny.seeded(tiny.unet_sdxl, in_ch, refiner, spec.resolution // 8, seed=seed)
+    if fam == "sd3":
+        return "transformer", tiny.seeded(tiny.sd3_transformer, seed=seed)
+    if fam == "flux":
+        return "transformer", tiny.seeded(tiny.flux_transformer, spec.defaults.guidance_scale > 0, seed=seed)
+    return "transformer", tiny.seeded(tiny.pixart_transformer, spec.pipeline == "PixArtSigmaPipeline", seed=seed)
+
+
+def _components(spec: ModelSpec) -> dict:
+    """Component name -> object (model, scheduler, or ('tokenizer', kind)) for the entry's pipeline."""
+    fam = spec.family
+    name, denoiser = _denoiser(spec)
+    comps = {name: denoiser, "vae": _vae_for(fam, spec), "scheduler": _scheduler(spec)}
+    if fam in ("sd1", "sd2"):
+        act = "gelu" if fam == "sd2" else "quick_gelu"
+        comps["text_encoder"] = tiny.seeded(tiny.clip_text, act=act, seed=3)
+        comps["tokenizer"] = ("clip", "!" if fam == "sd2" else "<|endoftext|>")
+        if spec.layout.safety_checker:
+            comps["safety_checker"] = tiny.seeded(tiny.safety_checker, seed=4)
+            comps["feature_extractor"] = tiny.feature_extractor()
+    elif fam == "sdxl":
+        comps["text_encoder"] = tiny.seeded(tiny.clip_text, seed=3)
+        comps["tokenizer"] = ("clip", "<|endoftext|>")
+        comps["text_encoder_2"] = tiny.seeded(tiny.clip_text, act="gelu", projection=True, seed=5)
+        comps["tokenizer_2"] = ("clip", "!")
+    elif fam == "sd3":
+        comps["text_encoder"] = tiny.seeded(tiny.clip_text, projection=True, seed=3)
+        comps["tokenizer"] = ("clip", "<|endoftext|>")
+        comps["text_encoder_2"] = tiny.seeded(tiny.clip_text, act="gelu", projection=True, seed=5)
+        comps["tokenizer_2"] = ("clip", "!")
+        comps["text_encoder_3"] = tiny.seeded(tiny.t5_encoder, seed=6)
+        comps["tokenizer_3"] = ("t5", 256)
+    elif fam == "flux":
+        comps["text_encoder"] = tiny.seeded(tiny.clip_text, seed=3)
+        comps["tokenizer"] = ("clip", "<|endoftext|>")
+        comps["text_encoder_2"] = tiny.seeded(tiny.t5_encoder, seed=6)
+        comps["tokenizer_2"] = ("t5", 512)
+    else:  # pixart
+        comps["text_encoder"] = tiny.seeded(tiny.t5_encoder, seed=6)
+        comps["tokenizer"] = ("t5", 512)
+    for missing in spec.layout.missing:
+        comps.pop(missing, None)
+    return comps
+
+
+# --- writing a repo's files --------------------------------------------------------------------
+
+
+def _library(obj) -> list:
+    cls = type(obj).__name__
+    if cls == "StableDiffusionSafetyChecker":
+        return ["stable_diffusion", cls]
+    if cls.startswith("CLIPImageProcessor"):
+        return ["transformers", "CLIPImageProcessor"]
+    return ["transformers" if cls in _TRANSFORMERS else "diffusers", cls]
+
+
+def _save_model(model, folder: Path, spec_variant, safetensors: bool, shards: int, with_variant: bool):
+    """Save full-precision weights, and the variant copy where the real repo has one."""
+    is_diffusers = isinstance(model, diffusers.ModelMixin)
+    kw = {"safe_serialization": safetensors}
+    if shards > 1:
+        size = _shard_size_for(model, shards)
+        kw["max_shard_size"] = size if is_diffusers else f"{size / 1e6:.6f}MB"
+    model.save_pretrained(str(folder), **kw)
+    if with_variant and spec_variant:
+        half = torch.bfloat16 if spec_variant == "bf16" else torch.float16
+        model.to(half).save_pretrained(str(folder), variant=spec_variant, **kw)
+        model.to(torch.float32)
+    if not safetensors and not is_diffusers:
+        _pickle_transformers_weights(folder)
+
+
+def _pickle_transformers_weights(folder: Path) -> None:
+    """transformers 5 saves only safetensors; old repos hold `pytorch_model[.variant].bin`, so convert."""
+    from safetensors.torch import load_file
+
+    for path in folder.glob("model*.safetensors"):
+        name = path.name.replace("model", "pytorch_model", 1).replace(".safetensors", ".bin")
+        torch.save(load_file(str(path)), folder / name)
+        path.unlink()
+
+
+def _shard_size_for(model, shards: int) -> int:
+    """The smallest shard size that splits the weights into exactly `shards` files, packed in order."""
+    sizes = [t.numel() * t.element_size() for t in model.state_dict().values()]
+    limit = max(max(sizes), sum(sizes) // shards)
+    while True:
+        count, current = 1, 0
+        for s in sizes:
+            if current + s > limit and current > 0:
+                count, current = count + 1, 0
+            current += s
+        if count <= shards:
+            return limit
+        limit += max(1, sum(sizes) // 200)
+
+
+def write_pipeline_folder(spec: ModelSpec, folder: Path) -> None:
+    """Write a tiny pipeline in the entry's real repo layout into `folder`."""
+    comps = _components(spec)
+    pipe_cls = spec.pipeline_class
+    expected, _ = diffusers.DiffusionPipeline._get_signature_keys(pipe_cls)
+    index = {"_class_name": spec.pipeline, "_diffusers_version": diffusers.__version__}
+    variant_components = spec.layout.variant_components
+    for name in sorted(expected):
+        obj = comps.get(name)
+        if obj is None:
+            index[name] = [None, None]
+            continue
+        sub = folder / name
+        if isinstance(obj, tuple):  # tokenizer recipe
+            kind, arg = obj
+            if kind == "clip":
+                tiny.write_clip_tokenizer(sub, pad_token=arg)
+                index[name] = ["transformers", "CLIPTokenizer"]
+            else:
+                tiny.write_t5_tokenizer(sub, model_max_length=arg)
+                index[name] = ["transformers", "T5TokenizerFast" if spec.family == "flux" else "T5Tokenizer"]
+            continue
+        index[name] = _library(obj)
+        if isinstance(obj, (torch.nn.Module,)):
+            with_variant = variant_components is None or name in variant_components
+            safe = spec.weights == "safetensors"
+            _save_model(obj, sub, spec.variant, safe, spec.layout.sharded.get(name, 1), with_variant)
+        else:  # scheduler or image processor
+            obj.save_pretrained(str(sub))
+    if "safety_checker" in expected:
+        index["requires_safety_checker"] = spec.layout.safety_checker
+    if spec.family == "sdxl" and "text_encoder" in spec.layout.missing:
+        index["requires_aesthetics_score"] = True
+        index["force_zeros_for_empty_prompt"] = False
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+
+
+def write_vae_folder(spec: VaeSpec, folder: Path) -> None:
+    fam = spec.families[0]
+    if spec.cls_name == "AutoencoderTiny":
+        ch = 16 if fam in ("sd3", "flux") else 4
+        model = tiny.seeded(tiny.tiny_autoencoder, ch, seed=7)
+    else:
+        model = _vae_for(fam)
+        torch.manual_seed(8)  # a different VAE from the pipeline's own, so swapping it shows
+        for p in model.parameters():
+            p.data.add_(0.01 * torch.randn_like(p))
+    target = folder / spec.subfolder if spec.subfolder else folder
+    _save_model(model, target, spec.variant, spec.weights == "safetensors", 1, True)
+
+
+def write_adapter_folder(spec: AdapterSpec, base: ModelSpec, folder: Path) -> None:
+    """A LoRA for the family's tiny denoiser (non-zero, so loading it changes the image), or an embedding."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "textual_inversion":
+        from safetensors.torch import save_file
+
+        torch.manual_seed(9)
+        token = spec.token or f"<{spec.key}>"
+        save_file({token: torch.randn(1, tiny.CLIP_HIDDEN)}, str(folder / spec.weight_name))
+        return
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    _, denoiser = _denoiser(base)
+    targets = ["to_q", "to_k", "to_v", "to_out.0"]
+    denoiser.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False))
+    torch.manual_seed(10)
+    for n, p in denoiser.named_parameters():
+        if "lora_" in n:
+            p.data = 0.1 * torch.randn_like(p)
+    layers = get_peft_model_state_dict(denoiser)
+    key = "transformer_lora_layers" if base.family in ("sd3", "flux", "pixart") else "unet_lora_layers"
+    base.pipeline_class.save_lora_weights(str(folder), weight_name=spec.weight_name, **{key: layers})
+
+
+# --- the cache layout ---------------------------------------------------------------------------
+
+
+def _fake_commit(repo: str, revision: str) -> str:
+    return hashlib.sha1(f"offline-hub:{repo}@{revision}".encode()).hexdigest()
+
+
+def _git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def commit_to_cache(cache: Path, repo: str, revision: str, revision_kind: str, source: Path) -> Path:
+    """Place `source`'s files as a snapshot of `repo` at `revision`, as `snapshot_download` would."""
+    storage = cache / ("models--" + repo.replace("/", "--"))
+    commit = revision if revision_kind == "commit" else _fake_commit(repo, revision)
+    snapshot = storage / "snapshots" / commit
+    if snapshot.exists():
+        shutil.rmtree(snapshot)
+    tree = {}
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = path.relative_to(source).as_posix()
+        data = path.read_bytes()
+        entry = {"size": len(data), "blob_id": _git_blob_sha1(data)}
+        if rel.endswith(_LFS_SUFFIXES):
+            entry.update(lfs_sha256=hashlib.sha256(data).hexdigest(), lfs_size=len(data))
+        blob = storage / "blobs" / entry.get("lfs_sha256", entry["blob_id"])
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        if not blob.exists():
+            blob.write_bytes(data)
+        link = snapshot / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            link.symlink_to(os.path.relpath(blob, link.parent))
+        except OSError:  # no symlinks (Windows without developer mode): the hub copies too
+            shutil.copyfile(blob, link)
+        tree[rel] = entry
+    refs = storage / "refs"
+    refs.mkdir(parents=True, exist_ok=True)
+    for ref in {"main", revision} if revision_kind == "branch" else {"main"}:
+        (refs / ref).write_text(commit)
+    trees = storage / "trees"
+    trees.mkdir(exist_ok=True)
+    (trees / f"{commit}.json").write_text(json.dumps({"format_version": 1, "files": tree}, indent=1))
+    return snapshot
+
+
+def build(cache_dir: str | Path, registry: Registry | None = None, keys: list[str] | None = None) -> Path:
+    """Build the offline hub under `cache_dir` for every entry (or only `keys`); returns the folder."""
+    reg = registry or default_registry()
+    cache = Path(cache_dir).expanduser().resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    done = set()
+    with _quiet():
+        _build(reg, cache, keys, done)
+    (cache / BUILD_MARK).write_text(
+        "Signature: 8a477f597d28d172789f06886806bc55\n"
+        f"# An offline hub of tiny random-weight models built by `python -m helpers offline-hub` from {reg.path}.\n"
+        f"# {len(done)} repos. Images generated from these models are noise.\n"
+    )
+    return cache
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the libraries' save-time warnings and progress bars: they are about tiny weights, not the user's."""
+    import transformers
+
+    levels = (diffusers.utils.logging.get_verbosity(), transformers.logging.get_verbosity())
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers.utils.logging.set_verbosity(levels[0])
+        transformers.logging.set_verbosity(levels[1])
+        transformers.logging.enable_progress_bar()
+
+
+def _build(reg: Registry, cache: Path, keys, done: set) -> None:
+    models = [reg.get(k) for k in keys] if keys else list(reg.models.values())
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in models:
+            for v in spec.components.values():
+                _once(done, reg.vae(v), cache, tmp, write_vae_folder)
+            for a in spec.adapters:
+                ad = reg.adapter(a)
+                _once(done, ad, cache, tmp, lambda s, f, base=spec: write_adapter_folder(s, base, f))
+            _once(done, spec, cache, tmp, write_pipeline_folder)
+        if not keys:
+            for vae in reg.vaes.values():
+                _once(done, vae, cache, tmp, write_vae_folder)
+            for ad in reg.adapters.values():
+                base = next((m for m in reg.models.values() if m.family == ad.family and not m.adapters), None)
+                if base is not None:
+                    _once(done, ad, cache, tmp, lambda s, f, base=base: write_adapter_folder(s, base, f))
+
+
+def _once(done: set, spec, cache: Path, tmp: str, writer) -> None:
+    ident = (spec.repo, spec.revision)
+    if ident in done:
+        return
+    done.add(ident)
+    folder = Path(tmp) / spec.repo.replace("/", "--") / spec.revision
+    writer(spec, folder)
+    commit_to_cache(cache, spec.repo, spec.revision, spec.revision_kind, folder)

@@ -1,0 +1,391 @@
+"""The curated registry: `models.yaml` loaded once, validated, and queried by key.
+
+>>> from helpers import registry
+>>> registry.get("sd15").repo
+'stable-diffusion-v1-5/stable-diffusion-v1-5'
+>>> [m.key for m in registry.models(family="flux")]
+['flux-schnell', 'flux-dev']
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+import diffusers
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import RegistryError, UnknownModelError
+from .schedulers import scheduler_names
+
+REGISTRY_PATH = Path(__file__).resolve().parent.parent / "models.yaml"
+
+Family = Literal["sd1", "sd2", "sdxl", "sd3", "flux", "pixart"]
+Task = Literal["text2img", "img2img", "inpaint"]
+KEY_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+# Which pipeline classes belong to which family: a family/class mismatch is a registry bug.
+FAMILY_PIPELINES = {
+    "sd1": {"StableDiffusionPipeline", "StableDiffusionInpaintPipeline", "LatentConsistencyModelPipeline"},
+    "sd2": {"StableDiffusionPipeline", "StableDiffusionInpaintPipeline"},
+    "sdxl": {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline"},
+    "sd3": {"StableDiffusion3Pipeline"},
+    "flux": {"FluxPipeline"},
+    "pixart": {"PixArtAlphaPipeline", "PixArtSigmaPipeline"},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Size(_Strict):
+    download_gb: float = Field(ge=0)
+    vram_gb: float | None = Field(default=None, ge=0)
+
+
+class Defaults(_Strict):
+    steps: int = Field(ge=1)
+    guidance_scale: float = Field(ge=0)
+    scheduler: str = "default"
+    scheduler_options: dict = Field(default_factory=dict)
+    negative_prompt: bool = True
+    max_sequence_length: int | None = None
+
+
+class Layout(_Strict):
+    """Facts about a repo's files where they differ from the plain diffusers layout."""
+
+    safety_checker: bool = False
+    missing: list[str] = Field(default_factory=list)
+    sharded: dict[str, int] = Field(default_factory=dict)
+    variant_components: list[str] | None = None
+
+
+class _Pinned(_Strict):
+    """A Hub repo at a revision: a commit SHA where known, else a branch, and the entry says which."""
+
+    key: str
+    name: str
+    repo: str
+    revision: str = "main"
+    revision_kind: Literal["commit", "branch"] = "branch"
+    license: str
+    description: str
+    notes: str = ""
+    sources: list[str] = Field(default_factory=list)
+
+    @field_validator("key")
+    @classmethod
+    def _key_form(cls, v):
+        if not KEY_RE.match(v):
+            raise ValueError("keys are lower-case letters, digits, '.' and '-'")
+        return v
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_form(cls, v):
+        if v.count("/") != 1 or not all(v.split("/")):
+            raise ValueError(f"'{v}' is not a Hub repo id of the form 'owner/name'")
+        return v
+
+    @model_validator(mode="after")
+    def _revision_matches_kind(self):
+        is_sha = bool(SHA_RE.match(self.revision))
+        if is_sha != (self.revision_kind == "commit"):
+            raise ValueError(
+                f"revision '{self.revision}' and revision_kind '{self.revision_kind}' disagree: "
+                "a commit is 40 lower-case hex digits"
+            )
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo}"
+
+
+class VaeSpec(_Pinned):
+    cls_name: Literal["AutoencoderKL", "AutoencoderTiny"] = Field(alias="class")
+    subfolder: str | None = None
+    variant: str | None = None
+    weights: Literal["safetensors", "bin"] = "safetensors"
+    families: list[Family]
+    size: Size
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AdapterSpec(_Pinned):
+    kind: Literal["lora", "textual_inversion"]
+    weight_name: str
+    family: Family
+    scale: float = 1.0
+    trigger_words: list[str] = Field(default_factory=list)
+    token: str | None = None  # textual inversion: the token the embedding binds to
+    size: Size
+
+
+class ModelSpec(_Pinned):
+    aliases: list[str] = Field(default_factory=list)
+    previous_repos: list[str] = Field(default_factory=list)
+    base: str | None = None
+    family: Family
+    pipeline: str
+    variant: Literal["fp16", "bf16"] | None = None
+    dtype: Literal["float16", "bfloat16"]
+    weights: Literal["safetensors", "bin"] = "safetensors"
+    gated: bool
+    commercial_use: bool | Literal["unclear"]
+    tasks: list[Task]
+    resolution: int = Field(gt=0)
+    prediction: Literal["epsilon", "v_prediction", "flow", "edm"]
+    defaults: Defaults
+    components: dict[Literal["vae"], str] = Field(default_factory=dict)
+    adapters: list[str] = Field(default_factory=list)
+    layout: Layout = Field(default_factory=Layout)
+    size: Size
+    trigger_words: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline_exists(cls, v):
+        if not hasattr(diffusers, v):
+            raise ValueError(f"diffusers has no pipeline class '{v}' (diffusers {diffusers.__version__})")
+        return v
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_form(cls, v):
+        bad = [a for a in v if not KEY_RE.match(a)]
+        if bad:
+            raise ValueError(f"aliases {bad} must be lower-case letters, digits, '.' and '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.pipeline not in FAMILY_PIPELINES[self.family]:
+            raise ValueError(
+                f"pipeline {self.pipeline} does not belong to family '{self.family}' "
+                f"(expected one of {sorted(FAMILY_PIPELINES[self.family])})"
+            )
+        valid = scheduler_names(self.family, self.prediction)
+        if self.defaults.scheduler not in valid:
+            raise ValueError(f"defaults.scheduler '{self.defaults.scheduler}' is not valid here; use one of {valid}")
+        if self.dtype == "bfloat16" and self.variant == "fp16":
+            raise ValueError("dtype bfloat16 with variant fp16 would round weights twice; use variant bf16 or none")
+        return self
+
+    @property
+    def pipeline_class(self):
+        return getattr(diffusers, self.pipeline)
+
+    @property
+    def schedulers(self) -> list[str]:
+        """Scheduler names valid for this model."""
+        return scheduler_names(self.family, self.prediction)
+
+    def fits(self, vram_gb: float) -> bool:
+        """Whether the model runs with everything on a GPU of `vram_gb`."""
+        return self.size.vram_gb is not None and self.size.vram_gb <= vram_gb
+
+
+class Registry:
+    """Validated models, VAEs and adapters, looked up by key or alias."""
+
+    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None):
+        self.models, self.vaes, self.adapters, self.path = models, vaes, adapters, path
+        self._aliases = {a: m.key for m in models.values() for a in m.aliases}
+
+    def get(self, key: str) -> ModelSpec:
+        """The model for a key or alias; an unknown key gets a 'did you mean'."""
+        if isinstance(key, ModelSpec):
+            return key
+        key_l = str(key).strip().lower()
+        if key_l in self.models:
+            return self.models[key_l]
+        if key_l in self._aliases:
+            return self.models[self._aliases[key_l]]
+        by_repo = [m for m in self.models.values() if m.base is None and key in (m.repo, *m.previous_repos)]
+        if by_repo:
+            return by_repo[0]
+        raise UnknownModelError(_unknown("model", key, [*self.models, *self._aliases]))
+
+    def vae(self, key: str) -> VaeSpec:
+        if key not in self.vaes:
+            raise UnknownModelError(_unknown("VAE", key, self.vaes))
+        return self.vaes[key]
+
+    def adapter(self, key: str) -> AdapterSpec:
+        if key not in self.adapters:
+            raise UnknownModelError(_unknown("adapter", key, self.adapters))
+        return self.adapters[key]
+
+    def list(
+        self,
+        family: str | None = None,
+        task: str | None = None,
+        tag: str | None = None,
+        gated: bool | None = None,
+        fits_gb: float | None = None,
+        commercial: bool | None = None,
+    ) -> list[ModelSpec]:
+        """Models matching every filter given, in registry order."""
+        out = []
+        for m in self.models.values():
+            if family and m.family != family:
+                continue
+            if task and task not in m.tasks:
+                continue
+            if tag and tag not in m.tags:
+                continue
+            if gated is not None and m.gated != gated:
+                continue
+            if fits_gb is not None and not m.fits(fits_gb):
+                continue
+            if commercial is not None and (m.commercial_use is True) != commercial:
+                continue
+            out.append(m)
+        return out
+
+    def table(self, models: list[ModelSpec] | None = None):
+        """A pandas DataFrame of the key facts, one row a model, for notebooks."""
+        import pandas as pd
+
+        rows = [
+            {
+                "key": m.key,
+                "name": m.name,
+                "family": m.family,
+                "tasks": ", ".join(m.tasks),
+                "resolution": m.resolution,
+                "steps": m.defaults.steps,
+                "guidance": m.defaults.guidance_scale,
+                "gated": m.gated,
+                "license": m.license,
+                "commercial": m.commercial_use,
+                "download_gb": m.size.download_gb,
+                "vram_gb": m.size.vram_gb,
+                "repo": m.repo,
+                "description": m.description,
+            }
+            for m in (self.models.values() if models is None else models)
+        ]
+        return pd.DataFrame(rows).set_index("key")
+
+
+def _unknown(what: str, key: str, known) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(str(key).lower(), known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"Unknown {what} '{key}'.{hint} Run `python -m helpers list` to see them all."
+
+
+_INHERITED = (
+    "repo",
+    "previous_repos",
+    "revision",
+    "revision_kind",
+    "family",
+    "pipeline",
+    "variant",
+    "dtype",
+    "weights",
+    "layout",
+)
+
+
+def parse(data: dict, path: Path | None = None) -> Registry:
+    """Validate a registry mapping; any error names the entry and the field."""
+    where = path or "registry"
+    if not isinstance(data, dict) or "models" not in data:
+        raise RegistryError(f"{where}: expected top-level sections 'models', 'vaes' and 'adapters'")
+    extra = set(data) - {"models", "vaes", "adapters"}
+    if extra:
+        raise RegistryError(f"{where}: unknown top-level section(s) {sorted(extra)}")
+    vaes = _section(data.get("vaes") or {}, VaeSpec, "vaes", where)
+    adapters = _section(data.get("adapters") or {}, AdapterSpec, "adapters", where)
+    raw_models = data["models"] or {}
+    for key, entry in raw_models.items():
+        base_key = (entry or {}).get("base")
+        if base_key:
+            base = raw_models.get(base_key)
+            if base is None or base.get("base"):
+                raise RegistryError(f"{where}: models.{key}.base: '{base_key}' is not a model without a base")
+            for field in _INHERITED:
+                if field in entry:
+                    raise RegistryError(f"{where}: models.{key}.{field}: inherited from base '{base_key}'; remove it")
+                if field in base:
+                    entry[field] = base[field]
+    models = _section(raw_models, ModelSpec, "models", where)
+    _check_references(models, vaes, adapters, where)
+    return Registry(models, vaes, adapters, path)
+
+
+def _section(raw: dict, spec, name: str, where) -> dict:
+    out = {}
+    for key, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{where}: {name}.{key}: expected a mapping of fields")
+        try:
+            out[key] = spec.model_validate({**entry, "key": key})
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "(entry)"
+            raise RegistryError(f"{where}: {name}.{key}.{field}: {err['msg']}") from None
+    return out
+
+
+def _check_references(models, vaes, adapters, where):
+    seen = {}
+    for m in models.values():
+        for name in (m.key, *m.aliases):
+            if name in seen and seen[name] != m.key:
+                raise RegistryError(f"{where}: models.{m.key}.aliases: '{name}' is already used by '{seen[name]}'")
+            seen[name] = m.key
+        for role, vae_key in m.components.items():
+            if vae_key not in vaes:
+                raise RegistryError(f"{where}: models.{m.key}.components.{role}: no VAE '{vae_key}' in 'vaes'")
+            if m.family not in vaes[vae_key].families:
+                raise RegistryError(
+                    f"{where}: models.{m.key}.components.{role}: VAE '{vae_key}' is for {vaes[vae_key].families}"
+                )
+        for a in m.adapters:
+            if a not in adapters:
+                raise RegistryError(f"{where}: models.{m.key}.adapters: no adapter '{a}' in 'adapters'")
+            if adapters[a].family != m.family:
+                raise RegistryError(
+                    f"{where}: models.{m.key}.adapters: '{a}' is a {adapters[a].family} adapter, "
+                    f"this is a {m.family} model"
+                )
+
+
+def load(path: str | Path | None = None) -> Registry:
+    """Load and validate a registry file (default: the project's `models.yaml`)."""
+    path = Path(path) if path else REGISTRY_PATH
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise RegistryError(f"{path}: not valid YAML: {e}") from None
+    return parse(data, path)
+
+
+@functools.cache
+def default() -> Registry:
+    """The project's registry, loaded once."""
+    return load()
+
+
+def get(key: str) -> ModelSpec:
+    """A model of the project's registry by key or alias."""
+    return default().get(key)
+
+
+def models(**filters) -> list[ModelSpec]:
+    """Models of the project's registry matching the filters of `Registry.list`."""
+    return default().list(**filters)

@@ -1,0 +1,77 @@
+"""Scheduler names people know (the AUTOMATIC1111 web UI's), mapped to diffusers classes and options.
+
+One table, read by the registry (to validate defaults) and by generation (to build schedulers).
+Samplers follow diffusers' own mapping table:
+https://huggingface.co/docs/diffusers/api/schedulers/overview
+"""
+
+from dataclasses import dataclass, field
+
+import diffusers
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """A named sampler: the diffusers class and the config options that make it that sampler."""
+
+    name: str
+    class_name: str
+    options: dict = field(default_factory=dict)
+    families: frozenset = frozenset()
+
+    @property
+    def cls(self):
+        return getattr(diffusers, self.class_name)
+
+
+# Families that denoise with a discrete epsilon / v-prediction U-Net share the classic samplers.
+UNET_FAMILIES = frozenset({"sd1", "sd2", "sdxl", "pixart"})
+FLOW_FAMILIES = frozenset({"sd3", "flux"})
+EDM_FAMILIES = frozenset({"sdxl"})  # Playground v2.5 (an SDXL U-Net trained with EDM)
+
+_KARRAS = {"use_karras_sigmas": True}
+
+SCHEDULERS = {
+    s.name: s
+    for s in [
+        SchedulerSpec("Euler", "EulerDiscreteScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("Euler a", "EulerAncestralDiscreteScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("Heun", "HeunDiscreteScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("LMS", "LMSDiscreteScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("LMS Karras", "LMSDiscreteScheduler", _KARRAS, UNET_FAMILIES),
+        SchedulerSpec("DPM2", "KDPM2DiscreteScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("DPM2 a", "KDPM2AncestralDiscreteScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("DPM++ 2M", "DPMSolverMultistepScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("DPM++ 2M Karras", "DPMSolverMultistepScheduler", _KARRAS, UNET_FAMILIES),
+        SchedulerSpec(
+            "DPM++ 2M SDE", "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, UNET_FAMILIES
+        ),
+        SchedulerSpec(
+            "DPM++ 2M SDE Karras",
+            "DPMSolverMultistepScheduler",
+            {"algorithm_type": "sde-dpmsolver++", **_KARRAS},
+            UNET_FAMILIES,
+        ),
+        SchedulerSpec("DPM++ SDE", "DPMSolverSinglestepScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("DPM++ SDE Karras", "DPMSolverSinglestepScheduler", _KARRAS, UNET_FAMILIES),
+        SchedulerSpec("DDIM", "DDIMScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("PNDM", "PNDMScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("UniPC", "UniPCMultistepScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("DEIS", "DEISMultistepScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("LCM", "LCMScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("Flow Euler", "FlowMatchEulerDiscreteScheduler", {}, FLOW_FAMILIES),
+        SchedulerSpec("Flow Heun", "FlowMatchHeunDiscreteScheduler", {}, FLOW_FAMILIES),
+        SchedulerSpec("EDM Euler", "EDMEulerScheduler", {}, EDM_FAMILIES),
+        SchedulerSpec("EDM DPM++ 2M", "EDMDPMSolverMultistepScheduler", {}, EDM_FAMILIES),
+    ]
+}
+
+DEFAULT = "default"  # keep the scheduler the repo ships
+
+
+def scheduler_names(family: str, prediction: str | None = None) -> list[str]:
+    """The names valid for a family (and prediction type), in table order, `"default"` first."""
+    if prediction == "edm":
+        return [DEFAULT] + [n for n, s in SCHEDULERS.items() if s.class_name.startswith("EDM")]
+    names = [n for n, s in SCHEDULERS.items() if family in s.families and not s.class_name.startswith("EDM")]
+    return [DEFAULT] + names
