@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from helpers import load_pipeline, registry
+from helpers import load_pipeline, pick_device, pick_dtype, registry
 from helpers.errors import ModelAccessError, ModelNotCachedError, ZooError
 from helpers.registry import REGISTRY_PATH
 
@@ -43,6 +43,28 @@ def test_every_entry_loads_and_generates(offline_hub_dir, key):
     assert pipe.zoo_spec is spec
     image = pipe(**_inputs(task), generator=torch.Generator().manual_seed(0)).images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all() and image.std() > 0
+    _assert_weights_from_entry_files(offline_hub_dir, spec, pipe)
+
+
+def _assert_weights_from_entry_files(hub, spec, pipe):
+    """The denoiser's weights are exactly those of the files the entry names: variant or not, safetensors or bin."""
+    name = "unet" if hasattr(pipe, "unet") else "transformer"
+    folder = _file(hub, spec, name)
+    uses_variant = spec.variant and (spec.layout.variant_components is None or name in spec.layout.variant_components)
+    files = [
+        f
+        for f in folder.iterdir()
+        if f.suffix in (".safetensors", ".bin") and (f".{spec.variant}" in f.name) == bool(uses_variant)
+    ]
+    assert files, f"no weight files for {name} in {folder}"
+    stored = {}
+    for f in files:
+        stored.update(load_file(f) if f.suffix == ".safetensors" else torch.load(f, weights_only=True))
+    loaded = getattr(pipe, name).state_dict()
+    compared = [k for k in stored if not (spec.adapters and "attn" in k)]  # fused LoRAs change attention weights
+    assert compared
+    for k in compared:
+        assert torch.equal(loaded[k], stored[k].float()), f"{name}.{k} differs from {files[0].name}"
 
 
 def _file(offline_hub_dir, spec, rel):
@@ -93,6 +115,14 @@ def test_other_task_shares_weights(offline_hub_dir):
         load_pipeline("sdxl-refiner", task="text2img", device="cpu")
     with pytest.raises(ZooError, match="Unknown task 'upscale'"):
         load_pipeline("sd15", task="upscale", device="cpu")
+
+
+def test_dtype_follows_entry_on_gpus():
+    flux, sd15 = REG.get("flux-dev"), REG.get("sd15")
+    assert pick_dtype(sd15, "cuda") == torch.float16 and pick_dtype(flux, "cuda") == torch.bfloat16
+    assert pick_dtype(flux, "cpu") == torch.float32 and pick_dtype(flux, "mps") == torch.float16
+    assert pick_dtype(flux, "cpu", "bfloat16") == torch.bfloat16
+    assert pick_device("cpu") == "cpu"
 
 
 def test_dtype_and_device_choices(offline_hub_dir):

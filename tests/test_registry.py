@@ -53,9 +53,14 @@ def test_keys_and_aliases_are_unique():
     assert len(names) == len(set(names))
 
 
-def test_every_scheduler_class_exists():
-    for s in SCHEDULERS.values():
-        assert issubclass(s.cls, diffusers.SchedulerMixin)
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_every_scheduler_builds(name):
+    spec = SCHEDULERS[name]
+    # A missing optional dependency (scipy, torchsde) makes diffusers export a dummy class instead.
+    assert issubclass(spec.cls, diffusers.SchedulerMixin), f"{spec.class_name} needs a dependency not installed"
+    scheduler = spec.cls(**spec.options)
+    scheduler.set_timesteps(4)
+    assert len(scheduler.timesteps) >= 4
 
 
 def test_removed_repos_point_to_their_successors():
