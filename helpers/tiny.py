@@ -94,6 +94,13 @@ def write_t5_tokenizer(folder: Path, model_max_length: int = 512) -> None:
 
     tok = T5Tokenizer(vocab=list(_t5_vocab()), extra_ids=100, model_max_length=model_max_length)
     tok.save_pretrained(str(folder))
+    special = {
+        "additional_special_tokens": [f"<extra_id_{i}>" for i in range(100)],
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+    }
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
 
 
 def t5_vocab_size() -> int:

@@ -6,6 +6,7 @@ HF_HUB_CACHE and HF_HUB_OFFLINE=1 in a shell.
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,9 @@ def _build_hub():
     HUB_DIR.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(HUB_DIR) + ".lock"):  # pytest-xdist workers wait for the first one
         if not (HUB_DIR / offline_hub.BUILD_MARK).exists():
+            for stale in HUB_DIR.parent.iterdir():  # hubs built from older sources
+                if stale.is_dir() and stale != HUB_DIR and len(stale.name) == len(HUB_DIR.name):
+                    shutil.rmtree(stale, ignore_errors=True)
             offline_hub.build(HUB_DIR)
     return HUB_DIR
 

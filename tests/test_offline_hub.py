@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from huggingface_hub import get_cached_repo_tree, scan_cache_dir
@@ -66,3 +67,56 @@ def test_build_is_reproducible(tmp_path):
     b = offline_hub.build(tmp_path / "b", keys=["sd15"])
     blobs = lambda root: sorted(p.name for p in root.rglob("blobs/*"))  # noqa: E731
     assert blobs(a) == blobs(b) and blobs(a)
+
+
+# The real layouts of SD 1.5, SDXL and FLUX.1-schnell (configs only), when the shared folder is beside the checkout.
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real-configs"
+REAL_REPOS = {"sd15": "sd15", "sdxl-base": "sdxl", "flux-schnell": "flux"}
+STRUCTURE = (
+    "_class_name",
+    "architectures",
+    "down_block_types",
+    "up_block_types",
+    "in_channels",
+    "out_channels",
+    "latent_channels",
+    "addition_embed_type",
+    "scaling_factor",
+    "shift_factor",
+    "use_quant_conv",
+    "use_post_quant_conv",
+    "guidance_embeds",
+    "patch_size",
+    "hidden_act",
+    "model_type",
+    "prediction_type",
+    "beta_schedule",
+    "timestep_spacing",
+    "model_max_length",
+)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real-configs is not beside this checkout")
+@pytest.mark.parametrize("key", list(REAL_REPOS))
+def test_tiny_repos_have_the_real_structure(offline_hub_dir, key):
+    """Same components and classes, same files, same block types and channels as the real checkpoint."""
+    real, tiny = REAL / REAL_REPOS[key], _snapshot(offline_hub_dir, REG.get(key))
+    real_index = json.loads((real / "model_index.json").read_text())
+    tiny_index = json.loads((tiny / "model_index.json").read_text())
+    components = {k: v for k, v in real_index.items() if isinstance(v, list) and v[0]}
+    assert components == {k: v for k, v in tiny_index.items() if isinstance(v, list) and v[0]}
+    for name in components:
+        real_files = {p.name for p in (real / name).iterdir()}
+        tiny_files = {p.name for p in (tiny / name).iterdir()}
+        assert real_files <= tiny_files, f"{name}: the real repo has {real_files - tiny_files}"
+        for config_name in real_files & tiny_files:
+            if not config_name.endswith("config.json"):
+                continue
+            want = json.loads((real / name / config_name).read_text())
+            got = json.loads((tiny / name / config_name).read_text())
+            for field in STRUCTURE:
+                if field in want:
+                    assert got.get(field) == want[field], f"{name}/{config_name}: {field}"
+            for field in ("block_out_channels",):
+                if field in want:
+                    assert len(got[field]) == len(want[field]), f"{name}/{config_name}: number of blocks"
