@@ -8,11 +8,24 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 >>> pipe = helpers.load_pipeline("sd15")
 """
 
+__version__ = "0.1.0"
+
 from .errors import ModelAccessError, ModelNotCachedError, RegistryError, UnknownModelError, ZooError
-from .loading import load_pipeline, load_vae, pick_device, pick_dtype
+from .generate import GenerationResult, generate, regenerate
+from .loading import free, get_pipeline, load_pipeline, load_vae, pick_device, pick_dtype
+from .records import Record, read_record
 from .registry import get, models
+from .schedulers import set_scheduler
 
 __all__ = [
+    "GenerationResult",
+    "Record",
+    "free",
+    "generate",
+    "get_pipeline",
+    "read_record",
+    "regenerate",
+    "set_scheduler",
     "ModelAccessError",
     "ModelNotCachedError",
     "RegistryError",

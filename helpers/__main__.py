@@ -76,6 +76,53 @@ def _readme(args) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    try:
+        return int(w), int(h or w)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not N or WxH, e.g. 512 or 768x512") from None
+
+
+def _generate(args) -> int:
+    from .generate import generate
+
+    width, height = args.size if args.size else (None, None)
+    result = generate(
+        args.key,
+        args.prompt,
+        negative_prompt=args.negative,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        height=height,
+        width=width,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        num_images=args.num_images,
+        device=args.device,
+    )
+    for path in result.save(args.out):
+        print(path)
+    t = result.timings
+    print(f"# {len(result.images)} image(s) in {t['total']:.1f} s ({t['denoising']:.1f} s denoising)", file=sys.stderr)
+    return 0
+
+
+def _doctor(args) -> int:
+    from . import doctor
+
+    checks = doctor.run(args.keys or None, pin=args.pin, path=args.registry)
+    for c in checks:
+        status = "ok" if c.ok else "PROBLEM"
+        at = f" -> {c.commit[:12]}" if c.commit and c.commit != c.revision else ""
+        print(f"{status:8} {c.section}.{c.key}  {c.repo}@{c.revision[:12]}{at}")
+        for p in c.problems:
+            print(f"         - {p}")
+    bad = [c for c in checks if not c.ok]
+    print(f"\n{len(checks) - len(bad)} ok, {len(bad)} with problems" + (" (revisions pinned)" if args.pin else ""))
+    return 1 if bad else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers", description="The Stable Diffusion model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -92,6 +139,26 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="every registry fact of one model")
     s.add_argument("key")
     s.set_defaults(run=_show)
+
+    s = sub.add_parser("generate", help="generate images and save them as PNGs with their recipe")
+    s.add_argument("key")
+    s.add_argument("prompt")
+    s.add_argument("--negative", help="negative prompt")
+    s.add_argument("--steps", type=int, help="num_inference_steps (default: the model's)")
+    s.add_argument("--guidance", type=float, help="guidance_scale (default: the model's)")
+    s.add_argument("--seed", type=int, help="first seed; image i uses seed+i (default: random, recorded)")
+    s.add_argument("--size", type=_size, help="N or WxH (default: the model's native size)")
+    s.add_argument("--scheduler", help="a sampler name, e.g. 'DPM++ 2M Karras' (see `show KEY`)")
+    s.add_argument("--num-images", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", default="outputs", help="folder for the PNGs (existing files are never replaced)")
+    s.set_defaults(run=_generate)
+
+    s = sub.add_parser("doctor", help="check registry entries against the Hub (needs network)")
+    s.add_argument("keys", nargs="*")
+    s.add_argument("--pin", action="store_true", help="write each branch entry's current commit into the registry")
+    s.add_argument("--registry", help="registry file (default: models.yaml)")
+    s.set_defaults(run=_doctor)
 
     s = sub.add_parser("offline-hub", help="build tiny random-weight stand-ins of every model, for no-network use")
     s.add_argument("dir")

@@ -57,6 +57,18 @@ def pick_dtype(spec: ModelSpec, device: str, dtype: str | torch.dtype = "auto") 
     return _DTYPES[spec.dtype]
 
 
+def check_task(spec: ModelSpec, task: str, registry: Registry) -> None:
+    """An error naming the models that can, when `spec` cannot do `task`."""
+    if task not in TASK_PIPELINES:
+        raise ZooError(f"Unknown task '{task}'; use one of {sorted(TASK_PIPELINES)}")
+    if task not in spec.tasks:
+        others = [m.key for m in registry.list(family=spec.family, task=task)]
+        raise ZooError(
+            f"Model '{spec.key}' does not support task '{task}' (it supports {spec.tasks}). "
+            f"{spec.family} models that do: {others or 'none'}"
+        )
+
+
 def native_task(spec: ModelSpec) -> str:
     name = spec.pipeline
     return "inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img"
@@ -79,14 +91,7 @@ def load_pipeline(
     """
     reg = registry or default_registry()
     spec = reg.get(key)
-    if task not in TASK_PIPELINES:
-        raise ZooError(f"Unknown task '{task}'; use one of {sorted(TASK_PIPELINES)}")
-    if task not in spec.tasks:
-        others = [m.key for m in reg.list(family=spec.family, task=task)]
-        raise ZooError(
-            f"Model '{spec.key}' does not support task '{task}' (it supports {spec.tasks}). "
-            f"{spec.family} models that do: {others or 'none'}"
-        )
+    check_task(spec, task, reg)
     device = pick_device(device)
     torch_dtype = pick_dtype(spec, device, dtype)
     kwargs = _hub_kwargs(spec) | {"dtype": torch_dtype}
@@ -101,6 +106,7 @@ def load_pipeline(
         pipe = TASK_PIPELINES[task].from_pipe(pipe)
     pipe.to(device)
     pipe.zoo_spec = spec
+    pipe.zoo_default_scheduler = pipe.scheduler  # what `set_scheduler(pipe, "default")` restores
     return pipe
 
 
@@ -231,3 +237,41 @@ def _first_line(text: str) -> str:
 
 
 __all__ = ["load_pipeline", "load_vae", "pick_device", "pick_dtype", "native_task", "UnknownModelError"]
+
+
+# One loaded model at a time by default: switching frees the previous one, which is what keeps a 16 GB Colab GPU
+# from filling up. (A budgeted multi-model cache is the memory issue's work.)
+_LOADED: dict = {}
+
+
+def get_pipeline(key, task: str = "text2img", device: str = "auto", dtype="auto", registry: Registry | None = None):
+    """`load_pipeline`, reusing the pipeline loaded last when the model, task, device and dtype match."""
+    reg = registry or default_registry()
+    spec = reg.get(key)
+    device = pick_device(device)
+    ident = (spec.key, id(reg), device, str(pick_dtype(spec, device, dtype)))
+    cached = _LOADED.get(ident)
+    if cached is None:
+        free()
+        cached = _LOADED[ident] = {}
+    if task not in cached:
+        check_task(spec, task, reg)
+        if cached:  # another task of the same weights: share them
+            pipe = TASK_PIPELINES[task].from_pipe(next(iter(cached.values())))
+            pipe.zoo_spec = spec
+            cached[task] = pipe
+        else:
+            cached[task] = load_pipeline(spec, task=task, device=device, dtype=dtype, registry=reg)
+    return cached[task]
+
+
+def free() -> None:
+    """Drop the loaded pipelines and give their memory back."""
+    import gc
+
+    _LOADED.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()

@@ -55,12 +55,20 @@ SCHEDULERS = {
         SchedulerSpec("DPM++ SDE", "DPMSolverSDEScheduler", {}, UNET_FAMILIES),
         SchedulerSpec("DPM++ SDE Karras", "DPMSolverSDEScheduler", _KARRAS, UNET_FAMILIES),
         SchedulerSpec("DDIM", "DDIMScheduler", {}, UNET_FAMILIES),
-        SchedulerSpec("PNDM", "PNDMScheduler", {}, UNET_FAMILIES),
+        SchedulerSpec("PNDM", "PNDMScheduler", {"skip_prk_steps": True}, UNET_FAMILIES),  # PLMS, as SD ships it
         SchedulerSpec("UniPC", "UniPCMultistepScheduler", {}, UNET_FAMILIES),
         SchedulerSpec("DEIS", "DEISMultistepScheduler", {}, UNET_FAMILIES),
         SchedulerSpec("LCM", "LCMScheduler", {}, UNET_FAMILIES),
         SchedulerSpec("Flow Euler", "FlowMatchEulerDiscreteScheduler", {}, FLOW_FAMILIES),
-        SchedulerSpec("Flow Heun", "FlowMatchHeunDiscreteScheduler", {}, FLOW_FAMILIES),
+        # UniPC on flow-matching sigmas, as diffusers runs it for flow models (checked to run with SD3 and FLUX).
+        SchedulerSpec(
+            "Flow UniPC",
+            "UniPCMultistepScheduler",
+            {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
+            FLOW_FAMILIES,
+        ),
+        # FLUX passes its own sigmas, which the Heun flow sampler cannot take.
+        SchedulerSpec("Flow Heun", "FlowMatchHeunDiscreteScheduler", {}, frozenset({"sd3"})),
         SchedulerSpec("EDM Euler", "EDMEulerScheduler", {}, EDM_FAMILIES),
         SchedulerSpec("EDM DPM++ 2M", "EDMDPMSolverMultistepScheduler", {}, EDM_FAMILIES),
     ]
@@ -75,3 +83,30 @@ def scheduler_names(family: str, prediction: str | None = None) -> list[str]:
         return [DEFAULT] + [n for n, s in SCHEDULERS.items() if s.class_name.startswith("EDM")]
     names = [n for n, s in SCHEDULERS.items() if family in s.families and not s.class_name.startswith("EDM")]
     return [DEFAULT] + names
+
+
+def set_scheduler(pipe, name: str, options: dict | None = None, family: str | None = None, prediction=None):
+    """Give `pipe` the named sampler, built from the repo's own scheduler config; never reloads the model.
+
+    `"default"` restores the scheduler the repo ships. The family (and prediction type) decide which names
+    are valid; an invalid one is an error listing the valid names.
+    """
+    from .errors import ZooError
+
+    spec = getattr(pipe, "zoo_spec", None)
+    family = family or (spec.family if spec else None)
+    prediction = prediction or (spec.prediction if spec else None)
+    valid = scheduler_names(family, prediction) if family else [DEFAULT, *SCHEDULERS]
+    if name not in valid:
+        who = f"'{spec.key}' ({family})" if spec else f"this {family or ''} pipeline"
+        raise ZooError(f"Scheduler '{name}' is not valid for {who}; use one of: {', '.join(valid)}")
+    original = getattr(pipe, "zoo_default_scheduler", None)
+    if original is None:
+        original = pipe.zoo_default_scheduler = pipe.scheduler
+    options = dict(options or {})
+    if name == DEFAULT:
+        pipe.scheduler = type(original).from_config(original.config, **options)
+    else:
+        chosen = SCHEDULERS[name]
+        pipe.scheduler = chosen.cls.from_config(original.config, **{**chosen.options, **options})
+    return pipe.scheduler

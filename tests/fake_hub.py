@@ -11,9 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class HubState:
-    def __init__(self, gated=(), deleted=(), revisions=None):
+    """Which repos are gated or deleted, which revisions exist (any, unless listed), their files and commits."""
+
+    def __init__(self, gated=(), deleted=(), revisions=None, files=None, shas=None):
         self.gated, self.deleted = set(gated), set(deleted)
         self.revisions = revisions or {}  # repo -> set of revisions that exist
+        self.files = files or {}  # repo -> file names at its head
+        self.shas = shas or {}  # repo -> head commit
 
 
 def _handler(state: HubState):
@@ -44,11 +48,13 @@ def _handler(state: HubState):
             repo, revision, kind = self._route()
             if repo is None or repo in state.deleted:
                 return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
-            known = state.revisions.get(repo, {"main"}) | {"0" * 40}  # the commit the metadata resolves to
-            if revision not in known:
+            sha = state.shas.get(repo, "0" * 40)
+            known = state.revisions.get(repo)
+            if known is not None and revision not in known | {sha}:
                 return self._send(404, b'{"error":"Invalid rev id"}', {"X-Error-Code": "RevisionNotFound"})
             if kind == "info":
-                info = {"id": repo, "sha": "0" * 40, "siblings": [{"rfilename": "model_index.json"}]}
+                names = state.files.get(repo, ["model_index.json"])
+                info = {"id": repo, "sha": sha, "siblings": [{"rfilename": n} for n in names]}
                 info["gated"] = "manual" if repo in state.gated else False
                 return self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
             if repo in state.gated:

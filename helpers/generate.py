@@ -1,0 +1,290 @@
+"""From a prompt to images that carry their recipe: one call for every registry model.
+
+>>> from helpers import generate
+>>> result = generate("sd15", "a watercolor fox", seed=42, num_images=2)
+>>> result.images[1]            # the same image as generate("sd15", "a watercolor fox", seed=43)
+>>> result.save("outputs")      # PNGs with the A1111 `parameters` text and the full record
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import diffusers
+import torch
+import transformers
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import records
+from .errors import ZooError
+from .loading import get_pipeline
+from .records import Record
+from .registry import ModelSpec
+from .schedulers import set_scheduler
+
+# Latent side multiples: the VAE's 8x, times the transformer's 2x2 patches (or FLUX's 2x2 packing).
+SIZE_MULTIPLE = {"sd1": 8, "sd2": 8, "sdxl": 8, "sd3": 16, "flux": 16, "pixart": 16}
+
+
+@dataclass
+class GenerationResult:
+    """Images, the record of each, and what they cost."""
+
+    images: list[Image.Image]
+    records: list[Record]
+    timings: dict = field(default_factory=dict)  # seconds: text_encoding, denoising, decoding, total; steps_per_s
+    peak_memory_gb: float | None = None
+
+    def save(self, out_dir: str | Path = "outputs") -> list[Path]:
+        """Write each image as a PNG with its record; returns the paths (existing files are never replaced)."""
+        return [records.save_image(im, rec, out_dir) for im, rec in zip(self.images, self.records, strict=True)]
+
+
+def generate(
+    model: str | ModelSpec | diffusers.DiffusionPipeline,
+    prompt: str,
+    negative_prompt: str | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    seed: int | None = None,
+    seeds: list[int] | None = None,
+    scheduler: str | None = None,
+    scheduler_options: dict | None = None,
+    num_images: int = 1,
+    batch_size: int = 1,
+    device: str = "auto",
+    generator_device: str = "cpu",
+    **pipeline_kwargs,
+) -> GenerationResult:
+    """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
+
+    What is left out comes from the model's registry defaults. Image i uses seed `seed + i` (or `seeds[i]`) and
+    equals a single run with that seed; `seed=None` draws one and records it. The generator lives on the CPU so
+    a seed gives the same starting noise on CPU, CUDA and MPS. Images are made one pipeline call each; a larger
+    `batch_size` is faster on big GPUs, but batched arithmetic may round differently (pixels within 1 level).
+    Other keyword arguments go to the pipeline.
+    """
+    pipe = model if isinstance(model, diffusers.DiffusionPipeline) else get_pipeline(model, device=device)
+    spec: ModelSpec | None = getattr(pipe, "zoo_spec", None)
+    if spec is None:
+        raise ZooError("generate() needs a registry key or a pipeline made by helpers.load_pipeline")
+    d = spec.defaults
+    steps = d.steps if num_inference_steps is None else int(num_inference_steps)
+    guidance = d.guidance_scale if guidance_scale is None else float(guidance_scale)
+    height, width = height or spec.resolution, width or spec.resolution
+    scheduler = scheduler or d.scheduler
+    sched_options = d.scheduler_options if scheduler_options is None and scheduler == d.scheduler else {}
+    sched_options = {**sched_options, **(scheduler_options or {})}
+    _check(spec, steps, guidance, height, width)
+    seed_list = _seeds(seed, seeds, num_images)
+
+    set_scheduler(pipe, scheduler, sched_options)
+    call = dict(num_inference_steps=steps, guidance_scale=guidance, height=height, width=width)
+    if d.max_sequence_length and "max_sequence_length" in _call_params(pipe):
+        call["max_sequence_length"] = d.max_sequence_length
+    call.update(pipeline_kwargs)
+    negative_prompt = negative_prompt or None
+    if negative_prompt:
+        if not _uses_negative(spec, pipe, guidance):
+            warnings.warn(
+                f"'{spec.key}' ignores the negative prompt (guidance {guidance:g}"
+                f"{', distilled guidance' if not d.negative_prompt else ''}); it was not used.",
+                stacklevel=2,
+            )
+            negative_prompt = None
+        else:
+            call["negative_prompt"] = negative_prompt
+    _warn_long_prompt(pipe, spec, prompt, call.get("max_sequence_length"))
+
+    images, timings = [], {"text_encoding": 0.0, "denoising": 0.0, "decoding": 0.0, "total": 0.0}
+    if batch_size < 1:
+        raise ZooError(f"batch_size must be at least 1 (got {batch_size})")
+    batch = batch_size
+    dev = pipe.device
+    _reset_peak(dev)
+    batches = [seed_list[i : i + batch] for i in range(0, len(seed_list), batch)]
+    unit = "image" if batch == 1 else "batch"
+    for chunk in tqdm(batches, desc=f"{spec.key}: {len(seed_list)} images", unit=unit, disable=len(batches) == 1):
+        generators = [torch.Generator(generator_device).manual_seed(s) for s in chunk]
+        with _timed(pipe) as t:
+            out = pipe(prompt=prompt, num_images_per_prompt=len(chunk), generator=generators, **call)
+        images += out.images
+        for k in timings:
+            timings[k] += t[k]
+    timings["steps_per_s"] = steps * len(batches) / timings["denoising"] if timings["denoising"] else None
+    base = Record(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seed=0,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        scheduler=scheduler,
+        scheduler_options=sched_options,
+        width=images[0].width,
+        height=images[0].height,
+        model=spec.key,
+        extra={k: v for k, v in pipeline_kwargs.items() if isinstance(v, (int, float, str, bool))},
+        repo=spec.repo,
+        revision=spec.revision,
+        dtype=str(pipe.dtype).replace("torch.", ""),
+        device=str(dev),
+        versions=versions(),
+    )
+    recs = [Record.from_dict({**base.__dict__, "seed": s}) for s in seed_list]
+    return GenerationResult(images, recs, timings, _peak_gb(dev))
+
+
+def regenerate(source: str | Path | Record, **overrides) -> GenerationResult:
+    """Make an image again from its PNG (or record): same model, prompt, seed and settings."""
+    record = source if isinstance(source, Record) else records.read_record(source)
+    if not record.model:
+        raise ZooError(f"{source}: the record names no model; call generate() with a registry key")
+    return generate(record.model, **{**record.generate_kwargs(), **overrides})
+
+
+def versions() -> dict:
+    import helpers
+
+    return {
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "helpers": getattr(helpers, "__version__", ""),
+    }
+
+
+def _check(spec: ModelSpec, steps: int, guidance: float, height: int, width: int) -> None:
+    if steps < 1:
+        raise ZooError(f"num_inference_steps must be at least 1 (got {steps})")
+    if guidance < 0:
+        raise ZooError(f"guidance_scale cannot be negative (got {guidance:g}); 0 turns guidance off")
+    m = SIZE_MULTIPLE[spec.family]
+    for name, v in (("height", height), ("width", width)):
+        if v < m or v % m:
+            low = max(m, v // m * m)
+            high = low if v <= low else low + m
+            raise ZooError(
+                f"{name} {v} is not a multiple of {m}, which {spec.family} models need: "
+                f"use {low}" + (f" or {high}" if high != low else "")
+            )
+
+
+def _seeds(seed, seeds, num_images: int) -> list[int]:
+    if seeds is not None:
+        if seed is not None:
+            raise ZooError("give seed (the first of consecutive seeds) or seeds (a list), not both")
+        return [int(s) for s in seeds]
+    if num_images < 1:
+        raise ZooError(f"num_images must be at least 1 (got {num_images})")
+    start = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
+    return [start + i for i in range(num_images)]
+
+
+def _call_params(pipe) -> set:
+    return set(inspect.signature(type(pipe).__call__).parameters)
+
+
+def _uses_negative(spec: ModelSpec, pipe, guidance: float) -> bool:
+    if "negative_prompt" not in _call_params(pipe) or not spec.defaults.negative_prompt:
+        return False
+    return guidance > 1.0  # classifier-free guidance runs only above 1
+
+
+def _warn_long_prompt(pipe, spec: ModelSpec, prompt: str, max_sequence_length: int | None) -> None:
+    """Warn, naming the words dropped, when the prompt is longer than the text encoder reads."""
+    t5_first = spec.family in ("sd3", "flux", "pixart")
+    names = ["tokenizer_3", "tokenizer_2", "tokenizer"] if t5_first else ["tokenizer"]
+    tok = next((getattr(pipe, n) for n in names if getattr(pipe, n, None) is not None), None)
+    if tok is None:
+        return
+    limit = max_sequence_length if t5_first and max_sequence_length else tok.model_max_length
+    if t5_first and not max_sequence_length:
+        limit = {"sd3": 256, "pixart": 120}.get(spec.family, 512)
+    ids = tok(prompt, add_special_tokens=False, verbose=False).input_ids
+    budget = limit - len(tok("", add_special_tokens=True).input_ids)  # room left by <bos>/<eos>
+    if len(ids) <= budget:
+        return
+    dropped = tok.decode(ids[budget:]).strip()
+    warnings.warn(
+        f"The prompt is {len(ids)} tokens; '{spec.key}' reads {budget}. Dropped: \"{dropped}\". "
+        "Shorten the prompt or put the important words first.",
+        stacklevel=3,
+    )
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@contextmanager
+def _timed(pipe):
+    """Time text encoding, denoising and decoding of one pipeline call with hooks, removed afterwards."""
+    t = {"text_encoding": 0.0, "denoising": 0.0, "decoding": 0.0, "total": 0.0}
+    marks = {"text_end": None, "decode_start": None}
+    dev, handles, starts = pipe.device, [], {}
+
+    def pre(module, *args, **kwargs):
+        _sync(dev)
+        starts[id(module)] = time.perf_counter()
+
+    def post(module, *args, **kwargs):
+        _sync(dev)
+        now = time.perf_counter()
+        t["text_encoding"] += now - starts.pop(id(module), now)
+        marks["text_end"] = now
+
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        enc = getattr(pipe, name, None)
+        if isinstance(enc, torch.nn.Module):
+            handles += [enc.register_forward_pre_hook(pre), enc.register_forward_hook(post)]
+    vae = pipe.vae
+    decode = vae.decode
+
+    def timed_decode(*args, **kwargs):
+        _sync(dev)
+        start = time.perf_counter()
+        marks["decode_start"] = marks["decode_start"] or start
+        out = decode(*args, **kwargs)
+        _sync(dev)
+        t["decoding"] += time.perf_counter() - start
+        return out
+
+    vae.decode = timed_decode  # an instance attribute, deleted below: the class method is untouched
+    _sync(dev)
+    begin = time.perf_counter()
+    try:
+        yield t
+    finally:
+        _sync(dev)
+        end = time.perf_counter()
+        del vae.decode
+        for h in handles:
+            h.remove()
+    t["total"] = end - begin
+    start = marks["text_end"] or begin
+    t["denoising"] = max(0.0, (marks["decode_start"] or end) - start)
+
+
+def _reset_peak(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_gb(device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    if device.type == "mps":
+        return torch.mps.driver_allocated_memory() / 2**30
+    return None

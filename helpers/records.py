@@ -1,0 +1,161 @@
+"""How an image was made, written into its PNG so that anyone can read it back and make it again.
+
+The `parameters` text chunk is in the AUTOMATIC1111 format, so the PNG-info readers people already use
+(the web UI's "PNG Info" tab, civitai, ComfyUI, ...) show prompt, Steps, Sampler, CFG scale, Seed, Size and
+Model; the `sdzoo` chunk holds the full record as JSON.
+
+>>> record = read_record("outputs/sd15-42-0001.png")
+>>> record.seed, record.scheduler
+(42, 'DPM++ 2M Karras')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+from .errors import ZooError
+
+JSON_KEY = "sdzoo"
+
+
+@dataclass(frozen=True)
+class Record:
+    """Everything needed to make one image again."""
+
+    prompt: str
+    seed: int
+    num_inference_steps: int
+    guidance_scale: float
+    scheduler: str
+    width: int
+    height: int
+    model: str
+    negative_prompt: str | None = None
+    scheduler_options: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # other pipeline arguments, e.g. max_sequence_length
+    repo: str = ""
+    revision: str = ""
+    dtype: str = ""
+    device: str = ""
+    versions: dict = field(default_factory=dict)
+
+    def generate_kwargs(self) -> dict:
+        """Arguments for `helpers.generate` that make this image again."""
+        kw = {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "num_inference_steps": self.num_inference_steps,
+            "guidance_scale": self.guidance_scale,
+            "scheduler": self.scheduler,
+            "scheduler_options": dict(self.scheduler_options),
+            "width": self.width,
+            "height": self.height,
+            "seed": self.seed,
+        }
+        return kw | dict(self.extra)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Record:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def a1111(self) -> str:
+        """The AUTOMATIC1111 `parameters` text."""
+        lines = [self.prompt]
+        if self.negative_prompt:
+            lines.append(f"Negative prompt: {self.negative_prompt}")
+        fields = {
+            "Steps": self.num_inference_steps,
+            "Sampler": self.scheduler,
+            "CFG scale": f"{self.guidance_scale:g}",
+            "Seed": self.seed,
+            "Size": f"{self.width}x{self.height}",
+            "Model": self.model,
+        }
+        if self.versions.get("diffusers"):
+            fields["Version"] = f"diffusers {self.versions['diffusers']}"
+        lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))
+        return "\n".join(lines)
+
+
+def parse_a1111(text: str) -> dict:
+    """The fields of an AUTOMATIC1111 `parameters` text: prompt, negative prompt and the `Key: value` line."""
+    lines = text.strip().split("\n")
+    settings = lines.pop() if lines and re.match(r"^\s*Steps: ", lines[-1]) else ""
+    negative = [i for i, line in enumerate(lines) if line.startswith("Negative prompt:")]
+    if negative:
+        i = negative[0]
+        prompt = "\n".join(lines[:i])
+        neg = "\n".join(lines[i:])[len("Negative prompt:") :].strip()
+    else:
+        prompt, neg = "\n".join(lines), None
+    out = {"prompt": prompt, "negative_prompt": neg}
+    for key, value in re.findall(r'\s*([\w ]+):\s*("(?:\\.|[^"])*"|[^,]*)(?:,|$)', settings):
+        out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def read_record(path: str | Path) -> Record:
+    """The record of a PNG written by `helpers` (or the main fields of one from the A1111 web UI)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            text = dict(getattr(image, "text", {}) or image.info)
+    except (OSError, ValueError) as e:
+        raise ZooError(f"{path}: cannot read it as an image ({e})") from None
+    if JSON_KEY in text:
+        return Record.from_dict(json.loads(text[JSON_KEY]))
+    if "parameters" in text:
+        p = parse_a1111(text["parameters"])
+        try:
+            width, height = (int(v) for v in p["Size"].split("x"))
+            return Record(
+                prompt=p["prompt"],
+                negative_prompt=p["negative_prompt"],
+                seed=int(p["Seed"]),
+                num_inference_steps=int(p["Steps"]),
+                guidance_scale=float(p["CFG scale"]),
+                scheduler=p.get("Sampler", "default"),
+                width=width,
+                height=height,
+                model=p.get("Model", ""),
+            )
+        except (KeyError, ValueError) as e:
+            raise ZooError(f"{path}: its 'parameters' text lacks a field this needs ({e})") from None
+    raise ZooError(f"{path}: the PNG holds no generation record (no 'parameters' or '{JSON_KEY}' text chunk)")
+
+
+def png_info(record: Record) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", record.a1111())
+    info.add_itxt(JSON_KEY, record.to_json())
+    return info
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "image"
+
+
+def save_image(image: Image.Image, record: Record, out_dir: str | Path = "outputs") -> Path:
+    """Save as `MODEL-SEED-NNNN.png` with the record inside; never overwrites (the counter moves on)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{_slug(record.model)}-{record.seed}"
+    for counter in range(1, 100_000):
+        path = out / f"{stem}-{counter:04d}.png"
+        try:
+            with open(path, "xb") as f:  # exclusive create: a file that exists is never replaced
+                image.save(f, format="PNG", pnginfo=png_info(record))
+            return path
+        except FileExistsError:
+            continue
+    raise ZooError(f"{out}: 99,999 images named {stem}-NNNN.png already; choose another folder")

@@ -1,0 +1,64 @@
+"""The command line against the offline hub: end to end in a fresh interpreter, and its errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import read_record
+from helpers.__main__ import main
+
+from .conftest import ROOT
+
+
+def run(*args, **env):
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(autouse=True)
+def _hub(offline_hub_dir):
+    return offline_hub_dir
+
+
+def test_generate_writes_pngs_and_prints_paths(tmp_path):
+    code, out, err = run(
+        "generate", "sd15", "a red fox", "--steps", "2", "--size", "64", "--seed", "7", "--num-images", "2",
+        "--out", str(tmp_path), "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    paths = out.split()
+    assert [os.path.basename(p) for p in paths] == ["sd15-7-0001.png", "sd15-8-0001.png"]
+    rec = read_record(paths[1])
+    assert (rec.seed, rec.num_inference_steps, rec.width, rec.prompt) == (8, 2, 64, "a red fox")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "sd15", "x", "--size", "65"], "height 65 is not a multiple of 8"),
+        (["generate", "sd15", "x", "--size", "64", "--scheduler", "Euler z"], "'Euler z' is not valid"),
+        (["generate", "sdxl-trubo", "x"], "Did you mean 'sdxl-turbo'"),
+        (["show", "flux-devv"], "Did you mean 'flux-dev'"),
+    ],
+)
+def test_bad_input_fails_clearly(args, message, capsys):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_and_show(capsys):
+    assert main(["list", "--family", "flux"]) == 0
+    out = capsys.readouterr().out
+    assert "flux-schnell" in out and "sd15" not in out
+    assert main(["show", "sdxl-lightning-4step"]) == 0
+    out = capsys.readouterr().out
+    assert "timestep_spacing: trailing" in out and "schedulers: default, Euler" in out

@@ -1,0 +1,135 @@
+"""Generation on the offline hub: defaults, seed rules, recipes that regenerate, schedulers, bad input."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import helpers
+from helpers import ZooError, generate, read_record, regenerate, registry, set_scheduler
+from helpers.schedulers import SCHEDULERS, scheduler_names
+
+REG = registry.default()
+FAMILY_MODELS = {"sd1": "sd15", "sd2": "sd21", "sdxl": "sdxl-base", "sd3": "sd3-medium", "flux": "flux-schnell"}
+FAMILY_MODELS["pixart"] = "pixart-sigma"
+SMALL = {"num_inference_steps": 2, "height": 64, "width": 64, "device": "cpu"}
+
+
+def _px(image):
+    return np.asarray(image).astype(int)
+
+
+@pytest.fixture(autouse=True)
+def _hub(offline_hub_dir):
+    yield
+    helpers.free()
+
+
+@pytest.mark.parametrize("family", list(FAMILY_MODELS))
+def test_seed_rules_and_png_recipe(family, tmp_path):
+    key = FAMILY_MODELS[family]
+    batch = generate(key, "a lighthouse at dusk", seed=11, num_images=2, **SMALL)
+    assert [r.seed for r in batch.records] == [11, 12]
+    single = generate(key, "a lighthouse at dusk", seed=12, **SMALL)
+    assert np.array_equal(_px(batch.images[1]), _px(single.images[0])), "image i of a batch == a run with seed+i"
+    assert not np.array_equal(_px(batch.images[0]), _px(batch.images[1]))
+    batched = generate(key, "a lighthouse at dusk", seed=11, num_images=2, batch_size=2, **SMALL)
+    assert np.abs(_px(batched.images[1]) - _px(single.images[0])).max() <= 1, "batched arithmetic rounds alike"
+    path = batch.save(tmp_path)[1]
+    record = read_record(path)
+    assert record == batch.records[1] and record.model == key and record.repo == REG.get(key).repo
+    again = regenerate(path)
+    assert np.array_equal(_px(again.images[0]), _px(batch.images[1])), "the PNG's recipe regenerates its pixels"
+
+
+def test_registry_defaults_fill_what_the_caller_leaves_out():
+    turbo = REG.get("sdxl-turbo")
+    rec = generate("sdxl-turbo", "a cat", seed=1, height=64, width=64, device="cpu").records[0]
+    assert (rec.num_inference_steps, rec.guidance_scale) == (turbo.defaults.steps, turbo.defaults.guidance_scale)
+    assert rec.scheduler == turbo.defaults.scheduler
+    rec = generate("sd15", "a cat", seed=1, **SMALL, guidance_scale=3).records[0]
+    assert rec.guidance_scale == 3 and rec.scheduler == REG.get("sd15").defaults.scheduler
+    assert rec.versions["diffusers"] and rec.dtype == "float32" and rec.device == "cpu"
+
+
+def test_random_seed_is_drawn_and_recorded():
+    a = generate("sd15", "a cat", **SMALL)
+    again = generate("sd15", "a cat", seed=a.records[0].seed, **SMALL)
+    assert np.array_equal(_px(a.images[0]), _px(again.images[0]))
+
+
+def test_result_reports_timings():
+    result = generate("sd15", "a cat", seed=1, **SMALL)
+    t = result.timings
+    assert t["total"] > 0 and t["text_encoding"] > 0 and t["denoising"] > 0 and t["decoding"] > 0
+    assert t["text_encoding"] + t["denoising"] + t["decoding"] <= t["total"] * 1.01
+    assert result.peak_memory_gb is None  # reported on CUDA and MPS; CPU has no allocator statistics
+
+
+def test_negative_prompt_warns_where_ignored():
+    with pytest.warns(UserWarning, match="'flux-schnell' ignores the negative prompt"):
+        rec = generate("flux-schnell", "a cat", negative_prompt="dogs", seed=1, **SMALL).records[0]
+    assert rec.negative_prompt is None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*negative prompt.*")
+        rec = generate("sd15", "a cat", negative_prompt="dogs", seed=1, **SMALL).records[0]
+    assert rec.negative_prompt == "dogs"
+
+
+def test_negative_prompt_changes_the_image():
+    plain = generate("sd15", "a cat", seed=1, **SMALL).images[0]
+    neg = generate("sd15", "a cat", negative_prompt="blurry dogs", seed=1, **SMALL).images[0]
+    assert not np.array_equal(_px(plain), _px(neg))
+
+
+def test_long_prompt_names_dropped_words():
+    prompt = "a castle on a hill " * 20 + "with golden dragons"
+    with pytest.warns(UserWarning, match=r"reads 75\. Dropped: .*golden dragons"):
+        generate("sd15", prompt, seed=1, **SMALL)
+
+
+@pytest.mark.parametrize("family", list(FAMILY_MODELS))
+def test_every_scheduler_name_runs_for_its_family(family):
+    key = FAMILY_MODELS[family]
+    spec = REG.get(key)
+    pipe = helpers.get_pipeline(key, device="cpu")
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    names = scheduler_names(spec.family, spec.prediction)
+    assert len(names) > 2
+    for name in names:
+        out = generate(pipe, "a cat", scheduler=name, seed=3, **SMALL)
+        assert np.isfinite(_px(out.images[0])).all() and out.records[0].scheduler == name
+        if name != "default":
+            assert type(pipe.scheduler).__name__ == SCHEDULERS[name].class_name
+    assert (getattr(pipe, "unet", None) or pipe.transformer) is denoiser, "changing the scheduler never reloads"
+    assert helpers.get_pipeline(key, device="cpu") is pipe
+
+
+def test_scheduler_options_are_applied():
+    pipe = helpers.get_pipeline("sd15", device="cpu")
+    set_scheduler(pipe, "DPM++ 2M SDE Karras")
+    assert pipe.scheduler.config.use_karras_sigmas and pipe.scheduler.config.algorithm_type == "sde-dpmsolver++"
+    set_scheduler(pipe, "Euler", {"timestep_spacing": "trailing"})
+    assert pipe.scheduler.config.timestep_spacing == "trailing"
+    set_scheduler(pipe, "default")
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler"
+    assert REG.get("sdxl-lightning-4step").defaults.scheduler_options == {"timestep_spacing": "trailing"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"height": 500}, r"height 500 is not a multiple of 8.*use 496 or 504"),
+        ({"width": 60, "model": "flux-schnell"}, r"width 60 is not a multiple of 16.*use 48 or 64"),
+        ({"num_inference_steps": 0}, r"at least 1"),
+        ({"guidance_scale": -2}, r"cannot be negative"),
+        ({"scheduler": "Flow Euler"}, r"'Flow Euler' is not valid for 'sd15'.*DPM\+\+ 2M Karras"),
+        ({"scheduler": "DPM++ 2M", "model": "flux-dev"}, r"not valid for 'flux-dev'.*Flow Euler"),
+        ({"num_images": 0}, r"num_images must be at least 1"),
+        ({"model": "sd1.6"}, r"Unknown model 'sd1.6'. Did you mean"),
+    ],
+)
+def test_bad_input(kwargs, message):
+    kw = {**SMALL, "model": "sd15", **kwargs}
+    with pytest.raises((ZooError, KeyError), match=message):
+        generate(kw.pop("model"), "a cat", **kw)
