@@ -10,9 +10,10 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 
 __version__ = "0.1.0"
 
+from .cache import free, get_pipeline
 from .errors import ModelAccessError, ModelNotCachedError, RegistryError, UnknownModelError, ZooError
 from .generate import GenerationResult, generate, regenerate
-from .loading import free, get_pipeline, load_pipeline, load_vae, pick_device, pick_dtype
+from .loading import load_pipeline, load_vae, pick_device, pick_dtype
 from .records import Record, read_record
 from .registry import get, models
 from .schedulers import set_scheduler

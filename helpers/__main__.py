@@ -9,6 +9,7 @@ python -m helpers readme --check
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -85,10 +86,21 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _generate(args) -> int:
-    from .generate import generate
 
     width, height = args.size if args.size else (None, None)
-    result = generate(
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the paths, for scripts
+        result = _run_generate(args, width, height)
+    for path in result.save(args.out):
+        print(path)
+    t = result.timings
+    print(f"# {len(result.images)} image(s) in {t['total']:.1f} s ({t['denoising']:.1f} s denoising)", file=sys.stderr)
+    return 0
+
+
+def _run_generate(args, width, height):
+    from .generate import generate
+
+    return generate(
         args.key,
         args.prompt,
         negative_prompt=args.negative,
@@ -101,11 +113,6 @@ def _generate(args) -> int:
         num_images=args.num_images,
         device=args.device,
     )
-    for path in result.save(args.out):
-        print(path)
-    t = result.timings
-    print(f"# {len(result.images)} image(s) in {t['total']:.1f} s ({t['denoising']:.1f} s denoising)", file=sys.stderr)
-    return 0
 
 
 def _doctor(args) -> int:

@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import diffusers
+import numpy as np
 import torch
 import transformers
+from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from tqdm.auto import tqdm
 
 from . import records
+from .cache import get_pipeline
 from .errors import ZooError
-from .loading import get_pipeline
 from .records import Record
 from .registry import ModelSpec
 from .schedulers import set_scheduler
@@ -41,10 +43,15 @@ class GenerationResult:
     records: list[Record]
     timings: dict = field(default_factory=dict)  # seconds: text_encoding, denoising, decoding, total; steps_per_s
     peak_memory_gb: float | None = None
+    problems: dict = field(default_factory=dict)  # image index -> why it is not a real image (black, NaN)
 
     def save(self, out_dir: str | Path = "outputs") -> list[Path]:
-        """Write each image as a PNG with its record; returns the paths (existing files are never replaced)."""
-        return [records.save_image(im, rec, out_dir) for im, rec in zip(self.images, self.records, strict=True)]
+        """Write each good image as a PNG with its record; returns the paths (existing files are never replaced).
+
+        Images listed in `problems` (black or NaN output) are not saved as if they were images.
+        """
+        pairs = enumerate(zip(self.images, self.records, strict=True))
+        return [records.save_image(im, rec, out_dir) for i, (im, rec) in pairs if i not in self.problems]
 
 
 def generate(
@@ -62,6 +69,7 @@ def generate(
     num_images: int = 1,
     batch_size: int = 1,
     device: str = "auto",
+    memory="auto",
     generator_device: str = "cpu",
     **pipeline_kwargs,
 ) -> GenerationResult:
@@ -73,7 +81,10 @@ def generate(
     `batch_size` is faster on big GPUs, but batched arithmetic may round differently (pixels within 1 level).
     Other keyword arguments go to the pipeline.
     """
-    pipe = model if isinstance(model, diffusers.DiffusionPipeline) else get_pipeline(model, device=device)
+    if isinstance(model, diffusers.DiffusionPipeline):
+        pipe = model
+    else:
+        pipe = get_pipeline(model, device=device, memory=memory)
     spec: ModelSpec | None = getattr(pipe, "zoo_spec", None)
     if spec is None:
         raise ZooError("generate() needs a registry key or a pipeline made by helpers.load_pipeline")
@@ -91,6 +102,8 @@ def generate(
     call = dict(num_inference_steps=steps, guidance_scale=guidance, height=height, width=width)
     if d.max_sequence_length and "max_sequence_length" in _call_params(pipe):
         call["max_sequence_length"] = d.max_sequence_length
+    if "output_type" in pipeline_kwargs:
+        raise ZooError("generate() returns PIL images with their records; for latents or tensors call the pipeline")
     call.update(pipeline_kwargs)
     negative_prompt = negative_prompt or None
     if negative_prompt:
@@ -113,13 +126,31 @@ def generate(
     _reset_peak(dev)
     batches = [seed_list[i : i + batch] for i in range(0, len(seed_list), batch)]
     unit = "image" if batch == 1 else "batch"
+    problems = {}
     for chunk in tqdm(batches, desc=f"{spec.key}: {len(seed_list)} images", unit=unit, disable=len(batches) == 1):
-        generators = [torch.Generator(generator_device).manual_seed(s) for s in chunk]
-        with _timed(pipe) as t:
-            out = pipe(prompt=prompt, num_images_per_prompt=len(chunk), generator=generators, **call)
-        images += out.images
+        arrays, nsfw, t = _run(pipe, prompt, chunk, generator_device, call)
+        bad = [i for i, a in enumerate(arrays) if _broken(a) and not nsfw[i]]
+        if bad and pipe.vae.dtype != torch.float32:
+            warnings.warn(
+                f"'{spec.key}': the VAE overflowed in {str(pipe.vae.dtype).replace('torch.', '')} (NaN or black "
+                "image); decoding again with the VAE in float32, which it keeps from now on.",
+                stacklevel=2,
+            )
+            pipe.vae.to(torch.float32)
+            arrays, nsfw, t2 = _run(pipe, prompt, chunk, generator_device, call)
+            t = {k: t[k] + t2[k] for k in t}
+        for i, a in enumerate(arrays):
+            index = len(images) + i
+            if nsfw[i]:
+                problems[index] = "blacked out by the model's safety checker (NSFW concept detected)"
+            elif _broken(a):
+                problems[index] = "NaN or all-black output (the VAE overflowed even in float32)"
+        images += VaeImageProcessor.numpy_to_pil(np.nan_to_num(np.stack(arrays)))
         for k in timings:
             timings[k] += t[k]
+    for index, why in problems.items():
+        seed_i = seed_list[index]
+        warnings.warn(f"'{spec.key}' image {index} (seed {seed_i}): {why}; it will not be saved.", stacklevel=2)
     timings["steps_per_s"] = steps * len(batches) / timings["denoising"] if timings["denoising"] else None
     base = Record(
         prompt=prompt,
@@ -136,11 +167,12 @@ def generate(
         repo=spec.repo,
         revision=spec.revision,
         dtype=str(pipe.dtype).replace("torch.", ""),
+        vae=getattr(pipe, "zoo_vae", ""),
         device=str(dev),
         versions=versions(),
     )
     recs = [Record.from_dict({**base.__dict__, "seed": s}) for s in seed_list]
-    return GenerationResult(images, recs, timings, _peak_gb(dev))
+    return GenerationResult(images, recs, timings, _peak_gb(dev), problems)
 
 
 def regenerate(source: str | Path | Record, **overrides) -> GenerationResult:
@@ -252,11 +284,11 @@ def _timed(pipe):
     vae = pipe.vae
     decode = vae.decode
 
-    def timed_decode(*args, **kwargs):
+    def timed_decode(z, *args, **kwargs):
         _sync(dev)
         start = time.perf_counter()
         marks["decode_start"] = marks["decode_start"] or start
-        out = decode(*args, **kwargs)
+        out = decode(z.to(vae.dtype), *args, **kwargs)  # an upcast VAE takes the half-precision latents too
         _sync(dev)
         t["decoding"] += time.perf_counter() - start
         return out
@@ -275,6 +307,20 @@ def _timed(pipe):
     t["total"] = end - begin
     start = marks["text_end"] or begin
     t["denoising"] = max(0.0, (marks["decode_start"] or end) - start)
+
+
+def _run(pipe, prompt, seeds, generator_device, call):
+    """One pipeline call: float images in [0, 1], the safety checker's flags, and the timings."""
+    generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
+    with _timed(pipe) as t:
+        out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type="np", **call)
+    nsfw = getattr(out, "nsfw_content_detected", None) or [False] * len(seeds)
+    return list(out.images), [bool(x) for x in nsfw], t
+
+
+def _broken(image: np.ndarray) -> bool:
+    """NaN anywhere, or black everywhere: what an overflowing VAE makes."""
+    return bool(np.isnan(image).any() or np.nanmax(image) < 1 / 255)
 
 
 def _reset_peak(device) -> None:

@@ -15,6 +15,7 @@ import huggingface_hub
 import torch
 from huggingface_hub import errors as hub_errors
 
+from . import memory as memory_mod
 from .errors import ModelAccessError, ModelNotCachedError, UnknownModelError, ZooError
 from .registry import ModelSpec, Registry
 from .registry import default as default_registry
@@ -80,12 +81,16 @@ def load_pipeline(
     device: str = "auto",
     dtype: str | torch.dtype = "auto",
     registry: Registry | None = None,
+    memory="auto",
     **from_pretrained_kwargs,
 ):
     """Load a registry model for a task onto a device.
 
     Uses the entry's revision and weight variant, safetensors only (unless the entry says `weights: bin`),
-    its VAE override and its adapters (fused). `from_pretrained_kwargs` go to diffusers unchanged.
+    its VAE override and its adapters (fused). `memory` is `"auto"` (a policy chosen for this machine and
+    printed in one line), a policy name from `helpers.memory.POLICIES`, or a `Policy`. In float16 the SDXL
+    VAE, which overflows to black images, is replaced by the registry's fp16-safe one.
+    `from_pretrained_kwargs` go to diffusers unchanged.
 
     >>> pipe = load_pipeline("sdxl-turbo", device="cuda")
     """
@@ -94,20 +99,51 @@ def load_pipeline(
     check_task(spec, task, reg)
     device = pick_device(device)
     torch_dtype = pick_dtype(spec, device, dtype)
+    policy = _policy(spec, device, memory)
     kwargs = _hub_kwargs(spec) | {"dtype": torch_dtype}
-    for role, vae_key in spec.components.items():
+    vaes = dict(spec.components)
+    fix = _fp16_vae_fix(spec, torch_dtype, reg)
+    if fix and "vae" not in vaes:
+        vaes["vae"] = fix
+    for role, vae_key in vaes.items():
         kwargs[role] = load_vae(vae_key, torch_dtype, reg)
+    if policy.quantize:
+        kwargs["quantization_config"] = memory_mod.quantization_config(spec, torch_dtype)
+    direct = policy.name == "gpu" and device.startswith("cuda") and not spec.adapters
+    if direct:  # weights go shard by shard to the GPU: system RAM never holds the whole model
+        kwargs["device_map"] = device
     kwargs.update(from_pretrained_kwargs)
+    print(f"[{spec.key}] memory: {policy.describe()}" + (f"; vae: {fix} (fp16-safe)" if fix else ""))
     with hub_errors_explained(spec):
         pipe = spec.pipeline_class.from_pretrained(spec.repo, **kwargs)
         for adapter_key in spec.adapters:
             _fuse_adapter(pipe, reg.adapter(adapter_key))
     if task != native_task(spec):
         pipe = TASK_PIPELINES[task].from_pipe(pipe)
-    pipe.to(device)
-    pipe.zoo_spec = spec
+    if not direct:
+        memory_mod.apply(pipe, policy, device)
+    pipe.zoo_spec, pipe.zoo_policy, pipe.zoo_vae = spec, policy, vaes.get("vae", "")
     pipe.zoo_default_scheduler = pipe.scheduler  # what `set_scheduler(pipe, "default")` restores
     return pipe
+
+
+def _policy(spec: ModelSpec, device: str, memory):
+    """The memory policy: chosen for this machine (`"auto"`), named, or given."""
+    if isinstance(memory, memory_mod.Policy):
+        return memory
+    if memory == "auto":
+        machine = memory_mod.Machine.detect(device)
+        return memory_mod.choose_policy(spec, machine, scale=memory_mod.cached_scale(spec))
+    if memory not in memory_mod.POLICIES:
+        raise ZooError(f"Unknown memory policy '{memory}'; use 'auto' or one of {', '.join(memory_mod.POLICIES)}")
+    return memory_mod.Policy(memory, "chosen by you")
+
+
+def _fp16_vae_fix(spec: ModelSpec, dtype: torch.dtype, reg: Registry) -> str | None:
+    """The registry VAE that replaces a family's VAE which overflows in float16 (SDXL's), if any applies."""
+    if dtype != torch.float16 or spec.prediction == "edm":  # Playground v2.5 normalises latents its own way
+        return None
+    return next((v.key for v in reg.vaes.values() if spec.family in v.fp16_fix_for), None)
 
 
 def load_vae(key: str, dtype: torch.dtype, registry: Registry | None = None):
@@ -237,41 +273,3 @@ def _first_line(text: str) -> str:
 
 
 __all__ = ["load_pipeline", "load_vae", "pick_device", "pick_dtype", "native_task", "UnknownModelError"]
-
-
-# One loaded model at a time by default: switching frees the previous one, which is what keeps a 16 GB Colab GPU
-# from filling up. (A budgeted multi-model cache is the memory issue's work.)
-_LOADED: dict = {}
-
-
-def get_pipeline(key, task: str = "text2img", device: str = "auto", dtype="auto", registry: Registry | None = None):
-    """`load_pipeline`, reusing the pipeline loaded last when the model, task, device and dtype match."""
-    reg = registry or default_registry()
-    spec = reg.get(key)
-    device = pick_device(device)
-    ident = (spec.key, id(reg), device, str(pick_dtype(spec, device, dtype)))
-    cached = _LOADED.get(ident)
-    if cached is None:
-        free()
-        cached = _LOADED[ident] = {}
-    if task not in cached:
-        check_task(spec, task, reg)
-        if cached:  # another task of the same weights: share them
-            pipe = TASK_PIPELINES[task].from_pipe(next(iter(cached.values())))
-            pipe.zoo_spec = spec
-            cached[task] = pipe
-        else:
-            cached[task] = load_pipeline(spec, task=task, device=device, dtype=dtype, registry=reg)
-    return cached[task]
-
-
-def free() -> None:
-    """Drop the loaded pipelines and give their memory back."""
-    import gc
-
-    _LOADED.clear()
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if torch.backends.mps.is_available():
-        torch.mps.empty_cache()

@@ -42,6 +42,7 @@ class Record:
     repo: str = ""
     revision: str = ""
     dtype: str = ""
+    vae: str = ""  # the registry VAE used instead of the repo's, if any
     device: str = ""
     versions: dict = field(default_factory=dict)
 

@@ -47,6 +47,7 @@ class _Strict(BaseModel):
 class Size(_Strict):
     download_gb: float = Field(ge=0)
     vram_gb: float | None = Field(default=None, ge=0)
+    denoiser_gb: float | None = Field(default=None, ge=0)  # half-precision U-Net/transformer, where not the family's
 
 
 class Defaults(_Strict):
@@ -115,6 +116,7 @@ class VaeSpec(_Pinned):
     variant: str | None = None
     weights: Literal["safetensors", "bin"] = "safetensors"
     families: list[Family]
+    fp16_fix_for: list[Family] = Field(default_factory=list)  # families whose own VAE overflows in float16
     size: Size
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -26,6 +26,11 @@ def test_ci_runs_the_readme_test_command():
 
 def test_stale_table_is_detected(tmp_path):
     stale = tmp_path / "README.md"
-    stale.write_text(f"# x\n{readme.BEGIN}\n| old |\n{readme.END}\n")
+    stale.write_text(f"# x\n{readme.BEGIN}\n| old |\n{readme.END}\n{readme.MEMORY_BEGIN}\n{readme.MEMORY_END}\n")
     assert not readme.update(stale, check=True)
     assert readme.update(stale) is False and readme.update(stale, check=True)
+
+
+def test_memory_table_comes_from_the_policy_code():
+    table = readme.memory_table()
+    assert "| `flux-dev` | gpu (nf4) |" in table and "| `sd15` | gpu |" in table

@@ -1,0 +1,192 @@
+"""Memory: policies for real machines, a cache that really frees, no black images."""
+
+import gc
+import weakref
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+import helpers
+from helpers import ZooError, generate, registry
+from helpers.cache import PipelineCache, module_bytes
+from helpers.memory import CUDA_OVERHEAD_GB, MACHINES, RAM_HEADROOM_GB, Machine, choose_policy, quantization_config
+
+REG = registry.default()
+T4 = MACHINES["T4 16 GB, 12 GB RAM (Colab)"]
+A10 = MACHINES["24 GB, 32 GB RAM"]
+A100 = MACHINES["80 GB, 32 GB RAM"]
+CPU16 = Machine("cpu", 0, 14.0, "laptop CPU")
+MPS16 = Machine("mps", 16.0, 16.0, "M2 16 GB")
+SMALL = {"num_inference_steps": 2, "height": 64, "width": 64, "device": "cpu"}
+
+
+def _policy(key, machine, **kw):
+    p = choose_policy(REG.get(key), machine, **kw)
+    return p.name + (f"+{p.quantize}" if p.quantize else "")
+
+
+@pytest.mark.parametrize(
+    "key, machine, expected",
+    [
+        ("sd15", T4, "gpu"),
+        ("sdxl-base", T4, "gpu"),
+        ("sd3-medium", T4, "gpu+nf4"),  # 15.5 GB of weights; 12 GB of RAM cannot hold them for offloading
+        ("sd3-medium", MACHINES["16 GB, 32 GB RAM"], "model-offload"),
+        ("sd3-medium", A10, "gpu"),
+        ("flux-dev", T4, "gpu+nf4"),
+        ("flux-dev", A10, "gpu+nf4"),  # 34 GB of bf16 weights: more than 30 GB of RAM for offloading
+        ("flux-dev", A100, "gpu"),
+        ("sd35-large", T4, "gpu+nf4"),
+        ("sd35-large", A100, "gpu"),
+        ("sd15", CPU16, "cpu"),
+        ("sdxl-base", MPS16, "gpu"),
+    ],
+)
+def test_policy_for_simulated_machines(key, machine, expected):
+    assert _policy(key, machine) == expected
+
+
+def test_without_quantization_the_big_ones_offload_or_stream():
+    assert _policy("flux-dev", Machine("cuda", 22.5, 60.0), quantize=False) == "group-offload"
+    assert _policy("flux-dev", Machine("cuda", 30.0, 60.0), quantize=False) == "model-offload"
+    with pytest.raises(ZooError, match=r"'flux-dev' does not fit.*needs .*GB.*11 GB of RAM.*bitsandbytes"):
+        choose_policy(REG.get("flux-dev"), T4, quantize=False)
+
+
+def test_too_big_names_the_numbers_and_the_options():
+    with pytest.raises(ZooError, match=r"'sdxl-base' does not fit this machine: it needs 19 GB of RAM.*14 GB free"):
+        choose_policy(REG.get("sdxl-base"), CPU16)
+    with pytest.raises(ZooError, match=r"'flux-dev'.*unified memory.*smaller model"):
+        choose_policy(REG.get("flux-dev"), MPS16)
+
+
+@pytest.mark.parametrize("machine", [*MACHINES.values(), CPU16, MPS16], ids=lambda m: m.name)
+def test_no_policy_needs_more_memory_than_the_machine_has(machine):
+    for spec in REG.models.values():
+        try:
+            p = choose_policy(spec, machine)
+        except ZooError:
+            continue
+        assert p.ram_gb + RAM_HEADROOM_GB <= machine.ram_gb or p.ram_gb == 0, (spec.key, p)
+        if machine.device == "cuda":
+            assert p.gpu_gb + CUDA_OVERHEAD_GB <= machine.gpu_gb, (spec.key, p)
+
+
+def test_big_images_tile_the_vae():
+    assert not choose_policy(REG.get("sdxl-base"), A100).vae_tiling
+    assert choose_policy(REG.get("sdxl-base"), A100, height=2048, width=2048).vae_tiling
+
+
+def test_quantization_config_names_the_big_components():
+    pytest.importorskip("bitsandbytes")
+    config = quantization_config(REG.get("flux-dev"), torch.bfloat16)
+    assert set(config.components_to_quantize) == {"transformer", "text_encoder_2"}
+
+
+def test_policy_is_printed_and_can_be_overridden(offline_hub_dir, capsys):
+    pipe = helpers.load_pipeline("sd15", device="cpu")
+    assert pipe.zoo_policy.name == "cpu" and "[sd15] memory: cpu: no GPU" in capsys.readouterr().out
+    pipe = helpers.load_pipeline("sd15", device="cpu", memory="gpu")
+    assert pipe.zoo_policy.reason == "chosen by you"
+    with pytest.raises(ZooError, match="Unknown memory policy 'max'"):
+        helpers.load_pipeline("sd15", device="cpu", memory="max")
+
+
+# --- the cache -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(offline_hub_dir):
+    helpers.free()
+    c = PipelineCache()
+    yield c
+    c.evict()
+
+
+def test_load_once_and_share_weights_across_tasks(cache):
+    a = cache.get("sd15", device="cpu")
+    assert cache.get("sd15", device="cpu") is a
+    i2i = cache.get("sd15", "img2img", device="cpu")
+    assert type(i2i).__name__ == "StableDiffusionImg2ImgPipeline" and i2i.unet is a.unet and i2i.vae is a.vae
+    assert cache.keys() == ["sd15"]
+
+
+def test_lru_eviction_within_budget_and_objects_die(cache):
+    size = module_bytes(cache.get("sd15", device="cpu"))
+    cache.device_budget_gb = 2.5 * size / 2**30  # room for two models of this size
+    unet = weakref.ref(cache.get("sd15", device="cpu").unet)
+    cache.get("sd14", device="cpu")
+    cache.get("sd15", device="cpu")  # sd15 is now the most recently used
+    cache.get("dreamshaper-8", device="cpu")
+    assert cache.keys() == ["sd15", "dreamshaper-8"]
+    assert unet() is not None
+    cache.get("openjourney", device="cpu")
+    gc.collect()
+    assert "sd15" not in cache.keys() and unet() is None, "an evicted model is garbage-collected"
+
+
+def test_free_releases_everything_including_derived_pipelines(offline_hub_dir):
+    helpers.free()
+    pipe = helpers.get_pipeline("sd15", device="cpu")
+    derived = helpers.get_pipeline("sd15", "inpaint", device="cpu")
+    refs = [weakref.ref(pipe), weakref.ref(derived), weakref.ref(pipe.unet), weakref.ref(pipe.text_encoder)]
+    result = generate("sd15", "a cat", seed=1, **SMALL)
+    del pipe, derived
+    helpers.free()
+    assert all(r() is None for r in refs), "no reference survives in the cache, derived pipelines or results"
+    assert result.images[0].size == (64, 64)
+
+
+def test_process_memory_returns_after_free(offline_hub_dir):
+    helpers.free()
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    pipe = helpers.get_pipeline("sd15", device="cpu")
+    pipe.unet.register_buffer("ballast", torch.ones(300 * 2**20 // 4))  # stands for full-size weights
+    del pipe
+    loaded = proc.memory_info().rss
+    assert loaded - before > 250 * 2**20
+    helpers.free()
+    after = proc.memory_info().rss
+    assert after - before < 50 * 2**20, "memory returns to within 50 MB of where it was"
+
+
+# --- no black images ---------------------------------------------------------------------------------
+
+
+def test_sdxl_in_float16_gets_the_fp16_safe_vae(offline_hub_dir):
+    fix = REG.vae("sdxl-vae-fp16-fix")
+    assert fix.fp16_fix_for == ["sdxl"]
+    pipe = helpers.load_pipeline("sdxl-base", device="cpu", dtype="float16")
+    assert pipe.zoo_vae == "sdxl-vae-fp16-fix" and pipe.vae.dtype == torch.float16
+    assert helpers.load_pipeline("sdxl-base", device="cpu").zoo_vae == "", "float32 keeps the repo's own VAE"
+    assert helpers.load_pipeline("playground-v2.5", device="cpu", dtype="float16").zoo_vae == ""
+    assert helpers.load_pipeline("sd15", device="cpu", dtype="float16").zoo_vae == ""
+
+
+def test_vae_overflow_is_caught_and_decoded_again_in_float32(offline_hub_dir):
+    helpers.free()
+    pipe = helpers.get_pipeline("sd15", device="cpu", dtype="float16")
+    reference = generate(pipe, "a cat", seed=4, num_inference_steps=2, height=64, width=64).images[0]
+    with torch.no_grad():
+        pipe.vae.decoder.conv_in.weight.mul_(3e4)  # activations past float16's 65504: inf, then NaN
+    with pytest.warns(UserWarning, match=r"VAE overflowed in float16.*float32"):
+        result = generate(pipe, "a cat", seed=4, num_inference_steps=2, height=64, width=64)
+    assert pipe.vae.dtype == torch.float32 and not result.problems
+    image = np.asarray(result.images[0]).astype(int)
+    assert image.std() > 0 and not np.array_equal(image, np.asarray(reference))
+    helpers.free()
+
+
+def test_broken_output_is_reported_and_never_saved(offline_hub_dir, tmp_path):
+    helpers.free()
+    pipe = helpers.get_pipeline("sd15", device="cpu")
+    with torch.no_grad():
+        pipe.vae.decoder.conv_out.bias.fill_(float("nan"))
+    with pytest.warns(UserWarning, match=r"image 0 \(seed 4\): NaN or all-black output.*not be saved"):
+        result = generate(pipe, "a cat", seed=4, num_inference_steps=2, height=64, width=64)
+    assert 0 in result.problems
+    assert result.save(tmp_path) == [] and not list(tmp_path.iterdir())
+    helpers.free()
