@@ -11,14 +11,22 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 __version__ = "0.1.0"
 
 from .cache import free, get_pipeline
+from .compare import CompareResult, compare
 from .errors import ModelAccessError, ModelNotCachedError, RegistryError, UnknownModelError, ZooError
 from .generate import GenerationResult, generate, regenerate
+from .grids import image_grid
 from .loading import load_pipeline, load_vae, pick_device, pick_dtype
 from .records import Record, read_record
 from .registry import get, models
 from .schedulers import set_scheduler
+from .sweep import SweepResult, sweep
 
 __all__ = [
+    "CompareResult",
+    "SweepResult",
+    "compare",
+    "image_grid",
+    "sweep",
     "GenerationResult",
     "Record",
     "free",

@@ -130,6 +130,20 @@ def _doctor(args) -> int:
     return 1 if bad else 0
 
 
+def _sweep(args) -> int:
+    from . import sweepfile
+
+    with contextlib.redirect_stdout(sys.stderr):
+        result = sweepfile.run(args.file, out=args.out)
+    for path in result.grid_paths:
+        print(path)
+    if result.grid_paths:
+        print(result.out_dir / "manifest.jsonl")
+        failed = result.failed
+        print(f"# {len(result.rows) - len(failed)} cells done, {len(failed)} failed", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers", description="The Stable Diffusion model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -160,6 +174,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--out", default="outputs", help="folder for the PNGs (existing files are never replaced)")
     s.set_defaults(run=_generate)
+
+    s = sub.add_parser("sweep", help="run an X/Y/Z sweep file (resumable; works under `accelerate launch`)")
+    s.add_argument("file")
+    s.add_argument("--out", help="output folder (default: the file's `out`)")
+    s.set_defaults(run=_sweep)
 
     s = sub.add_parser("doctor", help="check registry entries against the Hub (needs network)")
     s.add_argument("keys", nargs="*")

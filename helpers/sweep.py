@@ -1,0 +1,295 @@
+"""X/Y/Z sweeps over any generation parameter (and over models), resumable, on one process or many.
+
+>>> result = sweep({"model": "sd15", "prompt": "a lighthouse at dusk", "seed": 42},
+...                {"x": ("num_inference_steps", [10, 20, 30]), "y": ("guidance_scale", [3, 7, 11])},
+...                out_dir="outputs/steps-by-cfg")
+>>> result.grids[0]      # a labelled grid; result.table is the manifest as a DataFrame
+
+Each image is saved with its record; `manifest.jsonl` lists every cell with its parameters, path, timings,
+memory and status. Running again into the same folder skips the finished cells. Under `accelerate launch`
+the cells are split between the processes, each writes its own manifest, and the main process merges them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import records
+from .cache import get_pipeline
+from .errors import ZooError
+from .generate import generate
+from .grids import image_grid
+
+AXIS_ALIASES = {
+    "steps": "num_inference_steps",
+    "cfg": "guidance_scale",
+    "sampler": "scheduler",
+    "negative": "negative_prompt",
+}
+SPECIAL_AXES = {"model", "prompt_sr", "size"}  # prompt_sr: A1111's "Prompt S/R"; size: "WxH"
+MANIFEST = "manifest.jsonl"
+_GENERATE_ARGS = set(inspect.signature(generate).parameters) - {"model", "pipeline_kwargs", "seeds", "num_images"}
+
+
+def generate_arguments() -> set[str]:
+    """The names a sweep can vary: `generate`'s own arguments, plus model, prompt_sr and size."""
+    return _GENERATE_ARGS | SPECIAL_AXES
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One sweep axis: a parameter and its values."""
+
+    name: str
+    values: tuple
+
+    @classmethod
+    def make(cls, name: str, values) -> Axis:
+        name = AXIS_ALIASES.get(name, name)
+        if name not in generate_arguments():
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(generate_arguments()), n=2)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ZooError(f"'{name}' cannot be a sweep axis.{hint} Axes are generate() arguments, model or size")
+        values = tuple(values)
+        if not values:
+            raise ZooError(f"sweep axis '{name}' has no values")
+        if name == "size":
+            values = tuple(_size(v) for v in values)
+        return cls(name, values)
+
+    def label(self, value) -> str:
+        if self.name == "size":
+            return f"{value[0]}x{value[1]}"
+        if self.name == "prompt_sr":
+            return str(value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def apply(self, params: dict, value) -> dict:
+        out = dict(params)
+        if self.name == "prompt_sr":
+            search = self.values[0]
+            if search not in out.get("prompt", ""):
+                raise ZooError(f"Prompt S/R: the first value '{search}' must appear in the prompt to be replaced")
+            out["prompt"] = out["prompt"].replace(search, value)
+        elif self.name == "size":
+            out["width"], out["height"] = value
+        else:
+            out[self.name] = value
+        return out
+
+
+def _size(v) -> tuple[int, int]:
+    if isinstance(v, int):
+        return v, v
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return int(v[0]), int(v[1])
+    w, _, h = str(v).lower().partition("x")
+    try:
+        return int(w), int(h or w)
+    except ValueError:
+        raise ZooError(f"size '{v}' is not N or WxH") from None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One image of the sweep: its place on the axes and its full parameters."""
+
+    x: int
+    y: int
+    z: int
+    params: dict
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha1(json.dumps(self.params, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return f"z{self.z}-y{self.y}-x{self.x}-{digest}"
+
+
+def plan(params: dict, axes) -> tuple[list[Axis], list[Cell]]:
+    """The axes and every cell, ordered so that each model is loaded once."""
+    items = list(axes.items()) if isinstance(axes, dict) else list(enumerate(axes))
+    if len(items) > 3:
+        raise ZooError(f"a sweep has at most three axes (x, y, z); got {len(items)}")
+    if not isinstance(axes, dict):
+        items = [("xyz"[i], spec) for i, spec in items]
+    named = {}
+    for slot, spec in items:
+        if slot not in ("x", "y", "z"):
+            raise ZooError(f"sweep axes are named x, y and z; got '{slot}'")
+        name, values = (spec["name"], spec["values"]) if isinstance(spec, dict) else spec
+        named[slot] = Axis.make(name, values)
+    axis_list = [named.get(s, Axis("none", (None,))) for s in "xyz"]
+    if "model" not in params and not any(a.name == "model" for a in axis_list):
+        raise ZooError("a sweep needs a model: in params (model: KEY) or as an axis")
+    unknown = set(params) - generate_arguments() - {"prompt"}
+    if unknown:
+        raise ZooError(f"unknown sweep parameter(s) {sorted(unknown)}; use generate() arguments")
+    cells = []
+    for (k, zv), (i, yv), (j, xv) in itertools.product(*(enumerate(a.values) for a in reversed(axis_list))):
+        p = dict(params)
+        for axis, v in zip(axis_list, (xv, yv, zv), strict=True):
+            if axis.name != "none":
+                p = axis.apply(p, v)
+        cells.append(Cell(j, i, k, p))
+    order = {m: n for n, m in enumerate(dict.fromkeys(c.params["model"] for c in cells))}
+    cells.sort(key=lambda c: (order[c.params["model"]], c.z, c.y, c.x))
+    return [a for a in axis_list if a.name != "none"], cells
+
+
+@dataclass
+class SweepResult:
+    """Where a sweep wrote its images, manifest and grids."""
+
+    out_dir: Path
+    rows: list[dict]
+    grid_paths: list[Path] = field(default_factory=list)
+
+    @property
+    def table(self):
+        """The manifest as a pandas DataFrame, one row a cell."""
+        import pandas as pd
+
+        return pd.json_normalize(self.rows)
+
+    @property
+    def grids(self) -> list[Image.Image]:
+        return [Image.open(p) for p in self.grid_paths]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] != "ok"]
+
+
+def read_manifest(out_dir: Path) -> dict[str, dict]:
+    """The latest row of every cell in a folder's manifests (merged and per-process)."""
+    rows = {}
+    for path in sorted(Path(out_dir).glob("manifest*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a crash
+                    continue
+                if row.get("status") == "ok" or row["key"] not in rows:
+                    rows[row["key"]] = row
+    return rows
+
+
+def _done(row: dict | None, out_dir: Path) -> bool:
+    return bool(row) and row["status"] == "ok" and (out_dir / row["path"]).is_file()
+
+
+def sweep(params: dict, axes, out_dir: str | Path = "outputs/sweep", device: str = "auto", title: str | None = None):
+    """Run every cell not already done in `out_dir`, then write the merged manifest and the grids."""
+    from accelerate import PartialState
+
+    axis_list, cells = plan(params, axes)
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    state = PartialState()
+    done = read_manifest(out)
+    todo = [c for c in cells if not _done(done.get(c.key), out)]
+    with state.split_between_processes(todo) as mine:
+        _run_cells(mine, out, device, state.process_index, state.num_processes, len(cells) - len(todo))
+    state.wait_for_everyone()
+    result = SweepResult(out, [])
+    if state.is_main_process:
+        result = _finish(out, axis_list, cells, title)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        result = SweepResult(out, [read_manifest(out)[c.key] for c in cells])
+    return result
+
+
+def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int, skipped: int) -> None:
+    shard = out / (f"manifest-{rank}-of-{world}.jsonl" if world > 1 else "manifest-run.jsonl")
+    loaded = set()
+    bar = tqdm(total=len(cells) + skipped, initial=skipped, desc="sweep", unit="cell", disable=rank != 0)
+    with shard.open("a", encoding="utf-8") as log:
+        for cell in cells:
+            row = {"key": cell.key, "x": cell.x, "y": cell.y, "z": cell.z, "params": cell.params}
+            model = cell.params["model"]
+            try:
+                if model not in loaded:
+                    start = time.perf_counter()
+                    get_pipeline(model, device=device)
+                    row["load_s"] = round(time.perf_counter() - start, 3)
+                    loaded.add(model)
+                kwargs = {k: v for k, v in cell.params.items() if k != "model"}
+                result = generate(model, device=device, **kwargs)
+                if result.problems:
+                    raise ZooError(result.problems[0])
+                path = Path("images") / f"{cell.key}.png"
+                tmp = out / path.with_suffix(".tmp")
+                result.images[0].save(tmp, format="PNG", pnginfo=records.png_info(result.records[0]))
+                os.replace(tmp, out / path)  # a cell's image appears whole or not at all
+                rec = result.records[0]
+                row |= {"status": "ok", "path": str(path), "seed": rec.seed, "used": _used(rec)}
+                row |= {"timings": result.timings, "peak_memory_gb": result.peak_memory_gb}
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # noqa: BLE001 - one bad cell must not stop the sweep; its reason is kept
+                row |= {"status": "error", "error": f"{type(e).__name__}: {e}".strip()[:500]}
+            log.write(json.dumps(row, default=str) + "\n")
+            log.flush()
+            bar.update(1)
+    bar.close()
+
+
+def _used(rec: records.Record) -> dict:
+    """The settings a cell actually ran with, after the model's defaults filled the gaps."""
+    return {
+        "steps": rec.num_inference_steps,
+        "guidance_scale": rec.guidance_scale,
+        "scheduler": rec.scheduler,
+        "size": f"{rec.width}x{rec.height}",
+    }
+
+
+def _finish(out: Path, axes: list[Axis], cells: list[Cell], title: str | None) -> SweepResult:
+    latest = read_manifest(out)
+    rows = [latest.get(c.key) or {"key": c.key, "status": "missing", "params": c.params} for c in cells]
+    with (out / f"{MANIFEST}.tmp").open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=str) + "\n")
+    os.replace(out / f"{MANIFEST}.tmp", out / MANIFEST)
+    for stale in out.glob("manifest-*.jsonl"):  # merged: the per-process logs are now in manifest.jsonl
+        stale.unlink()
+    by_cell = {c.key: r for c, r in zip(cells, rows, strict=True)}
+    x, y, z = (axes + [None, None, None])[:3]
+    paths = []
+    zs = z.values if z else (None,)
+    for k, zv in enumerate(zs):
+        grid_cells = []
+        for i in range(len(y.values) if y else 1):
+            line = []
+            for j in range(len(x.values) if x else 1):
+                cell = next(c for c in cells if (c.x, c.y, c.z) == (j, i, k))
+                row = by_cell[cell.key]
+                line.append(Image.open(out / row["path"]) if row["status"] == "ok" else row.get("error", "missing"))
+            grid_cells.append(line)
+        name = f"{title} · {z.name} = {z.label(zv)}" if z and title else (f"{z.name} = {z.label(zv)}" if z else title)
+        grid = image_grid(
+            grid_cells,
+            col_labels=[x.label(v) for v in x.values] if x else None,
+            row_labels=[y.label(v) for v in y.values] if y else None,
+            title=name,
+            x_title=x.name if x else None,
+            y_title=y.name if y else None,
+        )
+        path = out / (f"grid-z{k}.png" if z else "grid.png")
+        grid.save(path)
+        paths.append(path)
+    return SweepResult(out, rows, paths)

@@ -1,0 +1,171 @@
+"""Sweeps and comparisons on the offline hub: cells, grids, manifests, resume, failures, many processes."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import helpers
+from helpers import ZooError, compare, read_record, sweep
+from helpers.sweep import plan
+from helpers.sweepfile import load as load_sweep_file
+
+from .conftest import ROOT
+
+BASE = {"model": "sd15", "prompt": "a red dog on a hill", "seed": 5, "height": 64, "width": 64}
+AXES = {
+    "x": ("num_inference_steps", [1, 2]),
+    "y": ("scheduler", ["Euler", "LCM", "Flow Euler"]),  # Flow Euler is not valid for SD 1.5: error cells
+    "z": ("prompt_sr", ["dog", "cat"]),
+}
+
+
+@pytest.fixture(autouse=True)
+def _hub(offline_hub_dir):
+    yield
+    helpers.free()
+
+
+def _manifest(out):
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_three_axis_sweep(tmp_path):
+    result = sweep(BASE, AXES, out_dir=tmp_path, device="cpu")
+    rows = _manifest(tmp_path)
+    assert len(rows) == 12 == len(result.rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 8 and len(list((tmp_path / "images").glob("*.png"))) == 8
+    errors = [r for r in rows if r["status"] == "error"]
+    assert len(errors) == 4 and all("'Flow Euler' is not valid for 'sd15'" in r["error"] for r in errors)
+    assert [p.name for p in result.grid_paths] == ["grid-z0.png", "grid-z1.png"]
+    grid = Image.open(result.grid_paths[1])
+    assert grid.width > 2 * 256 and grid.height > 3 * 256  # 2 columns, 3 rows of at least 256 px, plus labels
+    cat = next(r for r in ok if r["z"] == 1)
+    rec = read_record(tmp_path / cat["path"])
+    assert rec.prompt == "a red cat on a hill" and rec.num_inference_steps == cat["params"]["num_inference_steps"]
+    assert {"timings", "peak_memory_gb", "used", "seed"} <= set(cat)
+    assert list(result.table.columns[:2]) == ["key", "x"]
+
+
+def test_cells_are_ordered_so_each_model_loads_once():
+    _, cells = plan({"prompt": "p", "seed": 1}, {"x": ("seed", [1, 2]), "y": ("model", ["sd15", "sdxl-turbo"])})
+    models = [c.params["model"] for c in cells]
+    assert models == ["sd15", "sd15", "sdxl-turbo", "sdxl-turbo"]
+
+
+def test_interrupted_sweep_resumes_without_redoing_cells(tmp_path, monkeypatch):
+    sweep_mod = importlib.import_module("helpers.sweep")
+
+    calls, real = [], sweep_mod.generate
+
+    def crash_after_three(model, **kw):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # a Colab disconnect, as far as the sweep can tell
+        calls.append(kw["seed"])
+        return real(model, **kw)
+
+    axes = {"x": ("seed", [1, 2, 3]), "y": ("guidance_scale", [2.0, 5.0])}
+    monkeypatch.setattr(sweep_mod, "generate", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(BASE, axes, out_dir=tmp_path, device="cpu")
+    assert len(list((tmp_path / "images").glob("*.png"))) == 3
+    first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "images").glob("*.png")}
+    calls.clear()
+    monkeypatch.setattr(sweep_mod, "generate", lambda model, **kw: (calls.append(kw["seed"]), real(model, **kw))[1])
+    result = sweep(BASE, axes, out_dir=tmp_path, device="cpu")
+    assert len(calls) == 3, "only the three unfinished cells run again"
+    assert all(r["status"] == "ok" for r in result.rows) and len(result.rows) == 6
+    assert all((tmp_path / "images" / n).stat().st_mtime_ns == t for n, t in first.items()), "done cells untouched"
+    calls.clear()
+    sweep(BASE, axes, out_dir=tmp_path, device="cpu")
+    assert calls == []
+
+
+def test_bad_axes_fail_clearly():
+    with pytest.raises(ZooError, match="'guidence' cannot be a sweep axis"):
+        plan(BASE, {"x": ("guidence", [1])})
+    with pytest.raises(ZooError, match="at most three axes"):
+        plan(BASE, [("seed", [1])] * 4)
+    with pytest.raises(ZooError, match="Prompt S/R: the first value 'horse'"):
+        plan(BASE, {"x": ("prompt_sr", ["horse", "cow"])})
+
+
+def test_sweep_file_errors_name_line_and_field(tmp_path):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("out: x\nparams:\n  model: sd15\naxes:\n  x:\n    name: steps\n    valuez: [1, 2]\n")
+    with pytest.raises(ZooError, match=r"typo.yaml, line 5: axes.x.values: Field required"):
+        load_sweep_file(bad)
+    bad.write_text("out: x\nparams:\n  model: sd15\n  promt: a cat\naxes:\n  x: {name: seed, values: [1]}\n")
+    with pytest.raises(ZooError, match=r"line 4: params.promt: not a generate\(\) argument"):
+        load_sweep_file(bad)
+    bad.write_text(
+        "out: x\nparams: {model: sd15}\naxes:\n  x: {name: seed, values: [1]}\n  w: {name: seed, values: [1]}\n"
+    )
+    with pytest.raises(ZooError, match=r"line 5: axes.w"):
+        load_sweep_file(bad)
+    bad.write_text("out: x\naxes:\n  x: {name: cfgg, values: [1]}\n")
+    with pytest.raises(ZooError, match=r"line 3: axes.x: 'cfgg' cannot be a sweep axis"):
+        load_sweep_file(bad)
+
+
+def test_two_processes_give_the_same_manifest_as_one(tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "out: unused\n"
+        "params: {prompt: a lighthouse, seed: 3, height: 64, width: 64, num_inference_steps: 2}\n"
+        "device: cpu\n"
+        "axes:\n"
+        "  x: {name: seed, values: [3, 4, 5]}\n"
+        "  y: {name: model, values: [sd15, sdxl-turbo]}\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, "-m", "helpers", "sweep", str(spec), "--out", str(tmp_path / "one")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "helpers", "sweep", str(spec),
+         "--out", str(tmp_path / "two")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert not list((tmp_path / "two").glob("manifest-*.jsonl")), "per-process manifests are merged"
+
+    def comparable(out):
+        return [{k: r[k] for k in ("key", "x", "y", "z", "params", "status", "path", "used")} for r in _manifest(out)]
+
+    assert comparable(tmp_path / "one") == comparable(tmp_path / "two")
+    for row in _manifest(tmp_path / "one"):
+        a = np.asarray(Image.open(tmp_path / "one" / row["path"]))
+        b = np.asarray(Image.open(tmp_path / "two" / row["path"]))
+        assert np.array_equal(a, b)
+    assert (tmp_path / "two" / "grid.png").is_file()
+
+
+def test_compare_four_models_across_two_families(tmp_path):
+    models = ["sd15", "dreamshaper-8", "sdxl-turbo", "ssd-1b"]
+    result = compare(models, ["a fox", "a castle"], seeds=[1, 2], out_dir=tmp_path, height=64, width=64, device="cpu")
+    assert len(result.sweep.rows) == 16 and all(r["status"] == "ok" for r in result.sweep.rows)
+    assert [p.name for p in result.grid_paths] == ["compare-seed1.png", "compare-seed2.png"]
+    table = result.table
+    assert list(table.index) == models and (table["images"] == 4).all()
+    assert table.loc["sdxl-turbo", "steps"] == 1 and table.loc["sd15", "steps"] == 30, "each model's own defaults"
+    assert (table["s_per_image"] > 0).all() and table["load_s"].notna().all()
+    fig = result.chart()
+    fig.savefig(tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_sweep_files_are_valid(path):
+    spec = load_sweep_file(path)
+    _, cells = plan(spec.params, {k: (a.name, a.values) for k, a in spec.axes.items()})
+    assert cells
