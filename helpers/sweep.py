@@ -199,6 +199,8 @@ def sweep(params: dict, axes, out_dir: str | Path = "outputs/sweep", device: str
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     state = PartialState()
+    if device == "auto" and state.num_processes > 1:
+        device = str(state.device)  # under accelerate launch: this process's own GPU (cuda:0, cuda:1, ...)
     done = read_manifest(out)
     todo = [c for c in cells if not _done(done.get(c.key), out)]
     with state.split_between_processes(todo) as mine:
