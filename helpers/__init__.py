@@ -10,6 +10,7 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 
 __version__ = "0.1.0"
 
+from . import memory, registry, smoke
 from .cache import free, get_pipeline
 from .compare import CompareResult, compare
 from .errors import ModelAccessError, ModelNotCachedError, RegistryError, UnknownModelError, ZooError
@@ -22,6 +23,9 @@ from .schedulers import set_scheduler
 from .sweep import SweepResult, sweep
 
 __all__ = [
+    "memory",
+    "registry",
+    "smoke",
     "CompareResult",
     "SweepResult",
     "compare",

@@ -268,3 +268,18 @@ def policy_table(models) -> str:
                 cells.append("does not fit")
         lines.append(f"| `{spec.key}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plan_for(models, machine: Machine | None = None):
+    """A pandas DataFrame: the policy each model gets on `machine` (default: this one), or why it does not fit."""
+    import pandas as pd
+
+    machine = machine or Machine.detect()
+    rows = []
+    for spec in models:
+        try:
+            p = choose_policy(spec, machine)
+            rows.append({"model": spec.key, "runs": True, "policy": p.name, "quantize": p.quantize, "why": p.reason})
+        except ZooError as e:
+            rows.append({"model": spec.key, "runs": False, "policy": None, "quantize": None, "why": str(e)})
+    return pd.DataFrame(rows).set_index("model")

@@ -9,7 +9,7 @@ import pytest
 from helpers import read_record
 from helpers.__main__ import main
 
-from .conftest import ROOT
+from .environment import ROOT
 
 
 def run(*args, **env):

@@ -11,7 +11,7 @@ from huggingface_hub import get_cached_repo_tree
 from helpers import registry
 from helpers.registry import REGISTRY_PATH
 
-from .conftest import ROOT
+from .environment import ROOT
 from .fake_hub import HubState, serve
 
 REG = registry.default()

@@ -18,7 +18,7 @@ from helpers import load_pipeline, pick_device, pick_dtype, registry
 from helpers.errors import ModelAccessError, ModelNotCachedError, ZooError
 from helpers.registry import REGISTRY_PATH
 
-from .conftest import ROOT
+from .environment import ROOT
 
 REG = registry.default()
 RAW = yaml.safe_load(REGISTRY_PATH.read_text())

@@ -4,7 +4,7 @@ import re
 
 from helpers import readme, registry
 
-from .conftest import ROOT
+from .environment import ROOT
 
 
 def test_model_tables_are_fresh():

@@ -15,7 +15,7 @@ from helpers import ZooError, compare, read_record, sweep
 from helpers.sweep import plan
 from helpers.sweepfile import load as load_sweep_file
 
-from .conftest import ROOT
+from .environment import ROOT
 
 BASE = {"model": "sd15", "prompt": "a red dog on a hill", "seed": 5, "height": 64, "width": 64}
 AXES = {

@@ -1,0 +1,40 @@
+"""The test environment, shared by the tests and the notebooks (their kernels inherit it).
+
+An offline hub of tiny models, built once and reused while its sources are unchanged; HF_HUB_OFFLINE=1;
+no developer token; the notebooks' smoke switch on. Set before anything imports huggingface_hub, as a
+user would export them in a shell.
+"""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_SOURCES = [ROOT / "models.yaml", ROOT / "helpers" / "tiny.py", ROOT / "helpers" / "offline_hub.py"]
+_DIGEST = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()[:16]
+HUB_DIR = Path(os.environ.get("SDZOO_TEST_HUB", ROOT / ".cache" / "offline-hub")) / _DIGEST
+
+os.environ["HF_HUB_CACHE"] = str(HUB_DIR)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("HF_TOKEN", None)
+os.environ["HF_TOKEN_PATH"] = str(HUB_DIR.parent / "no-token")  # never a developer's real token
+os.environ["SDZOO_SMOKE"] = "1"  # notebooks shrink steps, sizes and counts (helpers/smoke.py)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def build_hub() -> Path:
+    """Build the offline hub unless this exact one is built already (safe with pytest-xdist workers)."""
+    from filelock import FileLock
+
+    from helpers import offline_hub
+
+    HUB_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(HUB_DIR) + ".lock"):
+        if not (HUB_DIR / offline_hub.BUILD_MARK).exists():
+            for stale in HUB_DIR.parent.iterdir():  # hubs built from older sources
+                if stale.is_dir() and stale != HUB_DIR and len(stale.name) == len(HUB_DIR.name):
+                    shutil.rmtree(stale, ignore_errors=True)
+            offline_hub.build(HUB_DIR)
+    return HUB_DIR
