@@ -28,16 +28,15 @@ def _size(value):
 
 
 def _shrink_one(name: str, value):
-    if name in ("steps", "num_inference_steps"):
-        return MAX_STEPS if value is None else min(value, MAX_STEPS)
-    if name in ("size", "height", "width"):
-        return _size(value)
-    if name in ("sizes",):
-        return [_size(v) for v in value[:MAX_ITEMS]]
-    if name in ("num_images", "batch_size", "count"):
-        return min(value, MAX_ITEMS)
+    """Shrink by what the name says: anything with 'step' is a step count, with 'size' a size, else counts."""
     if isinstance(value, (list, tuple)):
-        return type(value)(_shrink_one(name.rstrip("s"), v) for v in value[:MAX_ITEMS])
+        return type(value)(_shrink_one(name, v) for v in value[:MAX_ITEMS])
+    if "step" in name:
+        return MAX_STEPS if value is None else min(value, MAX_STEPS)
+    if "size" in name or name in ("height", "width"):
+        return _size(value)
+    if name in ("num_images", "count"):
+        return min(value, MAX_ITEMS)
     return value
 
 
