@@ -19,6 +19,7 @@ EXPECTED = ["01_quickstart", "02_model_zoo", "03_text_to_image", "04_parameter_s
 
 def test_the_collection_is_complete():
     assert EXPECTED == [p.stem for p in NOTEBOOKS][: len(EXPECTED)]
+    assert "09_how_diffusion_works" in [p.stem for p in NOTEBOOKS]
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
