@@ -10,7 +10,7 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 
 __version__ = "0.1.0"
 
-from . import memory, registry, smoke
+from . import edit, masks, memory, registry, smoke
 from .cache import free, get_pipeline
 from .compare import CompareResult, compare
 from .errors import ModelAccessError, ModelNotCachedError, RegistryError, UnknownModelError, ZooError
@@ -23,6 +23,8 @@ from .schedulers import set_scheduler
 from .sweep import SweepResult, sweep
 
 __all__ = [
+    "edit",
+    "masks",
     "memory",
     "registry",
     "smoke",

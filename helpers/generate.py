@@ -71,6 +71,9 @@ def generate(
     device: str = "auto",
     memory="auto",
     generator_device: str = "cpu",
+    task: str | None = None,
+    image=None,
+    mask_image=None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -83,23 +86,37 @@ def generate(
     """
     if isinstance(model, diffusers.DiffusionPipeline):
         pipe = model
+        name = type(pipe).__name__
+        task = task or ("inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img")
     else:
-        pipe = get_pipeline(model, device=device, memory=memory)
+        task = task or ("inpaint" if mask_image is not None else "img2img" if image is not None else "text2img")
+        pipe = get_pipeline(model, task=task, device=device, memory=memory)
     spec: ModelSpec | None = getattr(pipe, "zoo_spec", None)
     if spec is None:
         raise ZooError("generate() needs a registry key or a pipeline made by helpers.load_pipeline")
     d = spec.defaults
     steps = d.steps if num_inference_steps is None else int(num_inference_steps)
     guidance = d.guidance_scale if guidance_scale is None else float(guidance_scale)
+    inputs = {}
+    if task != "text2img":
+        image, mask_image, inputs = _edit_inputs(task, image, mask_image)
+        width, height = width or image.width, height or image.height
     height, width = height or spec.resolution, width or spec.resolution
     scheduler = scheduler or d.scheduler
     sched_options = d.scheduler_options if scheduler_options is None and scheduler == d.scheduler else {}
     sched_options = {**sched_options, **(scheduler_options or {})}
-    _check(spec, steps, guidance, height, width)
+    _check(spec, steps, guidance, height, width, "input image " if task != "text2img" else "")
     seed_list = _seeds(seed, seeds, num_images)
 
     set_scheduler(pipe, scheduler, sched_options)
     call = dict(num_inference_steps=steps, guidance_scale=guidance, height=height, width=width)
+    params = _call_params(pipe)
+    if task != "text2img":
+        call["image"] = image
+        if mask_image is not None:
+            call["mask_image"] = mask_image
+        if "height" not in params:  # img2img pipelines take the size from the image
+            call.pop("height"), call.pop("width")
     if d.max_sequence_length and "max_sequence_length" in _call_params(pipe):
         call["max_sequence_length"] = d.max_sequence_length
     if "output_type" in pipeline_kwargs:
@@ -164,6 +181,8 @@ def generate(
         height=images[0].height,
         model=spec.key,
         extra={k: v for k, v in pipeline_kwargs.items() if isinstance(v, (int, float, str, bool))},
+        task=task,
+        inputs=inputs,
         repo=spec.repo,
         revision=spec.revision,
         dtype=str(pipe.dtype).replace("torch.", ""),
@@ -175,12 +194,44 @@ def generate(
     return GenerationResult(images, recs, timings, _peak_gb(dev), problems)
 
 
-def regenerate(source: str | Path | Record, **overrides) -> GenerationResult:
-    """Make an image again from its PNG (or record): same model, prompt, seed and settings."""
+def regenerate(source: str | Path | Record, image=None, mask_image=None, **overrides) -> GenerationResult:
+    """Make an image again from its PNG (or record): same model, prompt, seed and settings.
+
+    An edit (img2img, inpainting) needs its input image (and mask) again; their fingerprints must match.
+    """
     record = source if isinstance(source, Record) else records.read_record(source)
     if not record.model:
         raise ZooError(f"{source}: the record names no model; call generate() with a registry key")
-    return generate(record.model, **{**record.generate_kwargs(), **overrides})
+    given = {"image": image, "mask_image": mask_image}
+    for name, fp in record.inputs.items():
+        if given.get(name) is None:
+            raise ZooError(f"{source}: this {record.task} image needs its {name} again: regenerate(path, {name}=...)")
+        from .edit import load_image
+        from .masks import fingerprint
+
+        loaded = load_image(given[name], mode="L" if name == "mask_image" else "RGB")
+        if fingerprint(loaded) != fp:
+            raise ZooError(f"{source}: the {name} given is not the one this image was made from ({fp})")
+        given[name] = loaded
+    inputs = {k: v for k, v in given.items() if v is not None}
+    return generate(record.model, **{**record.generate_kwargs(), **inputs, **overrides})
+
+
+def _edit_inputs(task: str, image, mask_image):
+    """Load and check an edit's inputs; their fingerprints go into the record."""
+    from .edit import load_image
+    from .masks import check, fingerprint
+
+    if image is None:
+        raise ZooError(f"task '{task}' needs an input image: generate(..., image=PATH_URL_OR_PIL)")
+    image = load_image(image)
+    inputs = {"image": fingerprint(image)}
+    if task == "inpaint":
+        if mask_image is None:
+            raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.masks")
+        mask_image = check(mask_image if isinstance(mask_image, Image.Image) else load_image(mask_image, "L"), image)
+        inputs["mask_image"] = fingerprint(mask_image)
+    return image, mask_image, inputs
 
 
 def versions() -> dict:
@@ -194,19 +245,19 @@ def versions() -> dict:
     }
 
 
-def _check(spec: ModelSpec, steps: int, guidance: float, height: int, width: int) -> None:
+def _check(spec: ModelSpec, steps: int, guidance: float, height: int, width: int, what: str = "") -> None:
     if steps < 1:
         raise ZooError(f"num_inference_steps must be at least 1 (got {steps})")
     if guidance < 0:
         raise ZooError(f"guidance_scale cannot be negative (got {guidance:g}); 0 turns guidance off")
     m = SIZE_MULTIPLE[spec.family]
-    for name, v in (("height", height), ("width", width)):
+    for name, v in (("height", height), ("width", width)):  # for edits these are the input image's
         if v < m or v % m:
             low = max(m, v // m * m)
             high = low if v <= low else low + m
             raise ZooError(
-                f"{name} {v} is not a multiple of {m}, which {spec.family} models need: "
-                f"use {low}" + (f" or {high}" if high != low else "")
+                f"{what}{name} {v} is not a multiple of {m}, which {spec.family} models need: "
+                f"use {low}" + (f" or {high}" if high != low else "") + (" (resize or crop the image)" if what else "")
             )
 
 

@@ -37,6 +37,8 @@ class Record:
     height: int
     model: str
     negative_prompt: str | None = None
+    task: str = "text2img"
+    inputs: dict = field(default_factory=dict)  # input images by argument name -> fingerprint (helpers.masks)
     scheduler_options: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # other pipeline arguments, e.g. max_sequence_length
     repo: str = ""
@@ -59,6 +61,8 @@ class Record:
             "height": self.height,
             "seed": self.seed,
         }
+        if self.task != "text2img":
+            kw["task"] = self.task
         return kw | dict(self.extra)
 
     def to_json(self) -> str:
@@ -82,6 +86,10 @@ class Record:
             "Size": f"{self.width}x{self.height}",
             "Model": self.model,
         }
+        if self.task != "text2img":
+            fields["Task"] = self.task
+            if "strength" in self.extra:
+                fields["Denoising strength"] = self.extra["strength"]
         if self.versions.get("diffusers"):
             fields["Version"] = f"diffusers {self.versions['diffusers']}"
         lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))
