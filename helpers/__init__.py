@@ -10,7 +10,7 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 
 __version__ = "0.1.0"
 
-from . import edit, masks, memory, registry, smoke
+from . import edit, masks, memory, registry, smoke, styles
 from .cache import free, get_pipeline
 from .compare import CompareResult, compare
 from .errors import ModelAccessError, ModelNotCachedError, RegistryError, UnknownModelError, ZooError
@@ -28,6 +28,7 @@ __all__ = [
     "memory",
     "registry",
     "smoke",
+    "styles",
     "CompareResult",
     "SweepResult",
     "compare",

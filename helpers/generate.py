@@ -24,7 +24,7 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import records
+from . import records, styles
 from .cache import get_pipeline
 from .errors import ZooError
 from .records import Record
@@ -74,6 +74,8 @@ def generate(
     task: str | None = None,
     image=None,
     mask_image=None,
+    loras: dict | None = None,
+    lora_scale: float | None = None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -82,6 +84,8 @@ def generate(
     equals a single run with that seed; `seed=None` draws one and records it. The generator lives on the CPU so
     a seed gives the same starting noise on CPU, CUDA and MPS. Images are made one pipeline call each; a larger
     `batch_size` is faster on big GPUs, but batched arithmetic may round differently (pixels within 1 level).
+    `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing); `lora_scale` sets them
+    all to one scale (a sweep axis). `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
     Other keyword arguments go to the pipeline.
     """
     if isinstance(model, diffusers.DiffusionPipeline):
@@ -111,6 +115,12 @@ def generate(
     set_scheduler(pipe, scheduler, sched_options)
     call = dict(num_inference_steps=steps, guidance_scale=guidance, height=height, width=width)
     params = _call_params(pipe)
+    strength = pipeline_kwargs.get("strength", inspect.signature(type(pipe).__call__).parameters.get("strength"))
+    strength = getattr(strength, "default", strength)
+    if task != "text2img" and isinstance(strength, float) and int(steps * strength) < 1:
+        raise ZooError(
+            f"strength {strength:g} of {steps} steps runs no step at all: use at least {int(1 / strength) + 1} steps"
+        )
     if task != "text2img":
         call["image"] = image
         if mask_image is not None:
@@ -134,6 +144,15 @@ def generate(
         else:
             call["negative_prompt"] = negative_prompt
     _warn_long_prompt(pipe, spec, prompt, call.get("max_sequence_length"))
+    if loras is not None or lora_scale is not None:
+        styles.apply(pipe, styles.loras(pipe) if loras is None else loras, lora_scale)
+    missing = styles.trigger_words_missing(pipe, prompt)
+    if missing:
+        warnings.warn(
+            f"'{spec.key}' (or its LoRA) is trained on the trigger word(s) {missing}: add them to the prompt "
+            "to get its style.",
+            stacklevel=2,
+        )
 
     images, timings = [], {"text_encoding": 0.0, "denoising": 0.0, "decoding": 0.0, "total": 0.0}
     if batch_size < 1:
@@ -183,6 +202,7 @@ def generate(
         extra={k: v for k, v in pipeline_kwargs.items() if isinstance(v, (int, float, str, bool))},
         task=task,
         inputs=inputs,
+        loras=styles.loras(pipe),
         repo=spec.repo,
         revision=spec.revision,
         dtype=str(pipe.dtype).replace("torch.", ""),

@@ -38,6 +38,7 @@ class Record:
     model: str
     negative_prompt: str | None = None
     task: str = "text2img"
+    loras: dict = field(default_factory=dict)  # active LoRA adapters and their scales
     inputs: dict = field(default_factory=dict)  # input images by argument name -> fingerprint (helpers.masks)
     scheduler_options: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # other pipeline arguments, e.g. max_sequence_length
@@ -63,6 +64,8 @@ class Record:
         }
         if self.task != "text2img":
             kw["task"] = self.task
+        if self.loras:
+            kw["loras"] = dict(self.loras)
         return kw | dict(self.extra)
 
     def to_json(self) -> str:
@@ -86,6 +89,8 @@ class Record:
             "Size": f"{self.width}x{self.height}",
             "Model": self.model,
         }
+        if self.loras:
+            fields["Lora"] = " ".join(f"{k}:{v:g}" for k, v in self.loras.items())
         if self.task != "text2img":
             fields["Task"] = self.task
             if "strength" in self.extra:

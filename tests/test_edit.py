@@ -61,6 +61,8 @@ def test_bad_inputs_are_explained():
         img2img("sd15", IMG.resize((64, 60)), "x", **FAST)
     with pytest.raises(ZooError, match=r"strength must be in \(0, 1\]"):
         img2img("sd15", IMG, "x", strength=0, **FAST)
+    with pytest.raises(ZooError, match=r"strength 0.3 of 2 steps runs no step at all: use at least 4 steps"):
+        img2img("sd15", IMG, "x", strength=0.3, num_inference_steps=2, device="cpu")
     with pytest.raises(ZooError, match="cannot read an image"):
         img2img("sd15", "no-such-file.png", "x", **FAST)
     with pytest.raises(ZooError, match="does not support task 'inpaint'"):

@@ -1,0 +1,110 @@
+"""Styles on the offline hub: LoRAs change the image and unloading restores it; embeddings; trigger words."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import hf_hub_download
+from PIL import Image
+from safetensors.torch import save_file
+
+import helpers
+from helpers import ZooError, registry, styles, sweep
+
+K = {"num_inference_steps": 2, "height": 64, "width": 64, "seed": 1, "device": "cpu"}
+REG = registry.default()
+
+
+def _px(result):
+    return np.asarray(result.images[0]).astype(int)
+
+
+@pytest.fixture(autouse=True)
+def _hub(offline_hub_dir):
+    helpers.free()
+    yield
+    helpers.free()
+
+
+def test_lora_changes_the_image_and_unloading_restores_it_exactly():
+    pipe = helpers.get_pipeline("sd15", device="cpu")
+    base = _px(helpers.generate(pipe, "a fox", **K))
+    assert styles.load_lora(pipe, "lcm-lora-sdv1-5") == "lcm-lora-sdv1-5"
+    full = helpers.generate(pipe, "a fox", **K)
+    half = helpers.generate(pipe, "a fox", lora_scale=0.5, **K)
+    assert not np.array_equal(_px(full), base) and not np.array_equal(_px(half), _px(full))
+    assert full.records[0].loras == {"lcm-lora-sdv1-5": 1.0} and half.records[0].loras == {"lcm-lora-sdv1-5": 0.5}
+    assert "Lora: lcm-lora-sdv1-5:0.5" in half.records[0].a1111()
+    styles.unload(pipe)
+    again = helpers.generate(pipe, "a fox", **K)
+    assert np.array_equal(_px(again), base) and again.records[0].loras == {}
+
+
+def test_combine_fuse_and_unfuse():
+    pipe = helpers.get_pipeline("sdxl-base", device="cpu")
+    base = _px(helpers.generate(pipe, "a fox", **K))
+    styles.load_lora(pipe, "lcm-lora-sdxl")
+    styles.load_lora(pipe, "sdxl-lightning-4step-lora", scale=0.7)
+    assert styles.loras(pipe) == {"lcm-lora-sdxl": 1.0, "sdxl-lightning-4step-lora": 0.7}
+    combined = _px(helpers.generate(pipe, "a fox", **K))
+    styles.fuse(pipe)
+    assert np.abs(_px(helpers.generate(pipe, "a fox", **K)) - combined).max() <= 1, "fused == unfused"
+    styles.unfuse(pipe)
+    styles.unload(pipe)
+    assert np.abs(_px(helpers.generate(pipe, "a fox", **K)) - base).max() <= 1
+
+
+def test_loras_from_files_and_wrong_families():
+    ad = REG.adapter("lcm-lora-sdv1-5")
+    path = hf_hub_download(ad.repo, ad.weight_name, revision=ad.revision)  # a file on disk, as a user has one
+    sd = helpers.get_pipeline("sd15", device="cpu")
+    assert styles.load_lora(sd, path) == "pytorch_lora_weights"
+    with pytest.raises(ZooError, match="is loaded already"):
+        styles.load_lora(sd, path)
+    xl = helpers.get_pipeline("sdxl-base", device="cpu")
+    with pytest.raises(ZooError, match="'lcm-lora-sdv1-5' is a LoRA for sd1 models; this pipeline is sdxl"):
+        styles.load_lora(xl, "lcm-lora-sdv1-5")
+    with pytest.raises(ZooError, match="does not fit this sdxl model.*another family"):
+        styles.load_lora(xl, path)
+    assert styles.loras(xl) == {} and helpers.generate(xl, "a fox", **K).images[0].size == (64, 64)
+
+
+def test_textual_inversion_embedding(tmp_path):
+    pipe = helpers.get_pipeline("sd15", device="cpu")
+    width = pipe.text_encoder.config.hidden_size
+    path = tmp_path / "fox-style.safetensors"
+    save_file({"<fox-style>": torch.randn(1, width, generator=torch.Generator().manual_seed(0))}, str(path))
+    assert styles.load_embedding(pipe, str(path), token="<fox-style>") == "<fox-style>"
+    plain = _px(helpers.generate(pipe, "a fox", **K))
+    styled = _px(helpers.generate(pipe, "a fox <fox-style>", **K))
+    assert not np.array_equal(plain, styled)
+
+
+def test_trigger_words_are_asked_for():
+    with pytest.warns(UserWarning, match=r"'openjourney'.*trigger word\(s\) \['mdjrny-v4 style'\]"):
+        helpers.generate("openjourney", "a fox", **K)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*trigger word.*")
+        helpers.generate("openjourney", "a fox, mdjrny-v4 style", **K)
+
+
+def test_prompt_only_styles():
+    prompt, negative = styles.style("a fox", "watercolor")
+    assert prompt.startswith("a watercolor painting of a fox") and negative
+    with pytest.raises(ZooError, match="Unknown style 'vaporwave'; use one of: photograph"):
+        styles.style("a fox", "vaporwave")
+
+
+def test_lora_scale_is_a_sweep_axis(tmp_path):
+    params = {"model": "sd15", "prompt": "a fox", "seed": 1, "height": 64, "width": 64, "num_inference_steps": 2}
+    result = sweep(
+        {**params, "loras": {"lcm-lora-sdv1-5": 1.0}}, {"x": ("lora_scale", [0.0, 0.5, 1.0])}, tmp_path, device="cpu"
+    )
+    assert [r["status"] for r in result.rows] == ["ok"] * 3
+    scales = [json.loads(json.dumps(r["params"]))["lora_scale"] for r in result.rows]
+    assert scales == [0.0, 0.5, 1.0]
+    images = [np.asarray(Image.open(tmp_path / r["path"])) for r in result.rows]
+    assert not np.array_equal(images[0], images[2])
