@@ -89,6 +89,7 @@ def compare(
     seeds: list[int] | int = 0,
     out_dir: str | Path | None = None,
     device: str = "auto",
+    on_cell=None,
     **overrides,
 ) -> CompareResult:
     """Generate every prompt and seed with every model (each with its own registry defaults unless overridden)."""
@@ -100,7 +101,8 @@ def compare(
     axes = {"x": ("prompt", prompts), "y": ("model", models)}
     if len(seeds) > 1:
         axes["z"] = ("seed", seeds)
-    result = sweep({"seed": seeds[0], "prompt": prompts[0], **overrides}, axes, out_dir=out_dir, device=device)
+    params = {"seed": seeds[0], "prompt": prompts[0], **overrides}
+    result = sweep(params, axes, out_dir=out_dir, device=device, on_cell=on_cell)
     out = Path(out_dir)
     paths = []
     for k, seed in enumerate(seeds):

@@ -76,6 +76,7 @@ def generate(
     mask_image=None,
     loras: dict | None = None,
     lora_scale: float | None = None,
+    on_step=None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -84,6 +85,7 @@ def generate(
     equals a single run with that seed; `seed=None` draws one and records it. The generator lives on the CPU so
     a seed gives the same starting noise on CPU, CUDA and MPS. Images are made one pipeline call each; a larger
     `batch_size` is faster on big GPUs, but batched arithmetic may round differently (pixels within 1 level).
+    `on_step(done, total)` is called after every denoising step (progress bars, cancelling by raising).
     `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing); `lora_scale` sets them
     all to one scale (a sweep axis). `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
     Other keyword arguments go to the pipeline.
@@ -161,6 +163,14 @@ def generate(
     dev = pipe.device
     _reset_peak(dev)
     batches = [seed_list[i : i + batch] for i in range(0, len(seed_list), batch)]
+    if on_step is not None:
+        total, counter = steps * len(batches), iter(range(1, 10**9))
+
+        def _step_end(pipeline, i, t, tensors):
+            on_step(next(counter), total)
+            return tensors
+
+        call["callback_on_step_end"] = _step_end
     unit = "image" if batch == 1 else "batch"
     problems = {}
     for chunk in tqdm(batches, desc=f"{spec.key}: {len(seed_list)} images", unit=unit, disable=len(batches) == 1):

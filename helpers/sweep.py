@@ -191,8 +191,18 @@ def _done(row: dict | None, out_dir: Path) -> bool:
     return bool(row) and row["status"] == "ok" and (out_dir / row["path"]).is_file()
 
 
-def sweep(params: dict, axes, out_dir: str | Path = "outputs/sweep", device: str = "auto", title: str | None = None):
-    """Run every cell not already done in `out_dir`, then write the merged manifest and the grids."""
+def sweep(
+    params: dict,
+    axes,
+    out_dir: str | Path = "outputs/sweep",
+    device: str = "auto",
+    title: str | None = None,
+    on_cell=None,
+):
+    """Run every cell not already done in `out_dir`, then write the merged manifest and the grids.
+
+    `on_cell(row)` is called with each cell's manifest row as it finishes (to fill a grid as it goes).
+    """
     from accelerate import PartialState
 
     axis_list, cells = plan(params, axes)
@@ -204,7 +214,7 @@ def sweep(params: dict, axes, out_dir: str | Path = "outputs/sweep", device: str
     done = read_manifest(out)
     todo = [c for c in cells if not _done(done.get(c.key), out)]
     with state.split_between_processes(todo) as mine:
-        _run_cells(mine, out, device, state.process_index, state.num_processes, len(cells) - len(todo))
+        _run_cells(mine, out, device, state.process_index, state.num_processes, len(cells) - len(todo), on_cell)
     state.wait_for_everyone()
     result = SweepResult(out, [])
     if state.is_main_process:
@@ -215,7 +225,7 @@ def sweep(params: dict, axes, out_dir: str | Path = "outputs/sweep", device: str
     return result
 
 
-def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int, skipped: int) -> None:
+def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int, skipped: int, on_cell=None) -> None:
     shard = out / (f"manifest-{rank}-of-{world}.jsonl" if world > 1 else "manifest-run.jsonl")
     loaded = set()
     bar = tqdm(total=len(cells) + skipped, initial=skipped, desc="sweep", unit="cell", disable=rank != 0)
@@ -247,6 +257,8 @@ def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int,
             log.write(json.dumps(row, default=str) + "\n")
             log.flush()
             bar.update(1)
+            if on_cell is not None:
+                on_cell(row)
     bar.close()
 
 

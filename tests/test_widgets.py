@@ -1,0 +1,92 @@
+"""The panels, driven as a person would: set values, press buttons, read what they show and save."""
+
+import pytest
+
+import helpers
+from helpers import read_record
+from helpers.widgets import ComparePanel, GenerationPanel
+
+
+@pytest.fixture(autouse=True)
+def _hub(offline_hub_dir):
+    helpers.free()
+    yield
+    helpers.free()
+
+
+def _small(panel, steps=2):
+    panel.size.options = ["64x64"]
+    panel.steps.value = steps
+
+
+def test_defaults_follow_the_model_and_the_filter():
+    panel = GenerationPanel("sd15", device="cpu")
+    assert (panel.steps.value, panel.guidance.value, panel.scheduler.value) == (30, 7.5, "DPM++ 2M Karras")
+    assert panel.size.options[0] == "512x512" and "Flow Euler" not in panel.scheduler.options
+    panel.model.value = "sdxl-turbo"
+    assert (panel.steps.value, panel.guidance.value) == (1, 0.0) and panel.negative.disabled
+    assert panel.size.options[0] == "512x512" and "1024x1024" in panel.size.options
+    panel.model.value = "flux-dev"
+    assert "gated" in panel.info.value and "Flow Euler" in panel.scheduler.options
+    panel.filter.value = "pixart"
+    assert [v for _, v in panel.model.options] == ["pixart-alpha", "pixart-sigma"]
+
+
+def test_generate_shows_images_and_recipes_then_saves(tmp_path):
+    panel = GenerationPanel("sd15", out_dir=str(tmp_path), device="cpu")
+    _small(panel)
+    panel.prompt.value = "a red fox"
+    panel.num_images.value = 2
+    panel.lock.value = True
+    panel.seed.value = 7
+    panel.go.click()
+    panel.wait()
+    assert panel.status.value.startswith("done") and len(panel.images.children) == 2
+    assert "Seed: 7" in panel.recipe.value and "Seed: 8" in panel.recipe.value
+    assert panel.progress.value == panel.progress.max == 4
+    panel.save_button.click()
+    saved = sorted(tmp_path.glob("*.png"))
+    assert [p.name for p in saved] == ["sd15-7-0001.png", "sd15-8-0001.png"]
+    assert read_record(saved[0]).prompt == "a red fox" and "saved" in panel.status.value
+    panel.go.click()
+    panel.wait()
+    assert panel.seed.value == 7, "a locked seed stays"
+    panel.lock.value = False
+    panel.go.click()
+    panel.wait()
+    assert panel.seed.value != 7, "an unlocked seed is rolled for each new image"
+
+
+def test_dice_cancel_and_errors():
+    panel = GenerationPanel("sd15", device="cpu")
+    first = panel.seed.value
+    panel.dice.click()
+    assert panel.seed.value != first
+    _small(panel, steps=50)
+    panel.generate()
+    panel.stop.click()
+    panel.wait()
+    assert panel.status.value == "cancelled" and not panel.go.disabled and panel.stop.disabled
+    panel.size.options = ["65x65"]
+    panel.generate(wait=True)
+    assert "not a multiple of 8" in panel.status.value
+
+
+def test_compare_panel_fills_the_grid_opens_cells_and_exports(tmp_path):
+    panel = ComparePanel(("sd15", "sdxl-turbo"), out_dir=str(tmp_path), device="cpu", height=64, width=64)
+    panel.prompts.value = "a fox\na castle"
+    panel.seeds.value = "3"
+    panel.go.click()
+    panel.wait()
+    assert panel.status.value == "done" and len(panel.grid.children) == 4
+    assert all(type(c).__name__ == "VBox" for c in panel.grid.children)
+    assert "sdxl-turbo" in panel.table.value and "s_per_image" in panel.table.value
+    panel.grid.children[3].children[1].click()  # a cell's button: sdxl-turbo, "a castle"
+    assert (
+        panel.large.value[:4] == b"\x89PNG" and "a castle" in panel.detail.value and "sdxl-turbo" in panel.detail.value
+    )
+    panel.export_button.click()
+    assert (tmp_path / "table.csv").is_file() and (tmp_path / "compare-seed3.png").is_file()
+    panel.seeds.value = "one"
+    panel.run()
+    assert "not whole numbers" in panel.status.value
