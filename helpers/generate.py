@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import inspect
 import random
-import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import records, styles
+from . import records, styles, timing
 from .cache import get_pipeline
 from .errors import ZooError
 from .records import Record
@@ -161,7 +159,7 @@ def generate(
         raise ZooError(f"batch_size must be at least 1 (got {batch_size})")
     batch = batch_size
     dev = pipe.device
-    _reset_peak(dev)
+    timing.reset_peak(dev)
     batches = [seed_list[i : i + batch] for i in range(0, len(seed_list), batch)]
     if on_step is not None:
         total, counter = steps * len(batches), iter(range(1, 10**9))
@@ -221,7 +219,7 @@ def generate(
         versions=versions(),
     )
     recs = [Record.from_dict({**base.__dict__, "seed": s}) for s in seed_list]
-    return GenerationResult(images, recs, timings, _peak_gb(dev), problems)
+    return GenerationResult(images, recs, timings, timing.peak_gb(dev), problems)
 
 
 def regenerate(source: str | Path | Record, image=None, mask_image=None, **overrides) -> GenerationResult:
@@ -334,66 +332,10 @@ def _warn_long_prompt(pipe, spec: ModelSpec, prompt: str, max_sequence_length: i
     )
 
 
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-@contextmanager
-def _timed(pipe):
-    """Time text encoding, denoising and decoding of one pipeline call with hooks, removed afterwards."""
-    t = {"text_encoding": 0.0, "denoising": 0.0, "decoding": 0.0, "total": 0.0}
-    marks = {"text_end": None, "decode_start": None}
-    dev, handles, starts = pipe.device, [], {}
-
-    def pre(module, *args, **kwargs):
-        _sync(dev)
-        starts[id(module)] = time.perf_counter()
-
-    def post(module, *args, **kwargs):
-        _sync(dev)
-        now = time.perf_counter()
-        t["text_encoding"] += now - starts.pop(id(module), now)
-        marks["text_end"] = now
-
-    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
-        enc = getattr(pipe, name, None)
-        if isinstance(enc, torch.nn.Module):
-            handles += [enc.register_forward_pre_hook(pre), enc.register_forward_hook(post)]
-    vae = pipe.vae
-    decode = vae.decode
-
-    def timed_decode(z, *args, **kwargs):
-        _sync(dev)
-        start = time.perf_counter()
-        marks["decode_start"] = marks["decode_start"] or start
-        out = decode(z.to(vae.dtype), *args, **kwargs)  # an upcast VAE takes the half-precision latents too
-        _sync(dev)
-        t["decoding"] += time.perf_counter() - start
-        return out
-
-    vae.decode = timed_decode  # an instance attribute, deleted below: the class method is untouched
-    _sync(dev)
-    begin = time.perf_counter()
-    try:
-        yield t
-    finally:
-        _sync(dev)
-        end = time.perf_counter()
-        del vae.decode
-        for h in handles:
-            h.remove()
-    t["total"] = end - begin
-    start = marks["text_end"] or begin
-    t["denoising"] = max(0.0, (marks["decode_start"] or end) - start)
-
-
 def _run(pipe, prompt, seeds, generator_device, call):
     """One pipeline call: float images in [0, 1], the safety checker's flags, and the timings."""
     generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
-    with _timed(pipe) as t:
+    with timing.timed(pipe) as t:
         out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type="np", **call)
     nsfw = getattr(out, "nsfw_content_detected", None) or [False] * len(seeds)
     return list(out.images), [bool(x) for x in nsfw], t
@@ -402,16 +344,3 @@ def _run(pipe, prompt, seeds, generator_device, call):
 def _broken(image: np.ndarray) -> bool:
     """NaN anywhere, or black everywhere: what an overflowing VAE makes."""
     return bool(np.isnan(image).any() or np.nanmax(image) < 1 / 255)
-
-
-def _reset_peak(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak_gb(device) -> float | None:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    if device.type == "mps":
-        return torch.mps.driver_allocated_memory() / 2**30
-    return None
