@@ -109,7 +109,7 @@ def load_pipeline(
         kwargs[role] = load_vae(vae_key, torch_dtype, reg)
     if policy.quantize:
         kwargs["quantization_config"] = memory_mod.quantization_config(spec, torch_dtype)
-    direct = policy.name == "gpu" and device.startswith("cuda") and not spec.adapters
+    direct = policy.name == "gpu" and device == "cuda" and not spec.adapters  # diffusers maps "cuda", not "cuda:1"
     if direct:  # weights go shard by shard to the GPU: system RAM never holds the whole model
         kwargs["device_map"] = device
     kwargs.update(from_pretrained_kwargs)
@@ -120,8 +120,7 @@ def load_pipeline(
             _fuse_adapter(pipe, reg.adapter(adapter_key))
     if task != native_task(spec):
         pipe = TASK_PIPELINES[task].from_pipe(pipe)
-    if not direct:
-        memory_mod.apply(pipe, policy, device)
+    memory_mod.apply(pipe, policy, device)  # after a direct load this only moves components passed in (a VAE)
     pipe.zoo_spec, pipe.zoo_policy, pipe.zoo_vae = spec, policy, vaes.get("vae", "")
     pipe.zoo_default_scheduler = pipe.scheduler  # what `set_scheduler(pipe, "default")` restores
     return pipe
