@@ -68,7 +68,7 @@ class GenerationPanel(w.VBox):
         self.size = w.Dropdown(description="Size")
         self.scheduler = w.Dropdown(description="Sampler")
         self.seed = w.IntText(description="Seed", value=random.randrange(2**32))
-        self.dice = w.Button(description="🎲", tooltip="a new random seed", layout=w.Layout(width="48px"))
+        self.dice = w.Button(description="new seed", tooltip="draw a random seed", layout=w.Layout(width="96px"))
         self.lock = w.ToggleButton(description="lock", tooltip="keep this seed for every Generate")
         self.num_images = w.IntSlider(description="Images", min=1, max=8, value=1)
         self.go = w.Button(description="Generate", button_style="primary")
