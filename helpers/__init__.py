@@ -10,7 +10,7 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 
 __version__ = "0.1.0"
 
-from . import edit, masks, memory, registry, smoke, styles
+from . import bench, edit, fast, masks, memory, previews, registry, smoke, styles
 from .cache import free, get_pipeline
 from .compare import CompareResult, compare
 from .errors import ModelAccessError, ModelNotCachedError, RegistryError, UnknownModelError, ZooError
@@ -23,7 +23,10 @@ from .schedulers import set_scheduler
 from .sweep import SweepResult, sweep
 
 __all__ = [
+    "bench",
     "edit",
+    "fast",
+    "previews",
     "masks",
     "memory",
     "registry",

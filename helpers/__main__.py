@@ -144,6 +144,35 @@ def _sweep(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from . import bench, randomweights
+
+    hub = None
+    if args.random_weights:
+        if not args.config_dir:
+            raise ZooError("--random-weights needs --config-dir DIR: the checkpoints' config files in diffusers layout")
+        device = "cuda" if _cuda() else "cpu"
+        keys = sorted(set(args.keys) | set(args.switch or []))
+        print(f"# writing random-weight models of {', '.join(keys)} into {args.hub_cache}", file=sys.stderr)
+        hub = randomweights.build(keys, args.config_dir, args.hub_cache, device=device)
+    report = bench.run(args.keys, variants=args.variants, switch=args.switch, steps=args.steps, size=args.size,
+                       repeats=args.repeats, warmup=args.warmup, device=args.device, hub_cache=hub, out_dir=args.out,
+                       log=lambda text: print(text, file=sys.stderr) if text else None)  # fmt: skip
+    for path in report["files"]:
+        print(path)
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers", description="The Stable Diffusion model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +219,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--keys", nargs="*", help="only these models (default: all)")
     s.set_defaults(run=_offline_hub)
+
+    s = sub.add_parser("bench", help="benchmark models against plain diffusers; writes JSON and markdown results")
+    s.add_argument("keys", nargs="*", default=["sd15", "sdxl-base"], help="models (default: sd15 sdxl-base)")
+    s.add_argument("--variants", type=_names, default=["diffusers", "eager", "auto", "max"],
+                   help="comma-separated: diffusers (the baseline), eager, auto, max, graphs")  # fmt: skip
+    s.add_argument("--switch", type=_names, help="two models to time switching between, e.g. sdxl-base,ssd-1b")
+    s.add_argument("--steps", type=int, help="denoising steps (default: each model's)")
+    s.add_argument("--size", type=_size, help="N or WxH (default: each model's native size)")
+    s.add_argument("--repeats", type=int, default=3, help="timed runs after the first image (medians reported)")
+    s.add_argument("--warmup", type=int, default=1, help="untimed runs after the first image")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", default="benchmarks/results", help="folder for the JSON and markdown (never replaced)")
+    s.add_argument("--random-weights", action="store_true", help="full-size models with random weights (no network)")
+    s.add_argument("--config-dir", help="with --random-weights: checkpoint configs, e.g. ../shared/real-configs")
+    s.add_argument("--hub-cache", default=".cache/bench-hub", help="with --random-weights: where the models go")
+    s.set_defaults(run=_bench)
 
     s = sub.add_parser("readme", help="regenerate README.md's model tables from models.yaml")
     s.add_argument("--check", action="store_true", help="only check; exit 1 if stale")

@@ -22,7 +22,7 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import records, styles, timing
+from . import previews, records, styles, timing
 from .cache import get_pipeline
 from .errors import ZooError
 from .records import Record
@@ -75,6 +75,7 @@ def generate(
     loras: dict | None = None,
     lora_scale: float | None = None,
     on_step=None,
+    on_preview=None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -83,7 +84,8 @@ def generate(
     equals a single run with that seed; `seed=None` draws one and records it. The generator lives on the CPU so
     a seed gives the same starting noise on CPU, CUDA and MPS. Images are made one pipeline call each; a larger
     `batch_size` is faster on big GPUs, but batched arithmetic may round differently (pixels within 1 level).
-    `on_step(done, total)` is called after every denoising step (progress bars, cancelling by raising).
+    `on_step(done, total)` is called after every denoising step (progress bars, cancelling by raising);
+    `on_preview(image, done, total)` gets the step's latents decoded by the family's tiny VAE (`helpers.previews`).
     `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing); `lora_scale` sets them
     all to one scale (a sweep axis). `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
     Other keyword arguments go to the pipeline.
@@ -161,11 +163,18 @@ def generate(
     dev = pipe.device
     timing.reset_peak(dev)
     batches = [seed_list[i : i + batch] for i in range(0, len(seed_list), batch)]
-    if on_step is not None:
+    previewer = previews.previewer_for(pipe) if on_preview is not None else None
+    if on_preview is not None and previewer is None:
+        warnings.warn(f"'{spec.key}': no tiny preview VAE for {spec.family} models; no previews", stacklevel=2)
+    if on_step is not None or previewer is not None:
         total, counter = steps * len(batches), iter(range(1, 10**9))
 
         def _step_end(pipeline, i, t, tensors):
-            on_step(next(counter), total)
+            done = next(counter)
+            if previewer is not None:
+                on_preview(previewer(tensors["latents"], height, width), done, total)
+            if on_step is not None:
+                on_step(done, total)
             return tensors
 
         call["callback_on_step_end"] = _step_end

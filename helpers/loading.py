@@ -15,6 +15,7 @@ import huggingface_hub
 import torch
 from huggingface_hub import errors as hub_errors
 
+from . import fast as fast_mod
 from . import memory as memory_mod
 from .errors import ModelAccessError, ModelNotCachedError, UnknownModelError, ZooError
 from .registry import ModelSpec, Registry
@@ -82,6 +83,7 @@ def load_pipeline(
     dtype: str | torch.dtype = "auto",
     registry: Registry | None = None,
     memory="auto",
+    fast="auto",
     **from_pretrained_kwargs,
 ):
     """Load a registry model for a task onto a device.
@@ -89,8 +91,9 @@ def load_pipeline(
     Uses the entry's revision and weight variant, safetensors only (unless the entry says `weights: bin`),
     its VAE override and its adapters (fused). `memory` is `"auto"` (a policy chosen for this machine and
     printed in one line), a policy name from `helpers.memory.POLICIES`, or a `Policy`. In float16 the SDXL
-    VAE, which overflows to black images, is replaced by the registry's fp16-safe one.
-    `from_pretrained_kwargs` go to diffusers unchanged.
+    VAE, which overflows to black images, is replaced by the registry's fp16-safe one. `fast` is a preset of
+    `helpers.fast.PRESETS` ("auto", "off", "max", "graphs") or a `FastMode`. `from_pretrained_kwargs` go to
+    diffusers unchanged.
 
     >>> pipe = load_pipeline("sdxl-turbo", device="cuda")
     """
@@ -121,6 +124,9 @@ def load_pipeline(
     if task != native_task(spec):
         pipe = TASK_PIPELINES[task].from_pipe(pipe)
     memory_mod.apply(pipe, policy, device)  # after a direct load this only moves components passed in (a VAE)
+    mode = fast_mod.apply(pipe, fast_mod.choose(fast, device, policy.name))
+    if mode != fast_mod.PRESETS["off"]:
+        print(f"[{spec.key}] fast: {mode.describe()}")
     pipe.zoo_spec, pipe.zoo_policy, pipe.zoo_vae = spec, policy, vaes.get("vae", "")
     pipe.zoo_default_scheduler = pipe.scheduler  # what `set_scheduler(pipe, "default")` restores
     return pipe

@@ -263,12 +263,22 @@ def _fake_commit(repo: str, revision: str) -> str:
     return hashlib.sha1(f"offline-hub:{repo}@{revision}".encode()).hexdigest()
 
 
-def _git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def _hashes(path: Path) -> tuple[str, str]:
+    """The file's git blob sha1 and sha256, read in chunks (weight files can be larger than memory allows)."""
+    size = path.stat().st_size
+    git, sha = hashlib.sha1(b"blob %d\0" % size), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            git.update(chunk)
+            sha.update(chunk)
+    return git.hexdigest(), sha.hexdigest()
 
 
-def commit_to_cache(cache: Path, repo: str, revision: str, revision_kind: str, source: Path) -> Path:
-    """Place `source`'s files as a snapshot of `repo` at `revision`, as `snapshot_download` would."""
+def commit_to_cache(cache: Path, repo: str, revision: str, revision_kind: str, source: Path, move=False) -> Path:
+    """Place `source`'s files as a snapshot of `repo` at `revision`, as `snapshot_download` would.
+
+    `move` moves the files instead of copying them (one copy on disk: full-size models are tens of GB).
+    """
     storage = cache / ("models--" + repo.replace("/", "--"))
     commit = revision if revision_kind == "commit" else _fake_commit(repo, revision)
     snapshot = storage / "snapshots" / commit
@@ -277,14 +287,15 @@ def commit_to_cache(cache: Path, repo: str, revision: str, revision_kind: str, s
     tree = {}
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         rel = path.relative_to(source).as_posix()
-        data = path.read_bytes()
-        entry = {"size": len(data), "blob_id": _git_blob_sha1(data)}
+        size = path.stat().st_size
+        git, sha = _hashes(path)
+        entry = {"size": size, "blob_id": git}
         if rel.endswith(_LFS_SUFFIXES):
-            entry.update(lfs_sha256=hashlib.sha256(data).hexdigest(), lfs_size=len(data))
+            entry.update(lfs_sha256=sha, lfs_size=size)
         blob = storage / "blobs" / entry.get("lfs_sha256", entry["blob_id"])
         blob.parent.mkdir(parents=True, exist_ok=True)
         if not blob.exists():
-            blob.write_bytes(data)
+            (shutil.move if move else shutil.copyfile)(path, blob)
         link = snapshot / rel
         link.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import fast
 from .errors import ZooError
 from .registry import default as default_registry
 
@@ -67,6 +68,7 @@ def load_lora(pipe, source: str, weight_name: str | None = None, name: str | Non
         name = name or source.replace("/", "--")
     if name in loras(pipe):
         raise ZooError(f"a LoRA named '{name}' is loaded already; unload it first or give another name")
+    fast.unfuse_qkv(pipe)  # fused q/k/v layers would run without the LoRA's q/k/v
     try:
         pipe.load_lora_weights(*args, adapter_name=name, **kwargs)
     except (RuntimeError, ValueError) as e:

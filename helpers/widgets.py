@@ -58,6 +58,7 @@ class GenerationPanel(w.VBox):
     def __init__(self, model: str = "sd15", out_dir: str = "outputs/panel", device: str = "auto", **generate_kwargs):
         self.reg, self.out_dir, self.device, self.extra = registry_mod.default(), out_dir, device, generate_kwargs
         self.result, self._thread, self._cancel = None, None, threading.Event()
+        self.previews_shown = 0
         self.filter = w.Text(placeholder="filter: family, tag or name", description="Models")
         self.model = w.Dropdown(description="Model", layout=w.Layout(width="520px"))
         self.info = w.HTML()
@@ -71,6 +72,7 @@ class GenerationPanel(w.VBox):
         self.dice = w.Button(description="new seed", tooltip="draw a random seed", layout=w.Layout(width="96px"))
         self.lock = w.ToggleButton(description="lock", tooltip="keep this seed for every Generate")
         self.num_images = w.IntSlider(description="Images", min=1, max=8, value=1)
+        self.live = w.Checkbox(description="live preview (tiny VAE)", value=True, indent=False)
         self.go = w.Button(description="Generate", button_style="primary")
         self.stop = w.Button(description="Cancel", disabled=True)
         self.save_button = w.Button(description="Save", disabled=True)
@@ -86,7 +88,7 @@ class GenerationPanel(w.VBox):
         self.save_button.on_click(lambda _: self.save())
         self._refresh_models(select=model)
         seed_row = w.HBox([self.seed, self.dice, self.lock])
-        buttons = w.HBox([self.go, self.stop, self.save_button, self.progress])
+        buttons = w.HBox([self.go, self.stop, self.save_button, self.progress, self.live])
         super().__init__([self.filter, self.model, self.info, self.prompt, self.negative, self.steps, self.guidance,
                           self.size, self.scheduler, seed_row, self.num_images, buttons, self.status, self.images,
                           self.recipe])  # fmt: skip
@@ -149,10 +151,17 @@ class GenerationPanel(w.VBox):
         if self._cancel.is_set():
             raise Cancelled
 
+    def _on_preview(self, image, done: int, total: int) -> None:
+        """Show the image as it forms: the step's latents through the family's tiny VAE."""
+        self.previews_shown += 1
+        self.images.children = [w.Image(value=_png(image), format="png", width=256)]
+
     def _work(self) -> None:
         from .generate import generate
+        from .previews import preview_vae_key
 
         width, height = (int(v) for v in self.size.value.split("x"))
+        live = self.live.value and preview_vae_key(self.reg.get(self.model.value).family) is not None
         try:
             self.result = generate(
                 self.model.value,
@@ -167,6 +176,7 @@ class GenerationPanel(w.VBox):
                 num_images=self.num_images.value,
                 device=self.device,
                 on_step=self._on_step,
+                on_preview=self._on_preview if live else None,
                 **self.extra,
             )
             self.images.children = [w.Image(value=_png(im), format="png", width=256) for im in self.result.images]

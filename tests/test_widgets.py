@@ -44,6 +44,7 @@ def test_generate_shows_images_and_recipes_then_saves(tmp_path):
     assert panel.status.value.startswith("done") and len(panel.images.children) == 2
     assert "Seed: 7" in panel.recipe.value and "Seed: 8" in panel.recipe.value
     assert panel.progress.value == panel.progress.max == 4
+    assert panel.previews_shown == 4, "each step showed its tiny-VAE preview before the images came"
     panel.save_button.click()
     saved = sorted(tmp_path.glob("*.png"))
     assert [p.name for p in saved] == ["sd15-7-0001.png", "sd15-8-0001.png"]

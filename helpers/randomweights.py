@@ -1,0 +1,130 @@
+"""Full-size models with random weights, built from a checkpoint's config files, for benchmarks with no network.
+
+Random weights cost exactly what real ones cost (the same shapes, files, kernels and bytes), so load time,
+speed and memory measured on them are real; the images are noise. The models are written into a Hugging Face
+cache at each registry entry's real repo id and revision, with the entry's variant file names, so the ordinary
+loading code (and plain `DiffusionPipeline.from_pretrained`) finds them with `HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1`.
+
+    python -m helpers bench sd15 sdxl-base --random-weights --config-dir ../shared/real-configs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import diffusers
+import torch
+import transformers
+
+from .errors import ZooError
+from .offline_hub import BUILD_MARK, commit_to_cache
+from .registry import ModelSpec, Registry
+from .registry import default as default_registry
+
+# Where a family's configs sit under --config-dir, when there is no folder named after the registry key.
+FAMILY_FOLDERS = {"sd1": "sd15", "sdxl": "sdxl", "flux": "flux"}
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, None: None}
+
+
+def config_folder(config_dir: str | Path, spec: ModelSpec) -> Path:
+    """The folder with `spec`'s model_index.json: DIR/KEY, DIR/<family folder> or DIR itself."""
+    root = Path(config_dir).expanduser()
+    tried = [root / spec.key, root / FAMILY_FOLDERS.get(spec.family, spec.family), root]
+    for folder in tried:
+        index = folder / "model_index.json"
+        if index.is_file():
+            cls = json.loads(index.read_text())["_class_name"]
+            if cls != spec.pipeline:
+                raise ZooError(
+                    f"{index} is a {cls}, but '{spec.key}' is a {spec.pipeline}: point --config-dir at its configs"
+                )
+            return folder
+    raise ZooError(
+        f"No model_index.json for '{spec.key}' in {', '.join(str(t) for t in tried)}. --config-dir needs the "
+        "checkpoint's config files in diffusers layout (model_index.json and one folder per component)."
+    )
+
+
+def _random_model(library: str, cls_name: str, folder: Path, dtype: torch.dtype, device: str):
+    """A model of the component's class and config with freshly initialised weights, in `dtype` on `device`."""
+    with torch.device(device), default_dtype(dtype):
+        if library == "diffusers":
+            cls = getattr(diffusers, cls_name)
+            return cls.from_config(cls.load_config(str(folder)))
+        if library == "stable_diffusion":  # the SD 1.x safety checker: a CLIP vision model and concept embeddings
+            from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+
+            return StableDiffusionSafetyChecker(transformers.CLIPConfig.from_pretrained(str(folder)))
+        cls = getattr(transformers, cls_name)
+        return cls(cls.config_class.from_pretrained(str(folder)))
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+def write_random_pipeline(spec: ModelSpec, configs: Path, out: Path, device: str = "cpu") -> None:
+    """Write `spec`'s pipeline in diffusers layout with random weights, saved as the entry's variant files."""
+    if spec.adapters:
+        raise ZooError(f"'{spec.key}' fuses adapters; benchmark its base model instead")
+    index = json.loads((configs / "model_index.json").read_text())
+    dtype = _DTYPES.get(spec.variant) or (torch.bfloat16 if spec.dtype == "bfloat16" else torch.float16)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(configs / "model_index.json", out / "model_index.json")
+    for name, value in index.items():
+        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue
+        library, cls_name = value
+        src, dst = configs / name, out / name
+        if not (src / "config.json").is_file():
+            shutil.copytree(src, dst, dirs_exist_ok=True)  # tokenizer, scheduler, image processor: files as they are
+            continue
+        model = _random_model(library, cls_name, src, dtype, device)
+        model.save_pretrained(str(dst), variant=spec.variant, safe_serialization=True)
+        del model
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def write_random_vae(vae_spec, configs: Path, out: Path, device: str = "cpu") -> None:
+    """A registry VAE (the SDXL fp16-fix, say) with random weights, from the family's `vae/config.json`."""
+    target = out / vae_spec.subfolder if vae_spec.subfolder else out
+    model = _random_model("diffusers", vae_spec.cls_name, configs / "vae", torch.float16, device)
+    model.save_pretrained(str(target), variant=vae_spec.variant, safe_serialization=True)
+
+
+def build(keys, config_dir: str | Path, cache_dir: str | Path, registry: Registry | None = None, device: str = "cpu"):
+    """Write random-weight models of `keys` (and the VAEs they load) into a Hugging Face cache; returns the cache."""
+    from .loading import _fp16_vae_fix
+
+    reg = registry or default_registry()
+    cache = Path(cache_dir).expanduser().resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        spec = reg.get(key)
+        configs = config_folder(config_dir, spec)
+        vaes = list(spec.components.values())
+        fix = _fp16_vae_fix(spec, torch.float16 if spec.dtype == "float16" else torch.bfloat16, reg)
+        vaes += [fix] if fix and fix not in vaes else []
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            write_random_pipeline(spec, configs, Path(tmp) / "model", device)
+            commit_to_cache(cache, spec.repo, spec.revision, spec.revision_kind, Path(tmp) / "model", move=True)
+            for vae_key in vaes:
+                vae = reg.vae(vae_key)
+                write_random_vae(vae, configs, Path(tmp) / vae_key, device)
+                commit_to_cache(cache, vae.repo, vae.revision, vae.revision_kind, Path(tmp) / vae_key, move=True)
+    (cache / BUILD_MARK).write_text(
+        "Signature: 8a477f597d28d172789f06886806bc55\n"
+        f"# Full-size random-weight models for benchmarks ({', '.join(keys)}); images made from them are noise.\n"
+    )
+    return cache
