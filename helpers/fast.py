@@ -93,7 +93,7 @@ def apply(pipe, mode: FastMode) -> FastMode:
     net = denoiser(pipe)
     if mode.channels_last:
         for model in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)):
-            if isinstance(model, torch.nn.Module):
+            if isinstance(model, torch.nn.Module) and not getattr(model, "is_quantized", False):
                 model.to(memory_format=torch.channels_last)
     if mode.fuse_qkv:
         fuse_qkv(pipe)
@@ -110,8 +110,8 @@ def apply(pipe, mode: FastMode) -> FastMode:
 def fuse_qkv(pipe) -> None:
     """Fuse the attention projections of the denoiser and the VAE (one matmul instead of three)."""
     for model in (denoiser(pipe), getattr(pipe, "vae", None)):
-        if hasattr(model, "fuse_qkv_projections"):
-            model.fuse_qkv_projections()
+        if hasattr(model, "fuse_qkv_projections") and not getattr(model, "is_quantized", False):
+            model.fuse_qkv_projections()  # 4-bit weights cannot be concatenated
 
 
 def unfuse_qkv(pipe) -> None:
