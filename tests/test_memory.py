@@ -190,3 +190,26 @@ def test_broken_output_is_reported_and_never_saved(offline_hub_dir, tmp_path):
     assert 0 in result.problems
     assert result.save(tmp_path) == [] and not list(tmp_path.iterdir())
     helpers.free()
+
+
+def test_parking_again_reuses_the_host_copy_unless_a_tensor_changed(cache):
+    from helpers.cache import _park, _tensors, _unpark
+
+    cache.get("sd15", device="cpu")
+    entry = next(iter(cache._entries.values()))
+    pipe = next(iter(entry.pipes.values()))
+    before = {id(t): t.detach().clone() for t in _tensors(pipe)}
+    _park(entry)  # the first parking copies every tensor to the host
+    first = {k: v[0] for k, v in entry.host.items()}
+    _unpark(entry, "cpu")  # on a GPU machine: back to "cuda"; here the same moves between two CPU tensors
+    w = pipe.unet.conv_in.weight
+    w.data.add_(1.0)  # changed in place, as a fused LoRA does (no version bump through .data)
+    pipe.vae.post_quant_conv.bias.data = pipe.vae.post_quant_conv.bias.data * 2  # replaced, as an upcast does
+    _park(entry)
+    reused = [k for k, v in entry.host.items() if v[0] is first[k]]
+    assert len(reused) == len(first) - 2, "only the two changed tensors were copied again"
+    assert entry.host[id(w)][0] is not first[id(w)] and torch.equal(w, before[id(w)] + 1)
+    _unpark(entry, "cpu")
+    for t in _tensors(pipe):
+        if t is not w and t is not pipe.vae.post_quant_conv.bias:
+            assert torch.equal(t, before[id(t)]), "every other tensor comes back bit for bit"
