@@ -52,7 +52,23 @@ def presets(spec) -> list[str]:
     return [native] + [s for s in SIZE_PRESETS[spec.family] if s != native]
 
 
-class GenerationPanel(w.VBox):
+class _Background:
+    """Work in a thread, so the buttons and the progress bar stay live; `wait` joins it (scripts, tests)."""
+
+    _thread: threading.Thread | None = None
+
+    def _start(self, target, *args, wait: bool = False) -> None:
+        self._thread = threading.Thread(target=target, args=args, daemon=True)
+        self._thread.start()
+        if wait:
+            self.wait()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread:
+            self._thread.join(timeout)
+
+
+class GenerationPanel(_Background, w.VBox):
     """One model, one prompt, a few images, with their recipes."""
 
     def __init__(self, model: str = "sd15", out_dir: str = "outputs/panel", device: str = "auto", **generate_kwargs):
@@ -133,14 +149,7 @@ class GenerationPanel(w.VBox):
         self._cancel.clear()
         self.go.disabled, self.stop.disabled, self.save_button.disabled = True, False, True
         self.status.value = "generating…"
-        self._thread = threading.Thread(target=self._work, daemon=True)
-        self._thread.start()
-        if wait:
-            self.wait()
-
-    def wait(self, timeout: float | None = None) -> None:
-        if self._thread:
-            self._thread.join(timeout)
+        self._start(self._work, wait=wait)
 
     def cancel(self) -> None:
         """Stop after the current step (the Cancel button)."""
@@ -202,7 +211,7 @@ class GenerationPanel(w.VBox):
         return paths
 
 
-class ComparePanel(w.VBox):
+class ComparePanel(_Background, w.VBox):
     """Several models on the same prompts and seeds; the grid fills in as each image finishes."""
 
     def __init__(self, models=("sd15", "sdxl-turbo"), out_dir: str = "outputs/compare-panel", device: str = "auto",
@@ -247,14 +256,7 @@ class ComparePanel(w.VBox):
         self.grid.layout.grid_template_columns = f"repeat({cols}, 200px)"
         self.grid.children = [w.Label("…") for _ in range(len(models) * cols)]
         self.go.disabled = True
-        self._thread = threading.Thread(target=self._work, args=(models, prompts, seeds), daemon=True)
-        self._thread.start()
-        if wait:
-            self.wait()
-
-    def wait(self, timeout: float | None = None) -> None:
-        if self._thread:
-            self._thread.join(timeout)
+        self._start(self._work, models, prompts, seeds, wait=wait)
 
     def _on_cell(self, row: dict, prompts, seeds) -> None:
         cols = len(prompts) * len(seeds)

@@ -44,6 +44,15 @@ def test_regional_compilation_gives_the_eager_image():
     torch._dynamo.reset()
 
 
+def test_whole_denoiser_compilation_gives_the_eager_image():
+    pipe = load_pipeline("flux-schnell", device="cpu", fast="off")
+    eager = _px(generate(pipe, "a red fox", **SMALL))
+    fast.apply(pipe, fast.PRESETS["graphs"])  # CUDA graphs on a GPU; the same full-graph compile on a CPU
+    assert pipe.transformer._compiled_call_impl is not None
+    assert np.abs(_px(generate(pipe, "a red fox", **SMALL)) - eager).max() <= 1
+    torch._dynamo.reset()
+
+
 def test_a_lora_loaded_after_fusing_still_changes_every_projection():
     plain = load_pipeline("sd15", device="cpu", fast="off")
     styles.load_lora(plain, "lcm-lora-sdv1-5")
