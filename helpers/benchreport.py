@@ -184,7 +184,15 @@ def markdown(report: dict) -> str:
         )
     sw = report.get("switch")
     if sw:
-        text = f"failed: {sw['error']}" if "error" in sw else f"{sw['switch_s']:.3f} s (median; {sw['how']})"
+        text = (
+            f"failed: {sw['error']}"
+            if "error" in sw
+            else (
+                f"{sw['switch_s']:.3f} s (median; {sw['how']}; the first switch, which makes the host copy, "
+                f"{sw['first_switch_s']:.3f} s); diffusers (`a.to('cpu'); b.to('cuda')`): "
+                f"{sw['diffusers_switch_s']:.3f} s"
+            )
+        )
         lines += ["", f"**Switching** between {' and '.join(f'`{k}`' for k in sw.get('models', []))}: {text}"]
     lines += ["", "| target | family | limit | measured | met |", "|---|---|---|---|---|"]
     for t in report["targets"]:

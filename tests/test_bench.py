@@ -47,20 +47,20 @@ def test_a_run_measures_every_variant_against_diffusers_and_writes_both_files(tm
 
 
 def test_the_markdown_and_chart_show_failures_and_gpu_targets():
-    report = {"date": "2026-01-01T00:00:00", "random_weights": True, "switch": {"models": ["a", "b"], "switch_s": 0.4,
-              "how": "parked"}, "machine": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_memory_gb": 79.1, "driver": "570",
-              "cuda": "12.8", "cpu": "x86_64", "cpu_count": 16, "ram_gb": 128, "torch": "2.13", "diffusers": "0.42",
-              "transformers": "5", "python": "3.11", "peak_flops": 989e12},
-              "settings": bench.settings_for(["sdxl-base"], **SMALL),
-              "results": [{"model": "sdxl-base", "variant": "diffusers", "load_s": 1, "first_image_s": 2,
-                           "steps_per_s": 10, "latency_s": 0.3, "decode_s": 0.05, "peak_memory_gb": 9,
-                           "flops_per_step": 13e12},
-                          {"model": "sdxl-base", "variant": "eager", "load_s": 1, "first_image_s": 2.5,
-                           "steps_per_s": 11, "latency_s": 0.28, "decode_s": 0.05, "peak_memory_gb": 8},
-                          {"model": "sdxl-base", "variant": "max", "load_s": 1, "first_image_s": 40,
-                           "steps_per_s": 17, "latency_s": 0.2, "decode_s": 0.05, "peak_memory_gb": 8,
-                           "flops_per_step": 13e12},
-                          {"model": "sdxl-base", "variant": "graphs", "error": "CUDA graphs failed"}]}  # fmt: skip
+    machine = {"gpu": "NVIDIA H100 80GB HBM3", "gpu_memory_gb": 79.1, "driver": "570", "cuda": "12.8", "cpu": "x86_64"}
+    machine |= {"cpu_count": 16, "ram_gb": 128, "torch": "2.13", "diffusers": "0.42", "transformers": "5"}
+    machine |= {"python": "3.11", "peak_flops": 989e12}
+    common = {"model": "sdxl-base", "load_s": 1, "decode_s": 0.05, "peak_memory_gb": 8, "flops_per_step": 13e12}
+    results = [
+        common | {"variant": "diffusers", "first_image_s": 2, "steps_per_s": 10, "latency_s": 0.3},
+        common | {"variant": "eager", "first_image_s": 2.5, "steps_per_s": 11, "latency_s": 0.28},
+        common | {"variant": "max", "first_image_s": 40, "steps_per_s": 17, "latency_s": 0.2},
+        {"model": "sdxl-base", "variant": "graphs", "error": "CUDA graphs failed"},
+    ]
+    switch = {"models": ["a", "b"], "switch_s": 0.4, "first_switch_s": 2.0, "diffusers_switch_s": 3.0, "how": "parked"}
+    settings = bench.settings_for(["sdxl-base"], **SMALL)
+    report = {"date": "2026-01-01T00:00:00", "random_weights": True, "switch": switch, "machine": machine}
+    report |= {"settings": settings, "results": results}
     report["settings"]["family"]["a"] = report["settings"]["family"]["b"] = "sdxl"
     report["summary"], report["targets"] = benchreport.summarise(report)
     rows = {r["variant"]: r for r in report["summary"]}
@@ -79,7 +79,8 @@ def test_the_markdown_and_chart_show_failures_and_gpu_targets():
 
 def test_switching_between_two_models_is_timed():
     out = bench.measure_switch(["sd15", "dreamshaper-8"], bench.settings_for(["sd15"], **SMALL), times=1)
-    assert out["models"] == ["sd15", "dreamshaper-8"] and len(out["all_s"]) == 2 and out["switch_s"] >= 0
+    assert out["models"] == ["sd15", "dreamshaper-8"] and len(out["all_s"]) == 3
+    assert out["switch_s"] >= 0 and out["first_switch_s"] >= 0 and out["diffusers_switch_s"] >= 0
     assert "no GPU" in out["how"]
 
 
