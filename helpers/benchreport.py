@@ -15,6 +15,9 @@ from PIL import Image
 from .bench import TARGETS, peak_flops
 
 FAST_VARIANTS = ("auto", "max", "graphs")
+# A fast image matches the eager one at this PSNR or above: half-precision kernels (fused, compiled) round
+# differently and the differences grow over the steps, but at 35 dB they are not visible side by side.
+TOLERANCE_PSNR_DB = 35.0
 
 
 def machine(device: str = "auto") -> dict:
@@ -70,8 +73,9 @@ def compare_images(results: list[dict], key: str, folder: str) -> None:
             continue
         diff = np.abs(img - ref)
         mse = float((diff**2).mean())
-        r["vs_eager"] = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
-                         "psnr_db": None if mse == 0 else 10 * math.log10(255**2 / mse)}  # fmt: skip
+        psnr = None if mse == 0 else 10 * math.log10(255**2 / mse)
+        r["vs_eager"] = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "psnr_db": psnr}
+        r["vs_eager"]["within_tolerance"] = psnr is None or psnr >= TOLERANCE_PSNR_DB
 
 
 def summarise(report: dict) -> tuple[list[dict], list[dict]]:
@@ -175,6 +179,7 @@ def markdown(report: dict) -> str:
         vs = r.get("vs_eager")
         vs_text = "–" if not vs else "identical" if vs["psnr_db"] is None else f"{vs['psnr_db']:.1f} dB"
         vs_text += f", max {vs['max_abs']:.0f}" if vs and vs["psnr_db"] is not None else ""
+        vs_text += "" if not vs or vs["within_tolerance"] else " (**outside the tolerance**)"
         mfu = row.get("mfu")
         lines.append(
             f"| `{k}` | {size} | {s['steps'][k]} | {v} | {_fmt(r['load_s'])} | {_fmt(r['first_image_s'])} | "

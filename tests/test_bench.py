@@ -34,6 +34,7 @@ def test_a_run_measures_every_variant_against_diffusers_and_writes_both_files(tm
     assert report["settings"]["steps"] == {"sd15": 2}
     # The project's eager pipeline is the model card's pipeline: the same pixels (and the fast variant's too).
     assert by["diffusers"]["vs_eager"]["max_abs"] == 0 and by["auto"]["vs_eager"]["max_abs"] == 0
+    assert by["auto"]["vs_eager"]["within_tolerance"]
     rows = {r["variant"]: r for r in report["summary"]}
     assert rows["diffusers"]["speedup_steps"] == pytest.approx(1.0)
     assert rows["eager"]["speedup_steps"] == pytest.approx(by["eager"]["steps_per_s"] / by["diffusers"]["steps_per_s"])
