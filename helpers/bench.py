@@ -151,6 +151,7 @@ def measure_switch(keys: list[str], settings: dict, times: int = 3) -> dict:
 
     The first switch (which makes the first host copy) is reported apart; `switch_s` is the median of the rest.
     """
+    import psutil
     import torch
 
     from . import timing
@@ -161,6 +162,9 @@ def measure_switch(keys: list[str], settings: dict, times: int = 3) -> dict:
 
     reg, device = default(), pick_device(settings.get("device", "auto"))
     dev, order = torch.device(device), [keys[i % len(keys)] for i in range(times * len(keys) + 1)]
+    problem = ram_problem(keys, device, psutil.virtual_memory().available / 2**30)
+    if problem:
+        return {"models": keys, "error": problem}
 
     def timed(switch) -> list[float]:
         seconds = []
@@ -190,6 +194,20 @@ def measure_switch(keys: list[str], settings: dict, times: int = 3) -> dict:
     how = "parked in pinned system RAM, moved to the GPU" if device != "cpu" else "no GPU: both stay in RAM"
     return {"models": keys, "switch_s": statistics.median(ours[1:]), "first_switch_s": ours[0], "all_s": ours,
             "diffusers_switch_s": statistics.median(theirs[1:]), "how": how}  # fmt: skip
+
+
+def ram_problem(keys: list[str], device: str, free_gb: float) -> str | None:
+    """Why the switching test must not run here (its baseline holds both models in system RAM), or None.
+
+    Running out of RAM kills a Colab runtime; on a T4 runtime (12 GB) two SDXL-class models do not fit.
+    """
+    from .memory import RAM_HEADROOM_GB, footprint
+    from .registry import default
+
+    need = sum(footprint(default().get(k)).weights_gb for k in keys) + RAM_HEADROOM_GB
+    if device == "cpu" or free_gb >= need:
+        return None
+    return f"skipped: switching needs {need:.0f} GB of free RAM for both models, {free_gb:.0f} GB are free"
 
 
 def _plain_pipeline(spec, device: str, to: str):

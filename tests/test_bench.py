@@ -85,6 +85,12 @@ def test_switching_between_two_models_is_timed():
     assert "no GPU" in out["how"]
 
 
+def test_the_switching_test_is_skipped_where_two_models_do_not_fit_in_ram():
+    sdxl_pair = ["sdxl-base", "animagine-xl-3.1"]
+    assert "needs 16 GB of free RAM for both models, 10 GB are free" in bench.ram_problem(sdxl_pair, "cuda", 10.0)
+    assert bench.ram_problem(sdxl_pair, "cuda", 64.0) is None
+
+
 def _configs_of(key: str, folder: Path) -> Path:
     """A checkpoint's configs with the weights left out, like ../shared/real-configs, from the offline hub."""
     spec = default().get(key)
