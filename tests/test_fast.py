@@ -8,7 +8,8 @@ import helpers
 from helpers import ZooError, fast, generate, load_pipeline, styles
 
 SMALL = {"seed": 3, "num_inference_steps": 2, "height": 64, "width": 64}
-FAMILIES = {"sd1": "sd15", "sdxl": "sdxl-base", "sd3": "sd3-medium", "flux": "flux-schnell", "pixart": "pixart-sigma"}
+FAMILIES = {"sd1": "sd15", "sd2": "sd21", "sdxl": "sdxl-base", "sd3": "sd3-medium", "flux": "flux-schnell"}
+FAMILIES["pixart"] = "pixart-sigma"
 EXTRA = {"pixart-sigma": {"use_resolution_binning": False}}
 
 

@@ -8,7 +8,7 @@ import pytest
 import helpers
 from helpers import ZooError, generate, load_pipeline, previews
 
-FAMILIES = {"sd1": "sd15", "sdxl": "sdxl-base", "sd3": "sd3-medium", "flux": "flux-schnell"}
+FAMILIES = {"sd1": "sd15", "sd2": "sd21", "sdxl": "sdxl-base", "sd3": "sd3-medium", "flux": "flux-schnell"}
 
 
 @pytest.fixture(autouse=True)
