@@ -214,15 +214,9 @@ def _plain_pipeline(spec, device: str, to: str):
     """The model-card recipe: `DiffusionPipeline.from_pretrained(repo, dtype=...)`, moved to `to`."""
     import diffusers
 
-    from .loading import pick_dtype
+    from .loading import _hub_kwargs, pick_dtype
 
-    kwargs = {
-        "revision": spec.revision,
-        "dtype": pick_dtype(spec, device),
-        "use_safetensors": spec.weights == "safetensors",
-    }
-    if spec.variant:
-        kwargs["variant"] = spec.variant
+    kwargs = _hub_kwargs(spec) | {"dtype": pick_dtype(spec, device)}  # revision, safetensors, variant
     return diffusers.DiffusionPipeline.from_pretrained(spec.repo, **kwargs).to(to)
 
 

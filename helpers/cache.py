@@ -26,14 +26,7 @@ from .registry import default as default_registry
 
 def module_bytes(pipe) -> int:
     """Bytes of the parameters and buffers of a pipeline's models (shared modules counted once)."""
-    seen, total = set(), 0
-    for comp in pipe.components.values():
-        if isinstance(comp, torch.nn.Module):
-            for t in [*comp.parameters(), *comp.buffers()]:
-                if id(t) not in seen:
-                    seen.add(id(t))
-                    total += t.numel() * t.element_size()
-    return total
+    return sum(t.numel() * t.element_size() for t in _tensors(pipe))
 
 
 @dataclass

@@ -321,12 +321,17 @@ def build(cache_dir: str | Path, registry: Registry | None = None, keys: list[st
     done = set()
     with _quiet():
         _build(reg, cache, keys, done)
-    (cache / BUILD_MARK).write_text(
-        "Signature: 8a477f597d28d172789f06886806bc55\n"
-        f"# An offline hub of tiny random-weight models built by `python -m helpers offline-hub` from {reg.path}.\n"
-        f"# {len(done)} repos. Images generated from these models are noise.\n"
+    mark_built(
+        cache,
+        f"An offline hub of tiny random-weight models built by `python -m helpers offline-hub` from {reg.path}. "
+        f"{len(done)} repos. Images generated from these models are noise.",
     )
     return cache
+
+
+def mark_built(cache: Path, comment: str) -> None:
+    """Write the cache-directory tag that marks a finished build (and that backup tools skip)."""
+    (cache / BUILD_MARK).write_text(f"Signature: 8a477f597d28d172789f06886806bc55\n# {comment}\n")
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import torch
 import transformers
 
 from .errors import ZooError
-from .offline_hub import BUILD_MARK, commit_to_cache
+from .offline_hub import commit_to_cache, mark_built
 from .registry import ModelSpec, Registry
 from .registry import default as default_registry
 
@@ -123,8 +123,5 @@ def build(keys, config_dir: str | Path, cache_dir: str | Path, registry: Registr
                 vae = reg.vae(vae_key)
                 write_random_vae(vae, configs, Path(tmp) / vae_key, device)
                 commit_to_cache(cache, vae.repo, vae.revision, vae.revision_kind, Path(tmp) / vae_key, move=True)
-    (cache / BUILD_MARK).write_text(
-        "Signature: 8a477f597d28d172789f06886806bc55\n"
-        f"# Full-size random-weight models for benchmarks ({', '.join(keys)}); images made from them are noise.\n"
-    )
+    mark_built(cache, f"Full-size random-weight models for benchmarks ({', '.join(keys)}); their images are noise.")
     return cache
