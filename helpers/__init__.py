@@ -8,22 +8,23 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 >>> pipe = helpers.load_pipeline("sd15")
 """
 
-__version__ = "0.1.0"
-
-from . import bench, edit, fast, masks, memory, previews, registry, smoke, styles
+from . import edit, fast, masks, memory, previews, registry, smoke, styles, sweepfile
 from .cache import free, get_pipeline
 from .compare import CompareResult, compare
+from .devices import pick_device, pick_dtype
 from .errors import ModelAccessError, ModelNotCachedError, RegistryError, UnknownModelError, ZooError
 from .generate import GenerationResult, generate, regenerate
 from .grids import image_grid
-from .loading import load_pipeline, load_vae, pick_device, pick_dtype
+from .loading import load_pipeline, load_vae
 from .records import Record, read_record
 from .registry import get, models
 from .schedulers import set_scheduler
 from .sweep import SweepResult, sweep
+from .versions import __version__
+from .widgets import setup_notebook
 
 __all__ = [
-    "bench",
+    "__version__",
     "edit",
     "fast",
     "previews",
@@ -32,6 +33,7 @@ __all__ = [
     "registry",
     "smoke",
     "styles",
+    "sweepfile",
     "CompareResult",
     "SweepResult",
     "compare",
@@ -45,6 +47,7 @@ __all__ = [
     "read_record",
     "regenerate",
     "set_scheduler",
+    "setup_notebook",
     "ModelAccessError",
     "ModelNotCachedError",
     "RegistryError",

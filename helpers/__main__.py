@@ -13,14 +13,18 @@ import contextlib
 import os
 import sys
 
+import torch
 import yaml
 
+from . import doctor, offline_hub, readme, sweepfile
 from .errors import ZooError
+from .families import FAMILIES
+from .generate import generate
+from .images import parse_size
+from .registry import default
 
 
 def _list(args) -> int:
-    from .registry import default
-
     gated = {"yes": True, "no": False}.get(args.gated)
     found = default().list(
         family=args.family, task=args.task, tag=args.tag, gated=gated, fits_gb=args.fits, commercial=args.commercial
@@ -47,8 +51,6 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from .registry import default
-
     m = default().get(args.key)
     facts = m.model_dump(mode="json", by_alias=True, exclude={"key"})
     print(f"# {m.key}: {m.name}\n# {m.url}\n")
@@ -58,8 +60,6 @@ def _show(args) -> int:
 
 
 def _offline_hub(args) -> int:
-    from . import offline_hub
-
     path = offline_hub.build(args.dir, keys=args.keys or None)
     print(f"Built an offline hub of tiny random-weight models in {path} (images made from it are noise).")
     print(f"Use it with:\n  export HF_HUB_CACHE={path} HF_HUB_OFFLINE=1")
@@ -67,8 +67,6 @@ def _offline_hub(args) -> int:
 
 
 def _readme(args) -> int:
-    from . import readme
-
     fresh = readme.update(check=args.check)
     if args.check and not fresh:
         print("README.md's model tables are stale: run `python -m helpers readme`", file=sys.stderr)
@@ -78,15 +76,13 @@ def _readme(args) -> int:
 
 
 def _size(text: str) -> tuple[int, int]:
-    w, _, h = text.lower().partition("x")
     try:
-        return int(w), int(h or w)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size '{text}' is not N or WxH, e.g. 512 or 768x512") from None
+        return parse_size(text)
+    except ZooError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _generate(args) -> int:
-
     width, height = args.size if args.size else (None, None)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the paths, for scripts
         result = _run_generate(args, width, height)
@@ -98,8 +94,6 @@ def _generate(args) -> int:
 
 
 def _run_generate(args, width, height):
-    from .generate import generate
-
     return generate(
         args.key,
         args.prompt,
@@ -116,8 +110,6 @@ def _run_generate(args, width, height):
 
 
 def _doctor(args) -> int:
-    from . import doctor
-
     checks = doctor.run(args.keys or None, pin=args.pin, path=args.registry)
     for c in checks:
         status = "ok" if c.ok else "PROBLEM"
@@ -131,8 +123,6 @@ def _doctor(args) -> int:
 
 
 def _sweep(args) -> int:
-    from . import sweepfile
-
     with contextlib.redirect_stdout(sys.stderr):
         result = sweepfile.run(args.file, out=args.out)
     for path in result.grid_paths:
@@ -145,7 +135,7 @@ def _sweep(args) -> int:
 
 
 def _bench(args) -> int:
-    from . import bench, randomweights
+    from .bench import harness, randomweights  # the harness loads only for this command
 
     hub = None
     if args.random_weights:
@@ -155,7 +145,7 @@ def _bench(args) -> int:
         keys = sorted(set(args.keys) | set(args.switch or []))
         print(f"# writing random-weight models of {', '.join(keys)} into {args.hub_cache}", file=sys.stderr)
         hub = randomweights.build(keys, args.config_dir, args.hub_cache, device=device)
-    report = bench.run(args.keys, variants=args.variants, switch=args.switch, steps=args.steps, size=args.size,
+    report = harness.run(args.keys, variants=args.variants, switch=args.switch, steps=args.steps, size=args.size,
                        repeats=args.repeats, warmup=args.warmup, device=args.device, hub_cache=hub, out_dir=args.out,
                        log=lambda text: print(text, file=sys.stderr) if text else None)  # fmt: skip
     for path in report["files"]:
@@ -164,8 +154,6 @@ def _bench(args) -> int:
 
 
 def _cuda() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -178,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("list", help="list registry models, filtered")
-    s.add_argument("--family", choices=["sd1", "sd2", "sdxl", "sd3", "flux", "pixart"])
+    s.add_argument("--family", choices=list(FAMILIES))
     s.add_argument("--task", choices=["text2img", "img2img", "inpaint"])
     s.add_argument("--tag")
     s.add_argument("--gated", choices=["yes", "no"])

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .loading import TASK_PIPELINES, check_task, load_pipeline, pick_device, pick_dtype
+from .devices import pick_device, pick_dtype
+from .loaded import record
+from .loading import check_task, derive, load_pipeline
+from .memory import footprint
 from .registry import Registry
 from .registry import default as default_registry
 
@@ -54,8 +57,6 @@ class PipelineCache:
         entry = self._entries.get(ident)
         if entry is None:
             # On a GPU, make room before loading (from the registry's size facts), not after an out-of-memory.
-            from .memory import footprint
-
             incoming = int(footprint(spec).weights_gb * 2**30) if device.startswith("cuda") else 0
             self._make_room(device, incoming=incoming)
             pipe = load_pipeline(spec, task=task, device=device, dtype=dtype, registry=reg, **load_kw)
@@ -65,9 +66,7 @@ class PipelineCache:
             self._make_room(device, incoming=entry.bytes, keep=ident)
             _unpark(entry, device)
         if task not in entry.pipes:
-            pipe = TASK_PIPELINES[task].from_pipe(next(iter(entry.pipes.values())))
-            pipe.zoo_spec, pipe.zoo_default_scheduler = spec, pipe.scheduler
-            entry.pipes[task] = pipe
+            entry.pipes[task] = derive(next(iter(entry.pipes.values())), task)
         self._make_room(device, incoming=0, keep=ident)
         return entry.pipes[task]
 
@@ -126,8 +125,8 @@ class PipelineCache:
 
 
 def _movable(entry: _Entry) -> bool:
-    pipe = next(iter(entry.pipes.values()))
-    return getattr(pipe, "zoo_policy", None) is None or pipe.zoo_policy.name == "gpu"
+    policy = record(next(iter(entry.pipes.values()))).policy
+    return policy is None or policy.name == "gpu"
 
 
 def _tensors(pipe) -> list[torch.Tensor]:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .schedulers import set_scheduler
+
 # --- the forward process -------------------------------------------------------------------------
 
 
@@ -201,8 +203,6 @@ def x0_previews(pipe, prompt, every: int = 5, **denoise_kwargs) -> tuple[list[st
 
     DDIM reports its x0 estimate at each step; the pipeline's own sampler is put back afterwards.
     """
-    from .schedulers import set_scheduler
-
     labels, latents, previous = [], [], pipe.scheduler
 
     def keep(i, t, _latents, x0):

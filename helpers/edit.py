@@ -16,25 +16,12 @@ import torch
 from PIL import Image, ImageChops, ImageFilter
 
 from . import masks
+from .cache import get_pipeline
 from .errors import ZooError
+from .families import FAMILIES
 from .generate import GenerationResult, generate
-
-
-def load_image(source, mode: str | None = "RGB") -> Image.Image:
-    """A PIL image from a path, a URL or a PIL image, in `mode` (None keeps it)."""
-    if isinstance(source, Image.Image):
-        image = source
-    elif isinstance(source, str) and source.startswith(("http://", "https://")):
-        from diffusers.utils import load_image as fetch
-
-        image = fetch(source, convert_method=lambda im: im)
-    else:
-        try:
-            image = Image.open(source)
-            image.load()
-        except (OSError, TypeError) as e:
-            raise ZooError(f"cannot read an image from {source!r}: {e}") from None
-    return image.convert(mode) if mode and image.mode != mode else image
+from .images import load_image
+from .registry import default as default_registry
 
 
 def img2img(model, image, prompt: str, strength: float = 0.6, **kwargs) -> GenerationResult:
@@ -104,11 +91,8 @@ def blend(canvas: Image.Image, painted: Image.Image, mask: Image.Image, feather:
 def outpaint(model, image, prompt: str, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0,
              fill: str = "edge", overlap: int = 16, strength: float = 1.0, **kwargs) -> GenerationResult:  # fmt: skip
     """Extend the canvas and paint the new area, blending into the original so no seam shows."""
-    from .generate import SIZE_MULTIPLE
-    from .registry import default as default_registry
-
     family = (kwargs.get("registry") or default_registry()).get(model).family if isinstance(model, str) else None
-    multiple = SIZE_MULTIPLE.get(family, 16)
+    multiple = FAMILIES[family].size_multiple if family else 16
     canvas, mask = extend(image, left, top, right, bottom, fill, overlap, multiple, kwargs.get("seed") or 0)
     result = inpaint(model, canvas, mask, prompt, strength=strength, **kwargs)
     result.images = [blend(canvas, im, mask, feather=max(1, overlap // 2)) for im in result.images]
@@ -120,8 +104,6 @@ def refine(prompt: str, base: str = "sdxl-base", refiner: str = "sdxl-refiner", 
     """SDXL's two-stage recipe: the base model denoises the first `high_noise_frac` of the steps and hands its
     latents to the refiner, which finishes the fine detail (the refiner shares the base's VAE and text encoder).
     """
-    from .cache import get_pipeline
-
     if not 0 < high_noise_frac < 1:
         raise ZooError(f"high_noise_frac must be between 0 and 1 (got {high_noise_frac})")
     first = get_pipeline(base, device=device)

@@ -16,7 +16,7 @@ Fused QKV is not in `auto`: it keeps both the separate and the fused weights (ab
 unfuses the projections first (`unfuse_qkv`), because fused layers would silently skip the LoRA's q/k/v.
 
 >>> pipe = load_pipeline("sdxl-base", fast="max")
->>> pipe.zoo_fast.describe()
+>>> record(pipe).fast.describe()
 'channels-last, fused QKV, compiled (regional)'
 """
 
@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .errors import ZooError
+from .loaded import record
 
 COMPILE_MODES = ("off", "regional", "full")
 # The blocks a denoiser repeats, compiled once per shape and reused by every copy (regional compilation), where
@@ -89,7 +90,7 @@ def denoiser(pipe) -> torch.nn.Module:
 
 
 def apply(pipe, mode: FastMode) -> FastMode:
-    """Apply `mode` to a loaded pipeline and record it as `pipe.zoo_fast`; returns it."""
+    """Apply `mode` to a loaded pipeline and note it in the pipeline's record; returns it."""
     net = denoiser(pipe)
     if mode.channels_last:
         for model in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)):
@@ -103,7 +104,7 @@ def apply(pipe, mode: FastMode) -> FastMode:
         _raise_recompile_limit()
         cuda = next(net.parameters()).device.type == "cuda"
         net.compile(fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda else "default")
-    pipe.zoo_fast = mode
+    record(pipe).fast = mode
     return mode
 
 

@@ -1,5 +1,9 @@
 """From a prompt to images that carry their recipe: one call for every registry model.
 
+`generate` is four named steps: `settle` the request against the registry entry (before anything is loaded or
+downloaded, so a bad size or sampler costs nothing), `prepare` the pipeline call, `run` it, and `record` how
+each image was made.
+
 >>> from helpers import generate
 >>> result = generate("sd15", "a watercolor fox", seed=42, num_images=2)
 >>> result.images[1]            # the same image as generate("sd15", "a watercolor fox", seed=43)
@@ -17,20 +21,23 @@ from pathlib import Path
 import diffusers
 import numpy as np
 import torch
-import transformers
 from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import previews, records, styles, timing
+from . import masks, previews, records, styles, timing
 from .cache import get_pipeline
+from .devices import peak_gb, reset_peak
 from .errors import ZooError
+from .families import FAMILIES
+from .images import fingerprint, load_image
+from .loaded import record as record_of
+from .loaded import spec_of
 from .records import Record
-from .registry import ModelSpec
-from .schedulers import set_scheduler
-
-# Latent side multiples: the VAE's 8x, times the transformer's 2x2 patches (or FLUX's 2x2 packing).
-SIZE_MULTIPLE = {"sd1": 8, "sd2": 8, "sdxl": 8, "sd3": 16, "flux": 16, "pixart": 16}
+from .registry import ModelSpec, Registry
+from .registry import default as default_registry
+from .schedulers import scheduler_names, set_scheduler
+from .versions import versions
 
 
 @dataclass
@@ -50,6 +57,32 @@ class GenerationResult:
         """
         pairs = enumerate(zip(self.images, self.records, strict=True))
         return [records.save_image(im, rec, out_dir) for i, (im, rec) in pairs if i not in self.problems]
+
+
+@dataclass
+class Request:
+    """One generate call, settled: the registry defaults filled in and every value checked against the entry."""
+
+    spec: ModelSpec
+    task: str
+    prompt: str
+    negative_prompt: str | None
+    steps: int
+    guidance: float
+    height: int
+    width: int
+    scheduler: str
+    scheduler_options: dict
+    seeds: list[int]
+    batch_size: int
+    image: Image.Image | None = None
+    mask_image: Image.Image | None = None
+    inputs: dict = field(default_factory=dict)  # input name -> fingerprint, for the record
+    pipeline_kwargs: dict = field(default_factory=dict)
+
+    @property
+    def batches(self) -> list[list[int]]:
+        return [self.seeds[i : i + self.batch_size] for i in range(0, len(self.seeds), self.batch_size)]
 
 
 def generate(
@@ -76,6 +109,7 @@ def generate(
     lora_scale: float | None = None,
     on_step=None,
     on_preview=None,
+    registry: Registry | None = None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -88,198 +122,63 @@ def generate(
     `on_preview(image, done, total)` gets the step's latents decoded by the family's tiny VAE (`helpers.previews`).
     `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing); `lora_scale` sets them
     all to one scale (a sweep axis). `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
+    `registry` is the registry a key is looked up in (the project's `models.yaml` by default).
     Other keyword arguments go to the pipeline.
     """
-    if isinstance(model, diffusers.DiffusionPipeline):
-        pipe = model
-        name = type(pipe).__name__
-        task = task or ("inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img")
+    pipe = model if isinstance(model, diffusers.DiffusionPipeline) else None
+    if pipe is not None:
+        spec = spec_of(pipe)
+        if spec is None:
+            raise ZooError("generate() needs a registry key or a pipeline made by helpers.load_pipeline")
+        task = task or _task_of(pipe)
     else:
+        spec = (registry or default_registry()).get(model)
         task = task or ("inpaint" if mask_image is not None else "img2img" if image is not None else "text2img")
-        pipe = get_pipeline(model, task=task, device=device, memory=memory)
-    spec: ModelSpec | None = getattr(pipe, "zoo_spec", None)
-    if spec is None:
-        raise ZooError("generate() needs a registry key or a pipeline made by helpers.load_pipeline")
+    request = settle(
+        spec, task, prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
+        seed, seeds, num_images, batch_size, scheduler, scheduler_options, image, mask_image, pipeline_kwargs,
+    )  # fmt: skip
+    if pipe is None:
+        pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
+    call = prepare(pipe, request, loras, lora_scale)
+    on_step_end = _step_callback(pipe, request, on_step, on_preview)
+    if on_step_end is not None:
+        call["callback_on_step_end"] = on_step_end
+    images, problems, timings = run(pipe, request, call, generator_device)
+    return GenerationResult(images, record(pipe, request, images), timings, peak_gb(pipe.device), problems)
+
+
+# --- 1. settle: the request checked against the registry entry, before anything loads ----------------------
+
+
+def settle(spec, task, prompt, negative_prompt=None, steps=None, guidance=None, height=None, width=None, seed=None,
+           seeds=None, num_images=1, batch_size=1, scheduler=None, scheduler_options=None, image=None,
+           mask_image=None, pipeline_kwargs=None) -> Request:  # fmt: skip
+    """Fill in the entry's defaults and check every value; raises a `ZooError` that says what to use instead."""
     d = spec.defaults
-    steps = d.steps if num_inference_steps is None else int(num_inference_steps)
-    guidance = d.guidance_scale if guidance_scale is None else float(guidance_scale)
+    steps = d.steps if steps is None else int(steps)
+    guidance = d.guidance_scale if guidance is None else float(guidance)
     inputs = {}
     if task != "text2img":
         image, mask_image, inputs = _edit_inputs(task, image, mask_image)
         width, height = width or image.width, height or image.height
     height, width = height or spec.resolution, width or spec.resolution
     scheduler = scheduler or d.scheduler
-    sched_options = d.scheduler_options if scheduler_options is None and scheduler == d.scheduler else {}
-    sched_options = {**sched_options, **(scheduler_options or {})}
-    _check(spec, steps, guidance, height, width, "input image " if task != "text2img" else "")
-    seed_list = _seeds(seed, seeds, num_images)
-
-    set_scheduler(pipe, scheduler, sched_options)
-    call = dict(num_inference_steps=steps, guidance_scale=guidance, height=height, width=width)
-    params = _call_params(pipe)
-    strength = pipeline_kwargs.get("strength", inspect.signature(type(pipe).__call__).parameters.get("strength"))
-    strength = getattr(strength, "default", strength)
-    if task != "text2img" and isinstance(strength, float) and int(steps * strength) < 1:
-        raise ZooError(
-            f"strength {strength:g} of {steps} steps runs no step at all: use at least {int(1 / strength) + 1} steps"
-        )
-    if task != "text2img":
-        call["image"] = image
-        if mask_image is not None:
-            call["mask_image"] = mask_image
-        if "height" not in params:  # img2img pipelines take the size from the image
-            call.pop("height"), call.pop("width")
-    if d.max_sequence_length and "max_sequence_length" in _call_params(pipe):
-        call["max_sequence_length"] = d.max_sequence_length
+    options = d.scheduler_options if scheduler_options is None and scheduler == d.scheduler else {}
+    options = {**options, **(scheduler_options or {})}
+    pipeline_kwargs = dict(pipeline_kwargs or {})
     if "output_type" in pipeline_kwargs:
         raise ZooError("generate() returns PIL images with their records; for latents or tensors call the pipeline")
-    call.update(pipeline_kwargs)
-    negative_prompt = negative_prompt or None
-    if negative_prompt:
-        if not _uses_negative(spec, pipe, guidance):
-            warnings.warn(
-                f"'{spec.key}' ignores the negative prompt (guidance {guidance:g}"
-                f"{', distilled guidance' if not d.negative_prompt else ''}); it was not used.",
-                stacklevel=2,
-            )
-            negative_prompt = None
-        else:
-            call["negative_prompt"] = negative_prompt
-    _warn_long_prompt(pipe, spec, prompt, call.get("max_sequence_length"))
-    if loras is not None or lora_scale is not None:
-        styles.apply(pipe, styles.loras(pipe) if loras is None else loras, lora_scale)
-    missing = styles.trigger_words_missing(pipe, prompt)
-    if missing:
-        warnings.warn(
-            f"'{spec.key}' (or its LoRA) is trained on the trigger word(s) {missing}: add them to the prompt "
-            "to get its style.",
-            stacklevel=2,
-        )
-
-    images, timings = [], {"text_encoding": 0.0, "denoising": 0.0, "decoding": 0.0, "total": 0.0}
+    _check(spec, steps, guidance, height, width, "input image " if task != "text2img" else "")
+    _check_scheduler(spec, scheduler)
     if batch_size < 1:
         raise ZooError(f"batch_size must be at least 1 (got {batch_size})")
-    batch = batch_size
-    dev = pipe.device
-    timing.reset_peak(dev)
-    batches = [seed_list[i : i + batch] for i in range(0, len(seed_list), batch)]
-    previewer = previews.previewer_for(pipe) if on_preview is not None else None
-    if on_preview is not None and previewer is None:
-        warnings.warn(f"'{spec.key}': no tiny preview VAE for {spec.family} models; no previews", stacklevel=2)
-    if on_step is not None or previewer is not None:
-        total, counter = steps * len(batches), iter(range(1, 10**9))
-
-        def _step_end(pipeline, i, t, tensors):
-            done = next(counter)
-            if previewer is not None:
-                on_preview(previewer(tensors["latents"], height, width), done, total)
-            if on_step is not None:
-                on_step(done, total)
-            return tensors
-
-        call["callback_on_step_end"] = _step_end
-    unit = "image" if batch == 1 else "batch"
-    problems = {}
-    for chunk in tqdm(batches, desc=f"{spec.key}: {len(seed_list)} images", unit=unit, disable=len(batches) == 1):
-        arrays, nsfw, t = _run(pipe, prompt, chunk, generator_device, call)
-        bad = [i for i, a in enumerate(arrays) if _broken(a) and not nsfw[i]]
-        if bad and pipe.vae.dtype != torch.float32:
-            warnings.warn(
-                f"'{spec.key}': the VAE overflowed in {str(pipe.vae.dtype).replace('torch.', '')} (NaN or black "
-                "image); decoding again with the VAE in float32, which it keeps from now on.",
-                stacklevel=2,
-            )
-            pipe.vae.to(torch.float32)
-            arrays, nsfw, t2 = _run(pipe, prompt, chunk, generator_device, call)
-            t = {k: t[k] + t2[k] for k in t}
-        for i, a in enumerate(arrays):
-            index = len(images) + i
-            if nsfw[i]:
-                problems[index] = "blacked out by the model's safety checker (NSFW concept detected)"
-            elif _broken(a):
-                problems[index] = "NaN or all-black output (the VAE overflowed even in float32)"
-        images += VaeImageProcessor.numpy_to_pil(np.nan_to_num(np.stack(arrays)))
-        for k in timings:
-            timings[k] += t[k]
-    for index, why in problems.items():
-        seed_i = seed_list[index]
-        warnings.warn(f"'{spec.key}' image {index} (seed {seed_i}): {why}; it will not be saved.", stacklevel=2)
-    timings["steps_per_s"] = steps * len(batches) / timings["denoising"] if timings["denoising"] else None
-    base = Record(
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        seed=0,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        scheduler=scheduler,
-        scheduler_options=sched_options,
-        width=images[0].width,
-        height=images[0].height,
-        model=spec.key,
-        extra={k: v for k, v in pipeline_kwargs.items() if isinstance(v, (int, float, str, bool))},
-        task=task,
-        inputs=inputs,
-        loras=styles.loras(pipe),
-        repo=spec.repo,
-        revision=spec.revision,
-        dtype=str(pipe.dtype).replace("torch.", ""),
-        vae=getattr(pipe, "zoo_vae", ""),
-        device=str(dev),
-        versions=versions(),
-    )
-    recs = [Record.from_dict({**base.__dict__, "seed": s}) for s in seed_list]
-    return GenerationResult(images, recs, timings, timing.peak_gb(dev), problems)
-
-
-def regenerate(source: str | Path | Record, image=None, mask_image=None, **overrides) -> GenerationResult:
-    """Make an image again from its PNG (or record): same model, prompt, seed and settings.
-
-    An edit (img2img, inpainting) needs its input image (and mask) again; their fingerprints must match.
-    """
-    record = source if isinstance(source, Record) else records.read_record(source)
-    if not record.model:
-        raise ZooError(f"{source}: the record names no model; call generate() with a registry key")
-    given = {"image": image, "mask_image": mask_image}
-    for name, fp in record.inputs.items():
-        if given.get(name) is None:
-            raise ZooError(f"{source}: this {record.task} image needs its {name} again: regenerate(path, {name}=...)")
-        from .edit import load_image
-        from .masks import fingerprint
-
-        loaded = load_image(given[name], mode="L" if name == "mask_image" else "RGB")
-        if fingerprint(loaded) != fp:
-            raise ZooError(f"{source}: the {name} given is not the one this image was made from ({fp})")
-        given[name] = loaded
-    inputs = {k: v for k, v in given.items() if v is not None}
-    return generate(record.model, **{**record.generate_kwargs(), **inputs, **overrides})
-
-
-def _edit_inputs(task: str, image, mask_image):
-    """Load and check an edit's inputs; their fingerprints go into the record."""
-    from .edit import load_image
-    from .masks import check, fingerprint
-
-    if image is None:
-        raise ZooError(f"task '{task}' needs an input image: generate(..., image=PATH_URL_OR_PIL)")
-    image = load_image(image)
-    inputs = {"image": fingerprint(image)}
-    if task == "inpaint":
-        if mask_image is None:
-            raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.masks")
-        mask_image = check(mask_image if isinstance(mask_image, Image.Image) else load_image(mask_image, "L"), image)
-        inputs["mask_image"] = fingerprint(mask_image)
-    return image, mask_image, inputs
-
-
-def versions() -> dict:
-    import helpers
-
-    return {
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "helpers": getattr(helpers, "__version__", ""),
-    }
+    if "strength" in pipeline_kwargs:
+        _check_strength(steps, pipeline_kwargs["strength"])
+    return Request(
+        spec, task, prompt, negative_prompt or None, steps, guidance, height, width, scheduler, options,
+        _seeds(seed, seeds, num_images), batch_size, image, mask_image, inputs, pipeline_kwargs,
+    )  # fmt: skip
 
 
 def _check(spec: ModelSpec, steps: int, guidance: float, height: int, width: int, what: str = "") -> None:
@@ -287,7 +186,7 @@ def _check(spec: ModelSpec, steps: int, guidance: float, height: int, width: int
         raise ZooError(f"num_inference_steps must be at least 1 (got {steps})")
     if guidance < 0:
         raise ZooError(f"guidance_scale cannot be negative (got {guidance:g}); 0 turns guidance off")
-    m = SIZE_MULTIPLE[spec.family]
+    m = FAMILIES[spec.family].size_multiple
     for name, v in (("height", height), ("width", width)):  # for edits these are the input image's
         if v < m or v % m:
             low = max(m, v // m * m)
@@ -296,6 +195,20 @@ def _check(spec: ModelSpec, steps: int, guidance: float, height: int, width: int
                 f"{what}{name} {v} is not a multiple of {m}, which {spec.family} models need: "
                 f"use {low}" + (f" or {high}" if high != low else "") + (" (resize or crop the image)" if what else "")
             )
+
+
+def _check_scheduler(spec: ModelSpec, name: str) -> None:
+    valid = scheduler_names(spec.family, spec.prediction)
+    if name not in valid:
+        who = f"'{spec.key}' ({spec.family})"
+        raise ZooError(f"Scheduler '{name}' is not valid for {who}; use one of: {', '.join(valid)}")
+
+
+def _check_strength(steps: int, strength) -> None:
+    if isinstance(strength, float) and int(steps * strength) < 1:
+        raise ZooError(
+            f"strength {strength:g} of {steps} steps runs no step at all: use at least {int(1 / strength) + 1} steps"
+        )
 
 
 def _seeds(seed, seeds, num_images: int) -> list[int]:
@@ -309,8 +222,98 @@ def _seeds(seed, seeds, num_images: int) -> list[int]:
     return [start + i for i in range(num_images)]
 
 
+def _edit_inputs(task: str, image, mask_image):
+    """Load and check an edit's inputs; their fingerprints go into the record."""
+    if image is None:
+        raise ZooError(f"task '{task}' needs an input image: generate(..., image=PATH_URL_OR_PIL)")
+    image = load_image(image)
+    inputs = {"image": fingerprint(image)}
+    if task == "inpaint":
+        if mask_image is None:
+            raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.masks")
+        mask = mask_image if isinstance(mask_image, Image.Image) else load_image(mask_image, "L")
+        mask_image = masks.check(mask, image)
+        inputs["mask_image"] = fingerprint(mask_image)
+    return image, mask_image, inputs
+
+
+# --- 2. prepare: the sampler, adapters and the keyword arguments of the pipeline call ------------------------
+
+
+def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float | None = None) -> dict:
+    """Set the sampler and LoRAs on `pipe` and return the pipeline call's keyword arguments (with warnings)."""
+    spec, params = request.spec, _call_params(pipe)
+    set_scheduler(pipe, request.scheduler, request.scheduler_options)
+    call = dict(num_inference_steps=request.steps, guidance_scale=request.guidance)
+    call |= {"height": request.height, "width": request.width}
+    if request.task != "text2img":
+        _check_strength(request.steps, request.pipeline_kwargs.get("strength", _default(pipe, "strength")))
+        call["image"] = request.image
+        if request.mask_image is not None:
+            call["mask_image"] = request.mask_image
+        if "height" not in params:  # img2img pipelines take the size from the image
+            call.pop("height"), call.pop("width")
+    if spec.defaults.max_sequence_length and "max_sequence_length" in params:
+        call["max_sequence_length"] = spec.defaults.max_sequence_length
+    call.update(request.pipeline_kwargs)
+    if request.negative_prompt:
+        if _uses_negative(spec, pipe, request.guidance):
+            call["negative_prompt"] = request.negative_prompt
+        else:
+            warnings.warn(
+                f"'{spec.key}' ignores the negative prompt (guidance {request.guidance:g}"
+                f"{', distilled guidance' if not spec.defaults.negative_prompt else ''}); it was not used.",
+                stacklevel=3,
+            )
+            request.negative_prompt = None
+    _warn_long_prompt(pipe, spec, request.prompt, call.get("max_sequence_length"))
+    if loras is not None or lora_scale is not None:
+        styles.apply(pipe, styles.loras(pipe) if loras is None else loras, lora_scale)
+    missing = styles.trigger_words_missing(pipe, request.prompt)
+    if missing:
+        warnings.warn(
+            f"'{spec.key}' (or its LoRA) is trained on the trigger word(s) {missing}: add them to the prompt "
+            "to get its style.",
+            stacklevel=3,
+        )
+    return call
+
+
+def _step_callback(pipe, request: Request, on_step, on_preview):
+    """A `callback_on_step_end` that reports progress and previews across all of the call's batches, or None."""
+    previewer = previews.previewer_for(pipe) if on_preview is not None else None
+    if on_preview is not None and previewer is None:
+        warnings.warn(
+            f"'{request.spec.key}': no tiny preview VAE for {request.spec.family} models; no previews", stacklevel=3
+        )
+    if on_step is None and previewer is None:
+        return None
+    total, counter = request.steps * len(request.batches), iter(range(1, 10**9))
+
+    def step_end(pipeline, i, t, tensors):
+        done = next(counter)
+        if previewer is not None:
+            on_preview(previewer(tensors["latents"], request.height, request.width), done, total)
+        if on_step is not None:
+            on_step(done, total)
+        return tensors
+
+    return step_end
+
+
+def _task_of(pipe) -> str:
+    name = type(pipe).__name__
+    return "inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img"
+
+
 def _call_params(pipe) -> set:
     return set(inspect.signature(type(pipe).__call__).parameters)
+
+
+def _default(pipe, name: str):
+    """The default of one of the pipeline call's arguments (None when it has no such argument)."""
+    param = inspect.signature(type(pipe).__call__).parameters.get(name)
+    return None if param is None else param.default
 
 
 def _uses_negative(spec: ModelSpec, pipe, guidance: float) -> bool:
@@ -321,14 +324,13 @@ def _uses_negative(spec: ModelSpec, pipe, guidance: float) -> bool:
 
 def _warn_long_prompt(pipe, spec: ModelSpec, prompt: str, max_sequence_length: int | None) -> None:
     """Warn, naming the words dropped, when the prompt is longer than the text encoder reads."""
-    t5_first = spec.family in ("sd3", "flux", "pixart")
-    names = ["tokenizer_3", "tokenizer_2", "tokenizer"] if t5_first else ["tokenizer"]
-    tok = next((getattr(pipe, n) for n in names if getattr(pipe, n, None) is not None), None)
+    family = FAMILIES[spec.family]
+    tok = getattr(pipe, family.prompt_tokenizer, None)
     if tok is None:
         return
-    limit = max_sequence_length if t5_first and max_sequence_length else tok.model_max_length
-    if t5_first and not max_sequence_length:
-        limit = {"sd3": 256, "pixart": 120}.get(spec.family, 512)
+    limit = tok.model_max_length
+    if family.t5:  # T5 reads what the pipeline call says: ours, else the call's own default
+        limit = max_sequence_length or _default(pipe, "max_sequence_length") or limit
     ids = tok(prompt, add_special_tokens=False, verbose=False).input_ids
     budget = limit - len(tok("", add_special_tokens=True).input_ids)  # room left by <bos>/<eos>
     if len(ids) <= budget:
@@ -337,19 +339,137 @@ def _warn_long_prompt(pipe, spec: ModelSpec, prompt: str, max_sequence_length: i
     warnings.warn(
         f"The prompt is {len(ids)} tokens; '{spec.key}' reads {budget}. Dropped: \"{dropped}\". "
         "Shorten the prompt or put the important words first.",
-        stacklevel=3,
+        stacklevel=4,
     )
 
 
-def _run(pipe, prompt, seeds, generator_device, call):
-    """One pipeline call: float images in [0, 1], the safety checker's flags, and the timings."""
+# --- 3. run: the pipeline calls, with the float32 decode where the VAE overflowed ---------------------------
+
+
+def run(pipe, request: Request, call: dict, generator_device: str = "cpu"):
+    """Images, problems (index -> why) and timings of the request's pipeline calls, one per batch of seeds."""
+    spec, batches = request.spec, request.batches
+    images, problems = [], {}
+    timings = dict.fromkeys(("text_encoding", "denoising", "decoding", "total"), 0.0)
+    reset_peak(pipe.device)
+    unit = "image" if request.batch_size == 1 else "batch"
+    desc = f"{spec.key}: {len(request.seeds)} images"
+    for chunk in tqdm(batches, desc=desc, unit=unit, disable=len(batches) == 1):
+        arrays, nsfw, watch = _call(pipe, request.prompt, chunk, generator_device, call)
+        bad = [i for i, a in enumerate(arrays) if _broken(a) and not nsfw[i]]
+        if bad and pipe.vae.dtype != torch.float32:
+            arrays, nsfw = _decode_again_in_float32(pipe, spec, watch)
+        for i, a in enumerate(arrays):
+            index = len(images) + i
+            if nsfw[i]:
+                problems[index] = "blacked out by the model's safety checker (NSFW concept detected)"
+            elif _broken(a):
+                problems[index] = "NaN or all-black output (the VAE overflowed even in float32)"
+        images += VaeImageProcessor.numpy_to_pil(np.nan_to_num(np.stack(arrays)))
+        for k in timings:
+            timings[k] += watch.seconds[k]
+    for index, why in problems.items():
+        warnings.warn(
+            f"'{spec.key}' image {index} (seed {request.seeds[index]}): {why}; it will not be saved.", stacklevel=3
+        )
+    denoising = timings["denoising"]
+    timings["steps_per_s"] = request.steps * len(batches) / denoising if denoising else None
+    return images, problems, timings
+
+
+def _call(pipe, prompt, seeds, generator_device, call):
+    """One pipeline call: float images in [0, 1], the safety checker's flags, and its stopwatch."""
     generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
-    with timing.timed(pipe) as t:
+    with timing.timed(pipe) as watch:
         out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type="np", **call)
     nsfw = getattr(out, "nsfw_content_detected", None) or [False] * len(seeds)
-    return list(out.images), [bool(x) for x in nsfw], t
+    return list(out.images), [bool(x) for x in nsfw], watch
+
+
+@torch.no_grad()
+def _decode_again_in_float32(pipe, spec: ModelSpec, watch: timing.Stopwatch):
+    """Decode the call's latents again with the VAE in float32, as the pipeline would have: images and NSFW flags.
+
+    Only the decode is redone, not the denoising. Pipelines that can upcast their VAE themselves (SDXL's, through
+    `force_upcast`) are told to from now on; the others decode again whenever the VAE overflows.
+    """
+    vae = pipe.vae
+    half = vae.dtype
+    upcasts = hasattr(pipe, "upcast_vae") and not vae.config.get("force_upcast", False)
+    warnings.warn(
+        f"'{spec.key}': the VAE overflowed in {str(half).replace('torch.', '')} (NaN or black image); decoding "
+        "again in float32" + (", as it will from now on." if upcasts else "."),
+        stacklevel=4,
+    )
+    vae.to(torch.float32)
+    try:
+        image = torch.cat([vae.decode(z.to(torch.float32), return_dict=False)[0] for z in watch.decoded])
+    finally:
+        vae.to(half)
+    if upcasts:
+        vae.register_to_config(force_upcast=True)
+    nsfw = [False] * len(image)
+    if getattr(pipe, "safety_checker", None) is not None:
+        image, flags = pipe.run_safety_checker(image, pipe.device, half)
+        nsfw = [bool(x) for x in flags]
+    if getattr(pipe, "watermark", None) is not None:
+        image = pipe.watermark.apply_watermark(image)
+    denormalize = [not x for x in nsfw]
+    arrays = pipe.image_processor.postprocess(image.float(), output_type="np", do_denormalize=denormalize)
+    return list(arrays), nsfw
 
 
 def _broken(image: np.ndarray) -> bool:
     """NaN anywhere, or black everywhere: what an overflowing VAE makes."""
     return bool(np.isnan(image).any() or np.nanmax(image) < 1 / 255)
+
+
+# --- 4. record: how each image was made ---------------------------------------------------------------------
+
+
+def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
+    """One record per image: the request, the model's repo, revision and VAE, the device and library versions."""
+    spec = request.spec
+    base = Record(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        seed=0,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        scheduler=request.scheduler,
+        scheduler_options=request.scheduler_options,
+        width=images[0].width,
+        height=images[0].height,
+        model=spec.key,
+        extra={k: v for k, v in request.pipeline_kwargs.items() if isinstance(v, (int, float, str, bool))},
+        task=request.task,
+        inputs=request.inputs,
+        loras=styles.loras(pipe),
+        repo=spec.repo,
+        revision=spec.revision,
+        dtype=str(pipe.dtype).replace("torch.", ""),
+        vae=record_of(pipe).vae,
+        device=str(pipe.device),
+        versions=versions(),
+    )
+    return [Record.from_dict({**base.__dict__, "seed": s}) for s in request.seeds]
+
+
+def regenerate(source: str | Path | Record, image=None, mask_image=None, **overrides) -> GenerationResult:
+    """Make an image again from its PNG (or record): same model, prompt, seed and settings.
+
+    An edit (img2img, inpainting) needs its input image (and mask) again; their fingerprints must match.
+    """
+    rec = source if isinstance(source, Record) else records.read_record(source)
+    if not rec.model:
+        raise ZooError(f"{source}: the record names no model; call generate() with a registry key")
+    given = {"image": image, "mask_image": mask_image}
+    for name, fp in rec.inputs.items():
+        if given.get(name) is None:
+            raise ZooError(f"{source}: this {rec.task} image needs its {name} again: regenerate(path, {name}=...)")
+        loaded = load_image(given[name], mode="L" if name == "mask_image" else "RGB")
+        if fingerprint(loaded) != fp:
+            raise ZooError(f"{source}: the {name} given is not the one this image was made from ({fp})")
+        given[name] = loaded
+    inputs = {k: v for k, v in given.items() if v is not None}
+    return generate(rec.model, **{**rec.generate_kwargs(), **inputs, **overrides})

@@ -17,7 +17,9 @@ from huggingface_hub import errors as hub_errors
 
 from . import fast as fast_mod
 from . import memory as memory_mod
-from .errors import ModelAccessError, ModelNotCachedError, UnknownModelError, ZooError
+from .devices import pick_device, pick_dtype
+from .errors import ModelAccessError, ModelNotCachedError, ZooError
+from .loaded import LoadedModel, attach, record
 from .registry import ModelSpec, Registry
 from .registry import default as default_registry
 
@@ -26,37 +28,6 @@ TASK_PIPELINES = {
     "img2img": diffusers.AutoPipelineForImage2Image,
     "inpaint": diffusers.AutoPipelineForInpainting,
 }
-_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def pick_device(device: str = "auto") -> str:
-    """`"auto"` picks cuda, then mps, then cpu; anything else is checked and returned."""
-    if device != "auto":
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ZooError(f"device '{device}' was asked for, but torch sees no CUDA GPU; use device='cpu'")
-        if device == "mps" and not torch.backends.mps.is_available():
-            raise ZooError("device 'mps' was asked for, but this torch build or machine has no Apple MPS")
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def pick_dtype(spec: ModelSpec, device: str, dtype: str | torch.dtype = "auto") -> torch.dtype:
-    """The entry's dtype on a GPU, float32 on the CPU (half precision there is slow or unsupported)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype != "auto":
-        if dtype not in _DTYPES:
-            raise ZooError(f"dtype '{dtype}' is not one of {sorted(_DTYPES)} or 'auto'")
-        return _DTYPES[dtype]
-    if device == "cpu":
-        return torch.float32
-    if device == "mps" and spec.dtype == "bfloat16":
-        return torch.float16  # bf16 on MPS needs macOS 14 and is slower; fp16 is the safe default there
-    return _DTYPES[spec.dtype]
 
 
 def check_task(spec: ModelSpec, task: str, registry: Registry) -> None:
@@ -103,9 +74,9 @@ def load_pipeline(
     device = pick_device(device)
     torch_dtype = pick_dtype(spec, device, dtype)
     policy = _policy(spec, device, memory)
-    kwargs = _hub_kwargs(spec) | {"dtype": torch_dtype}
+    kwargs = hub_kwargs(spec) | {"dtype": torch_dtype}
     vaes = dict(spec.components)
-    fix = _fp16_vae_fix(spec, torch_dtype, reg)
+    fix = fp16_vae_fix(spec, torch_dtype, reg)
     if fix and "vae" not in vaes:
         vaes["vae"] = fix
     for role, vae_key in vaes.items():
@@ -121,15 +92,19 @@ def load_pipeline(
         pipe = spec.pipeline_class.from_pretrained(spec.repo, **kwargs)
         for adapter_key in spec.adapters:
             _fuse_adapter(pipe, reg.adapter(adapter_key))
+    attach(pipe, LoadedModel(spec, policy, vaes.get("vae", ""), default_scheduler=pipe.scheduler))
     if task != native_task(spec):
-        pipe = TASK_PIPELINES[task].from_pipe(pipe)
+        pipe = derive(pipe, task)
     memory_mod.apply(pipe, policy, device)  # after a direct load this only moves components passed in (a VAE)
     mode = fast_mod.apply(pipe, fast_mod.choose(fast, device, policy.name))
     if mode != fast_mod.PRESETS["off"]:
         print(f"[{spec.key}] fast: {mode.describe()}")
-    pipe.zoo_spec, pipe.zoo_policy, pipe.zoo_vae = spec, policy, vaes.get("vae", "")
-    pipe.zoo_default_scheduler = pipe.scheduler  # what `set_scheduler(pipe, "default")` restores
     return pipe
+
+
+def derive(pipe, task: str):
+    """The pipeline for another task on the same weights (diffusers' `from_pipe`), sharing the model's record."""
+    return attach(TASK_PIPELINES[task].from_pipe(pipe), record(pipe))
 
 
 def _policy(spec: ModelSpec, device: str, memory):
@@ -144,7 +119,7 @@ def _policy(spec: ModelSpec, device: str, memory):
     return memory_mod.Policy(memory, "chosen by you")
 
 
-def _fp16_vae_fix(spec: ModelSpec, dtype: torch.dtype, reg: Registry) -> str | None:
+def fp16_vae_fix(spec: ModelSpec, dtype: torch.dtype, reg: Registry) -> str | None:
     """The registry VAE that replaces a family's VAE which overflows in float16 (SDXL's), if any applies."""
     if dtype != torch.float16 or spec.prediction == "edm":  # Playground v2.5 normalises latents its own way
         return None
@@ -155,14 +130,14 @@ def load_vae(key: str, dtype: torch.dtype, registry: Registry | None = None):
     """A VAE from the registry's `vaes` section."""
     vae = (registry or default_registry()).vae(key)
     cls = getattr(diffusers, vae.cls_name)
-    kwargs = _hub_kwargs(vae) | {"dtype": dtype}
+    kwargs = hub_kwargs(vae) | {"dtype": dtype}
     if vae.subfolder:
         kwargs["subfolder"] = vae.subfolder
     with hub_errors_explained(vae):
         return cls.from_pretrained(vae.repo, **kwargs)
 
 
-def _hub_kwargs(spec) -> dict:
+def hub_kwargs(spec) -> dict:
     kwargs = {"revision": spec.revision, "use_safetensors": spec.weights == "safetensors"}
     if spec.variant:
         kwargs["variant"] = spec.variant
@@ -277,4 +252,4 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
-__all__ = ["load_pipeline", "load_vae", "pick_device", "pick_dtype", "native_task", "UnknownModelError"]
+__all__ = ["load_pipeline", "load_vae", "derive", "native_task"]

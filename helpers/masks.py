@@ -7,12 +7,11 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .errors import ZooError
+from .images import load_image
 
 
 def _finish(mask: Image.Image, blur: float, grow: int) -> Image.Image:
@@ -45,8 +44,6 @@ def polygon(size: tuple[int, int], points: list[tuple[int, int]], blur: float = 
 
 def from_image(source, size: tuple[int, int] | None = None, threshold: int | None = None) -> Image.Image:
     """A mask from an image (path, URL or PIL): its brightness, or its alpha where it has transparency."""
-    from .edit import load_image
-
     image = load_image(source, mode=None)
     if image.mode in ("RGBA", "LA") and np.asarray(image.getchannel("A")).min() < 255:
         mask = Image.fromarray(255 - np.asarray(image.getchannel("A")))  # transparent = to be painted
@@ -78,10 +75,3 @@ def check(mask, image: Image.Image, what: str = "mask") -> Image.Image:
         f"the {what} has mode {mask.mode}; it must be black and white (mode L: white is repainted). "
         "Use helpers.masks.from_image(...) to convert it"
     )
-
-
-def fingerprint(image: Image.Image) -> str:
-    """A short hash of an image's pixels and size, recorded so that a recipe names its inputs."""
-    h = hashlib.sha256(f"{image.mode}{image.size}".encode())
-    h.update(np.asarray(image).tobytes())
-    return "sha256:" + h.hexdigest()[:16]

@@ -16,21 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .devices import pick_device
 from .errors import ZooError
+from .families import FAMILIES
 from .registry import ModelSpec
 
-# Half-precision weights of each family's parts, from the published parameter counts (GB = params x 2 bytes),
-# and the activations of one native-size image at batch 1 (measured orders of magnitude, with CFG).
-# An entry's `size.denoiser_gb` overrides the denoiser (distilled and larger variants).
-FAMILY_PARTS = {
-    #         denoiser, text encoders, vae, activations at native size
-    "sd1": (1.72, 0.25, 0.17, 0.9),  # U-Net 860M, CLIP-L 123M, VAE 84M
-    "sd2": (1.73, 0.68, 0.17, 1.4),  # OpenCLIP-H text 340M
-    "sdxl": (5.14, 1.64, 0.17, 2.5),  # U-Net 2.6B, CLIP-L + OpenCLIP-bigG
-    "sd3": (4.17, 11.2, 0.17, 2.0),  # MMDiT 2B; CLIP-L, CLIP-G and T5-XXL (4.7B)
-    "flux": (23.8, 9.77, 0.17, 3.0),  # 12B transformer, CLIP-L + T5-XXL
-    "pixart": (1.22, 9.52, 0.17, 2.0),  # 611M DiT + T5-XXL
-}
 CUDA_OVERHEAD_GB = 1.0  # CUDA context, allocator slack, fragmentation
 RAM_HEADROOM_GB = 2.5  # Python, libraries and the notebook itself
 NF4_RATIO = 0.29  # 4-bit weights plus scales, as a share of fp16
@@ -50,8 +40,6 @@ class Machine:
     def detect(cls, device: str = "auto") -> Machine:
         """This machine, now."""
         import psutil
-
-        from .loading import pick_device
 
         device = pick_device(device)
         ram = psutil.virtual_memory().available / 2**30
@@ -93,7 +81,7 @@ class Policy:
 
 def footprint(spec: ModelSpec, height: int | None = None, width: int | None = None, scale: float = 1.0) -> Footprint:
     """The model's memory in half precision; `scale` shrinks it to what is really on disk (see `cached_scale`)."""
-    denoiser, text, vae, act = FAMILY_PARTS[spec.family]
+    denoiser, text, vae, act = FAMILIES[spec.family].parts_gb
     if spec.size.denoiser_gb is not None:
         denoiser = spec.size.denoiser_gb
     if "text_encoder" in spec.layout.missing and spec.family == "sdxl":  # the refiner has only OpenCLIP-bigG
@@ -197,7 +185,7 @@ def choose_policy(
 
 def _quantized(spec: ModelSpec, fp: Footprint) -> Footprint:
     """nf4 shrinks the denoiser and a T5 encoder (SD3, FLUX, PixArt); the CLIP encoders and the VAE stay."""
-    t5 = {"sd3": 9.52, "flux": 9.52, "pixart": 9.52}.get(spec.family, 0.0)
+    t5 = FAMILIES[spec.family].t5_gb
     text = fp.text_gb - t5 + t5 * NF4_RATIO
     return Footprint(fp.denoiser_gb * NF4_RATIO, text, fp.vae_gb, fp.activations_gb)
 
@@ -216,9 +204,8 @@ def quantization_config(spec: ModelSpec, dtype: torch.dtype):
 
     if not _quantization_available():
         raise ZooError(f"4-bit loading of '{spec.key}' needs bitsandbytes and a CUDA GPU: pip install bitsandbytes")
-    components = ["unet" if spec.family in ("sd1", "sd2", "sdxl") else "transformer"]
-    t5 = {"sd3": "text_encoder_3", "flux": "text_encoder_2", "pixart": "text_encoder"}.get(spec.family)
-    components += [t5] if t5 else []
+    family = FAMILIES[spec.family]
+    components = [family.denoiser] + ([family.t5] if family.t5 else [])
     return PipelineQuantizationConfig(
         quant_backend="bitsandbytes_4bit",
         quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype},

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from .errors import ZooError
+from .loaded import record, spec_of
 from .loading import load_vae
 from .registry import default as default_registry
 
@@ -29,21 +30,23 @@ class Previewer:
     """Decode a pipeline's in-progress latents to a small PIL image with the family's tiny VAE."""
 
     def __init__(self, pipe, registry=None):
-        spec = getattr(pipe, "zoo_spec", None)
+        spec = spec_of(pipe)
         if spec is None:
             raise ZooError("previews need a pipeline made by helpers.load_pipeline")
         key = preview_vae_key(spec.family, registry)
         if key is None:
             raise ZooError(f"no tiny preview VAE in the registry for {spec.family} models ('{spec.key}')")
-        self.pipe, self.key = pipe, key
+        self.key = key
+        self.unpack = getattr(type(pipe), "_unpack_latents", None)  # FLUX packs 2x2 latent patches into tokens
+        self.vae_scale_factor = pipe.vae_scale_factor
         dtype = pipe.dtype if pipe.device.type != "cpu" else torch.float32
         self.vae = load_vae(key, dtype, registry).to(pipe.device)
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor, height: int, width: int) -> Image.Image:
         """The first image of a batch of step latents (packed FLUX latents are unpacked first)."""
-        if latents.ndim == 3:  # FLUX packs 2x2 latent patches into tokens
-            latents = self.pipe._unpack_latents(latents, height, width, self.pipe.vae_scale_factor)
+        if latents.ndim == 3:
+            latents = self.unpack(latents, height, width, self.vae_scale_factor)
         cfg = self.vae.config
         z = latents[:1].to(self.vae.device, self.vae.dtype) / cfg.scaling_factor + (cfg.shift_factor or 0.0)
         image = self.vae.decode(z).sample[0].float().clamp(-1, 1)
@@ -52,15 +55,11 @@ class Previewer:
 
 
 def previewer_for(pipe, registry=None) -> Previewer | None:
-    """The pipeline's `Previewer`, made once and kept on it; None when its family has no tiny VAE."""
-    cached = getattr(pipe, "zoo_previewer", None)
-    if cached is not None:
-        return cached
-    spec = getattr(pipe, "zoo_spec", None)
-    if spec is None or preview_vae_key(spec.family, registry) is None:
-        return None
-    pipe.zoo_previewer = Previewer(pipe, registry)
-    return pipe.zoo_previewer
+    """The pipeline's `Previewer`, made once and kept in its record; None when its family has no tiny VAE."""
+    rec = record(pipe)
+    if rec.previewer is None and rec.spec is not None and preview_vae_key(rec.spec.family, registry) is not None:
+        rec.previewer = Previewer(pipe, registry)
+    return rec.previewer
 
 
 class Frames(list):

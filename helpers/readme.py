@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .memory import policy_table
 from .registry import Registry
 from .registry import default as default_registry
 
@@ -50,8 +51,6 @@ def model_tables(reg: Registry | None = None) -> str:
 
 def memory_table(reg: Registry | None = None) -> str:
     """Which policy each model gets on common machines, computed by `helpers.memory` itself."""
-    from .memory import policy_table
-
     reg = reg or default_registry()
     return policy_table([m for m in reg.models.values() if not m.base])
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from .errors import ZooError
+from .images import parse_size
 
 JSON_KEY = "sdzoo"
 
@@ -39,7 +40,7 @@ class Record:
     negative_prompt: str | None = None
     task: str = "text2img"
     loras: dict = field(default_factory=dict)  # active LoRA adapters and their scales
-    inputs: dict = field(default_factory=dict)  # input images by argument name -> fingerprint (helpers.masks)
+    inputs: dict = field(default_factory=dict)  # input images by argument name -> fingerprint (helpers.images)
     scheduler_options: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # other pipeline arguments, e.g. max_sequence_length
     repo: str = ""
@@ -131,7 +132,7 @@ def read_record(path: str | Path) -> Record:
     if "parameters" in text:
         p = parse_a1111(text["parameters"])
         try:
-            width, height = (int(v) for v in p["Size"].split("x"))
+            width, height = parse_size(p["Size"])
             return Record(
                 prompt=p["prompt"],
                 negative_prompt=p["negative_prompt"],
@@ -143,7 +144,7 @@ def read_record(path: str | Path) -> Record:
                 height=height,
                 model=p.get("Model", ""),
             )
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, ZooError) as e:
             raise ZooError(f"{path}: its 'parameters' text lacks a field this needs ({e})") from None
     raise ZooError(f"{path}: the PNG holds no generation record (no 'parameters' or '{JSON_KEY}' text chunk)")
 

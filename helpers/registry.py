@@ -20,24 +20,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RegistryError, UnknownModelError
+from .families import FAMILIES
 from .schedulers import scheduler_names
 
-REGISTRY_PATH = Path(__file__).resolve().parent.parent / "models.yaml"
+# The project's models.yaml, at the top of a checkout; the package holds a link to it, which an installed
+# package (pip install) holds as a copy, so the registry is found from the package wherever it is.
+REGISTRY_PATH = (Path(__file__).parent / "models.yaml").resolve()
 
-Family = Literal["sd1", "sd2", "sdxl", "sd3", "flux", "pixart"]
+Family = Literal[tuple(FAMILIES)]
 Task = Literal["text2img", "img2img", "inpaint"]
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-
-# Which pipeline classes belong to which family: a family/class mismatch is a registry bug.
-FAMILY_PIPELINES = {
-    "sd1": {"StableDiffusionPipeline", "StableDiffusionInpaintPipeline", "LatentConsistencyModelPipeline"},
-    "sd2": {"StableDiffusionPipeline", "StableDiffusionInpaintPipeline"},
-    "sdxl": {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline"},
-    "sd3": {"StableDiffusion3Pipeline"},
-    "flux": {"FluxPipeline"},
-    "pixart": {"PixArtAlphaPipeline", "PixArtSigmaPipeline"},
-}
 
 
 class _Strict(BaseModel):
@@ -171,10 +164,11 @@ class ModelSpec(_Pinned):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.pipeline not in FAMILY_PIPELINES[self.family]:
+        pipelines = FAMILIES[self.family].pipelines
+        if self.pipeline not in pipelines:
             raise ValueError(
                 f"pipeline {self.pipeline} does not belong to family '{self.family}' "
-                f"(expected one of {sorted(FAMILY_PIPELINES[self.family])})"
+                f"(expected one of {sorted(pipelines)})"
             )
         valid = scheduler_names(self.family, self.prediction)
         if self.defaults.scheduler not in valid:

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 
 import diffusers
 
+from .errors import ZooError
+from .families import FAMILIES
+from .loaded import record
+
 
 @dataclass(frozen=True)
 class SchedulerSpec:
@@ -24,9 +28,9 @@ class SchedulerSpec:
         return getattr(diffusers, self.class_name)
 
 
-# Families that denoise with a discrete epsilon / v-prediction U-Net share the classic samplers.
-UNET_FAMILIES = frozenset({"sd1", "sd2", "sdxl", "pixart"})
-FLOW_FAMILIES = frozenset({"sd3", "flux"})
+# Families that denoise in discrete timesteps (epsilon or v-prediction) share the classic samplers.
+UNET_FAMILIES = frozenset(k for k, f in FAMILIES.items() if f.samplers == "discrete")
+FLOW_FAMILIES = frozenset(k for k, f in FAMILIES.items() if f.samplers == "flow")
 EDM_FAMILIES = frozenset({"sdxl"})  # Playground v2.5 (an SDXL U-Net trained with EDM)
 
 _KARRAS = {"use_karras_sigmas": True}
@@ -91,18 +95,15 @@ def set_scheduler(pipe, name: str, options: dict | None = None, family: str | No
     `"default"` restores the scheduler the repo ships. The family (and prediction type) decide which names
     are valid; an invalid one is an error listing the valid names.
     """
-    from .errors import ZooError
-
-    spec = getattr(pipe, "zoo_spec", None)
+    rec = record(pipe)
+    spec = rec.spec
     family = family or (spec.family if spec else None)
     prediction = prediction or (spec.prediction if spec else None)
     valid = scheduler_names(family, prediction) if family else [DEFAULT, *SCHEDULERS]
     if name not in valid:
         who = f"'{spec.key}' ({family})" if spec else f"this {family or ''} pipeline"
         raise ZooError(f"Scheduler '{name}' is not valid for {who}; use one of: {', '.join(valid)}")
-    original = getattr(pipe, "zoo_default_scheduler", None)
-    if original is None:
-        original = pipe.zoo_default_scheduler = pipe.scheduler
+    original = rec.default_scheduler
     options = dict(options or {})
     if name == DEFAULT:
         pipe.scheduler = type(original).from_config(original.config, **options)

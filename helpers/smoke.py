@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from .images import parse_size
+
 ENV = "SDZOO_SMOKE"
 MAX_STEPS, SIDE, MAX_ITEMS = 4, 64, 2  # 4 steps: an edit at strength 0.3 still runs one
 
@@ -21,8 +23,7 @@ def enabled() -> bool:
 def _size(value):
     if value is None or isinstance(value, int):
         return SIDE
-    w, _, h = str(value).lower().partition("x")
-    w, h = int(w), int(h or w)
+    w, h = parse_size(value)
     scale = SIDE / min(w, h)
     return f"{max(16, round(w * scale / 16) * 16)}x{max(16, round(h * scale / 16) * 16)}"
 

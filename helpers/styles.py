@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import fast
 from .errors import ZooError
+from .loaded import record, spec_of
 from .registry import default as default_registry
 
 # Prompt-only styles: the subject stays, the words around it change. "{prompt}" marks where it goes.
@@ -37,7 +38,7 @@ def style(prompt: str, name: str) -> tuple[str, str]:
 
 
 def _family(pipe) -> str | None:
-    spec = getattr(pipe, "zoo_spec", None)
+    spec = spec_of(pipe)
     return spec.family if spec else None
 
 
@@ -90,7 +91,7 @@ def _denoiser_name(pipe) -> str:
 
 def loras(pipe) -> dict[str, float]:
     """The LoRAs loaded on a pipeline and their scales."""
-    return dict(getattr(pipe, "zoo_lora_scales", {}))
+    return dict(record(pipe).lora_scales)
 
 
 def set_scales(pipe, scales: dict[str, float]) -> None:
@@ -101,7 +102,7 @@ def set_scales(pipe, scales: dict[str, float]) -> None:
         raise ZooError(f"LoRA(s) {sorted(unknown)} are not loaded on this pipeline; loaded: {sorted(loaded)}")
     weights = {n: float(scales.get(n, 0.0)) for n in sorted(loaded)}
     pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
-    pipe.zoo_lora_scales = {n: w for n, w in weights.items() if w}
+    record(pipe).lora_scales = {n: w for n, w in weights.items() if w}
 
 
 def apply(pipe, wanted: dict[str, float], scale: float | None = None) -> dict[str, float]:
@@ -134,7 +135,7 @@ def unfuse(pipe) -> None:
 def unload(pipe) -> None:
     """Remove every LoRA: the model is back to its original weights."""
     pipe.unload_lora_weights()
-    pipe.zoo_lora_scales = {}
+    record(pipe).lora_scales = {}
 
 
 def load_embedding(pipe, source: str, token: str | None = None, weight_name: str | None = None) -> str:
@@ -158,7 +159,7 @@ def load_embedding(pipe, source: str, token: str | None = None, weight_name: str
 def trigger_words_missing(pipe, prompt: str) -> list[str]:
     """Trigger words of the model and its active registry LoRAs that the prompt lacks."""
     reg = default_registry()
-    spec = getattr(pipe, "zoo_spec", None)
+    spec = spec_of(pipe)
     words = list(spec.trigger_words) if spec else []
     for name in loras(pipe):
         if name in reg.adapters:

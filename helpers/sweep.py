@@ -29,6 +29,7 @@ from .cache import get_pipeline
 from .errors import ZooError
 from .generate import generate
 from .grids import image_grid
+from .images import parse_size
 
 AXIS_ALIASES = {
     "steps": "num_inference_steps",
@@ -66,7 +67,7 @@ class Axis:
         if not values:
             raise ZooError(f"sweep axis '{name}' has no values")
         if name == "size":
-            values = tuple(_size(v) for v in values)
+            values = tuple(parse_size(v) for v in values)
         return cls(name, values)
 
     def label(self, value) -> str:
@@ -88,18 +89,6 @@ class Axis:
         else:
             out[self.name] = value
         return out
-
-
-def _size(v) -> tuple[int, int]:
-    if isinstance(v, int):
-        return v, v
-    if isinstance(v, (list, tuple)) and len(v) == 2:
-        return int(v[0]), int(v[1])
-    w, _, h = str(v).lower().partition("x")
-    try:
-        return int(w), int(h or w)
-    except ValueError:
-        raise ZooError(f"size '{v}' is not N or WxH") from None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ZooError
-from .sweep import generate_arguments, plan
+from .sweep import generate_arguments, plan, sweep
 
 
 class _AxisFile(BaseModel):
@@ -84,10 +84,25 @@ def load(path: str | Path) -> SweepFile:
     return spec
 
 
+def write(path: str | Path, params: dict, axes: dict, out: str, title: str | None = None) -> Path:
+    """Write a sweep (the `params` and `axes` of `helpers.sweep`) as a sweep file; returns its path.
+
+    An existing file with other contents is never replaced: the error says so and names it.
+    """
+    path = Path(path)
+    data = {"out": str(out), **({"title": title} if title else {}), "params": dict(params)}
+    data["axes"] = {slot: {"name": name, "values": list(values)} for slot, (name, values) in axes.items()}
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None)
+    if path.exists() and path.read_text(encoding="utf-8") != text:
+        raise ZooError(f"{path} exists with other contents; it was left as it is. Choose another file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    load(path)  # what was written reads back as a valid sweep file
+    return path
+
+
 def run(path: str | Path, out: str | None = None):
     """Run a sweep file (under `accelerate launch`, on every process)."""
-    from .sweep import sweep
-
     spec = load(path)
     axes = {slot: (a.name, a.values) for slot, a in spec.axes.items()}
     return sweep(spec.params, axes, out_dir=out or spec.out, device=spec.device, title=spec.title)

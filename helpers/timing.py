@@ -1,36 +1,45 @@
-"""Where the time and memory of one pipeline call go: text encoding, denoising, decoding; peak memory.
+"""Where the time of one pipeline call goes: text encoding, denoising, decoding.
 
-Hooks on the text encoders and a wrapper of `vae.decode` are added for one call and removed after it.
+Hooks on the text encoders and a pass-through wrapper of `vae.decode` are added for one call and removed after
+it. They only read the clock (and keep a reference to the latents the pipeline decodes, so that an overflowing
+decode can be redone without rerunning the denoiser): the arithmetic is exactly the pipeline's own.
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 
+from .devices import synchronize
 
-def sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+
+@dataclass
+class Stopwatch:
+    """Seconds of one call (text_encoding, denoising, decoding, total) and the latents its VAE decoded."""
+
+    seconds: dict = field(
+        default_factory=lambda: dict.fromkeys(("text_encoding", "denoising", "decoding", "total"), 0.0)
+    )
+    decoded: list = field(default_factory=list)  # the latents given to vae.decode, as given
 
 
 @contextmanager
 def timed(pipe):
     """Time text encoding, denoising and decoding of one pipeline call with hooks, removed afterwards."""
-    t = {"text_encoding": 0.0, "denoising": 0.0, "decoding": 0.0, "total": 0.0}
+    watch = Stopwatch()
+    t = watch.seconds
     marks = {"text_end": None, "decode_start": None}
     dev, handles, starts = pipe.device, [], {}
 
     def pre(module, *args, **kwargs):
-        sync(dev)
+        synchronize(dev)
         starts[id(module)] = time.perf_counter()
 
     def post(module, *args, **kwargs):
-        sync(dev)
+        synchronize(dev)
         now = time.perf_counter()
         t["text_encoding"] += now - starts.pop(id(module), now)
         marks["text_end"] = now
@@ -43,21 +52,22 @@ def timed(pipe):
     decode = vae.decode
 
     def timed_decode(z, *args, **kwargs):
-        sync(dev)
+        synchronize(dev)
         start = time.perf_counter()
         marks["decode_start"] = marks["decode_start"] or start
-        out = decode(z.to(vae.dtype), *args, **kwargs)  # an upcast VAE takes the half-precision latents too
-        sync(dev)
+        watch.decoded.append(z)
+        out = decode(z, *args, **kwargs)
+        synchronize(dev)
         t["decoding"] += time.perf_counter() - start
         return out
 
     vae.decode = timed_decode  # an instance attribute, deleted below: the class method is untouched
-    sync(dev)
+    synchronize(dev)
     begin = time.perf_counter()
     try:
-        yield t
+        yield watch
     finally:
-        sync(dev)
+        synchronize(dev)
         end = time.perf_counter()
         del vae.decode
         for h in handles:
@@ -65,16 +75,3 @@ def timed(pipe):
     t["total"] = end - begin
     start = marks["text_end"] or begin
     t["denoising"] = max(0.0, (marks["decode_start"] or end) - start)
-
-
-def reset_peak(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_gb(device) -> float | None:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    if device.type == "mps":
-        return torch.mps.driver_allocated_memory() / 2**30
-    return None

@@ -5,7 +5,7 @@
 
 The callbacks are plain methods (`generate`, `cancel`, `save`, `run`, ...), so tests and scripts drive the
 panels without a browser. Work runs in a thread so the Cancel button and the progress bar stay live.
-In Colab, run `from google.colab import output; output.enable_custom_widget_manager()` once.
+In Colab, `setup_notebook()` (every notebook's set-up cell calls it) turns on the widget manager they need.
 """
 
 from __future__ import annotations
@@ -13,22 +13,31 @@ from __future__ import annotations
 import html
 import io
 import random
+import sys
 import threading
 from pathlib import Path
 
 import ipywidgets as w
 
 from . import registry as registry_mod
+from .compare import compare
+from .devices import pick_device
 from .errors import ZooError
+from .families import FAMILIES
+from .generate import generate
+from .images import parse_size
+from .previews import preview_vae_key
+from .records import read_record
+from .versions import __version__
 
-SIZE_PRESETS = {
-    "sd1": ["512x512", "512x768", "768x512", "640x640"],
-    "sd2": ["768x768", "512x512", "768x512", "512x768"],
-    "sdxl": ["1024x1024", "896x1152", "1152x896", "768x1344", "1344x768", "512x512"],
-    "sd3": ["1024x1024", "896x1152", "1152x896", "768x1344", "1344x768"],
-    "flux": ["1024x1024", "896x1152", "1152x896", "768x1344", "1344x768", "512x512"],
-    "pixart": ["1024x1024", "896x1152", "1152x896", "768x1344", "1344x768"],
-}
+
+def setup_notebook() -> None:
+    """What every notebook's set-up cell calls: Colab's widget manager for the panels, and one line on this machine."""
+    if "google.colab" in sys.modules:
+        from google.colab import output  # exists only in Colab
+
+        output.enable_custom_widget_manager()  # the panels are ipywidgets 8
+    print(f"helpers {__version__}: {len(registry_mod.default().models)} models; computing on {pick_device()}")
 
 
 class Cancelled(Exception):
@@ -49,7 +58,7 @@ def _label(m) -> str:
 def presets(spec) -> list[str]:
     """Size presets for a model: its native size first, then the family's usual aspect ratios."""
     native = f"{spec.resolution}x{spec.resolution}"
-    return [native] + [s for s in SIZE_PRESETS[spec.family] if s != native]
+    return [native] + [s for s in FAMILIES[spec.family].sizes if s != native]
 
 
 class _Background:
@@ -166,10 +175,7 @@ class GenerationPanel(_Background, w.VBox):
         self.images.children = [w.Image(value=_png(image), format="png", width=256)]
 
     def _work(self) -> None:
-        from .generate import generate
-        from .previews import preview_vae_key
-
-        width, height = (int(v) for v in self.size.value.split("x"))
+        width, height = parse_size(self.size.value)
         live = self.live.value and preview_vae_key(self.reg.get(self.model.value).family) is not None
         try:
             self.result = generate(
@@ -276,15 +282,11 @@ class ComparePanel(_Background, w.VBox):
 
     def show_cell(self, row: dict) -> None:
         """Show one cell large, with its recipe (a click on a cell)."""
-        from .records import read_record
-
         path = self.out_dir / row["path"]
         self.large.value = path.read_bytes()
         self.detail.value = f"<pre style='white-space:pre-wrap'>{html.escape(read_record(path).a1111())}</pre>"
 
     def _work(self, models, prompts, seeds) -> None:
-        from .compare import compare
-
         try:
             self.result = compare(
                 models, prompts, seeds=seeds, out_dir=self.out_dir, device=self.device,

@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ZooError, bench, benchreport, flops, randomweights
+from helpers import ZooError
 from helpers.__main__ import main
+from helpers.bench import flops, harness, randomweights
+from helpers.bench import report as reports
 from helpers.registry import default
 
+from .common import REAL_CONFIGS
 from .environment import HUB_DIR
 
 SMALL = {"steps": 2, "size": 64, "repeats": 1, "warmup": 0}
 FIGURES = ("load_s", "first_image_s", "steps_per_s", "latency_s", "denoising_s", "decode_s", "text_encoding_s")
-REAL_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "real-configs"
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +26,9 @@ def _hub(offline_hub_dir):
 
 
 def test_a_run_measures_every_variant_against_diffusers_and_writes_both_files(tmp_path):
-    report = bench.run(["sd15"], variants=("diffusers", "eager", "auto"), out_dir=tmp_path, log=lambda _: None, **SMALL)
+    report = harness.run(
+        ["sd15"], variants=("diffusers", "eager", "auto"), out_dir=tmp_path, log=lambda _: None, **SMALL
+    )
     by = {r["variant"]: r for r in report["results"]}
     for r in by.values():
         assert "error" not in r, r
@@ -43,7 +47,7 @@ def test_a_run_measures_every_variant_against_diffusers_and_writes_both_files(tm
     assert saved["machine"]["torch"] and saved["settings"]["steps"] == {"sd15": 2}
     page = Path(report["files"][1]).read_text()
     assert "CPU only" in page and "| `sd15` | 64x64 | 2 | auto |" in page and "not measured" in page
-    again = benchreport.write(report, tmp_path)
+    again = reports.write(report, tmp_path)
     assert set(again).isdisjoint(report["files"]), "an earlier run's files are never replaced"
 
 
@@ -59,11 +63,11 @@ def test_the_markdown_and_chart_show_failures_and_gpu_targets():
         {"model": "sdxl-base", "variant": "graphs", "error": "CUDA graphs failed"},
     ]
     switch = {"models": ["a", "b"], "switch_s": 0.4, "first_switch_s": 2.0, "diffusers_switch_s": 3.0, "how": "parked"}
-    settings = bench.settings_for(["sdxl-base"], **SMALL)
+    settings = harness.settings_for(["sdxl-base"], **SMALL)
     report = {"date": "2026-01-01T00:00:00", "random_weights": True, "switch": switch, "machine": machine}
     report |= {"settings": settings, "results": results}
     report["settings"]["family"]["a"] = report["settings"]["family"]["b"] = "sdxl"
-    report["summary"], report["targets"] = benchreport.summarise(report)
+    report["summary"], report["targets"] = reports.summarise(report)
     rows = {r["variant"]: r for r in report["summary"]}
     assert rows["max"]["speedup_steps"] == pytest.approx(1.7) and rows["max"]["compile_s"] == pytest.approx(37.5)
     assert rows["max"]["break_even_images"] == pytest.approx(37.5 / 0.08)
@@ -73,13 +77,13 @@ def test_the_markdown_and_chart_show_failures_and_gpu_targets():
     assert met[("first image from a warm disk cache, eager (s)", "sdxl")] is True
     assert met[("switch between two models held in RAM (s)", "sdxl")] is True
     assert met[("steps/s vs diffusers, best fast variant", "sd1")] is None  # not run
-    page = benchreport.markdown(report)
+    page = reports.markdown(report)
     assert "failed: CUDA graphs failed" in page and "NVIDIA H100 80GB HBM3" in page and "22.3%" in page
-    assert benchreport.chart(report).axes
+    assert reports.chart(report).axes
 
 
 def test_switching_between_two_models_is_timed():
-    out = bench.measure_switch(["sd15", "dreamshaper-8"], bench.settings_for(["sd15"], **SMALL), times=1)
+    out = harness.measure_switch(["sd15", "dreamshaper-8"], harness.settings_for(["sd15"], **SMALL), times=1)
     assert out["models"] == ["sd15", "dreamshaper-8"] and len(out["all_s"]) == 3
     assert out["switch_s"] >= 0 and out["first_switch_s"] >= 0 and out["diffusers_switch_s"] >= 0
     assert "no GPU" in out["how"]
@@ -87,8 +91,8 @@ def test_switching_between_two_models_is_timed():
 
 def test_the_switching_test_is_skipped_where_two_models_do_not_fit_in_ram():
     sdxl_pair = ["sdxl-base", "animagine-xl-3.1"]
-    assert "needs 16 GB of free RAM for both models, 10 GB are free" in bench.ram_problem(sdxl_pair, "cuda", 10.0)
-    assert bench.ram_problem(sdxl_pair, "cuda", 64.0) is None
+    assert "needs 16 GB of free RAM for both models, 10 GB are free" in harness.ram_problem(sdxl_pair, "cuda", 10.0)
+    assert harness.ram_problem(sdxl_pair, "cuda", 64.0) is None
 
 
 def _configs_of(key: str, folder: Path) -> Path:
@@ -108,7 +112,7 @@ def test_random_weights_from_config_files_load_and_benchmark(tmp_path):
     assert snapshot.name == default().get("sdxl-base").revision
     assert (snapshot / "unet" / "diffusion_pytorch_model.fp16.safetensors").exists(), "the entry's variant file names"
     assert (hub / "models--madebyollin--sdxl-vae-fp16-fix").is_dir(), "the VAE the loader swaps in for fp16"
-    report = bench.run(["sdxl-base"], variants=("diffusers", "eager"), hub_cache=hub, out_dir=tmp_path / "out",
+    report = harness.run(["sdxl-base"], variants=("diffusers", "eager"), hub_cache=hub, out_dir=tmp_path / "out",
                        log=lambda _: None, **SMALL)  # fmt: skip
     assert report["random_weights"] and all("error" not in r for r in report["results"]), report["results"]
 
@@ -151,4 +155,4 @@ def test_the_command_line_needs_config_files_for_random_weights(capsys):
     assert main(["bench", "sd15", "--random-weights"]) == 2
     assert "--random-weights needs --config-dir" in capsys.readouterr().err
     with pytest.raises(ZooError, match="Unknown variant"):
-        bench.run(["sd15"], variants=("turbo",), log=lambda _: None)
+        harness.run(["sd15"], variants=("turbo",), log=lambda _: None)

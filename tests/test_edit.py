@@ -7,6 +7,7 @@ from PIL import Image
 import helpers
 from helpers import ZooError, masks, read_record, regenerate
 from helpers.edit import blend, extend, img2img, inpaint, outpaint, refine
+from helpers.images import fingerprint
 
 IMG = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
 FAST = {"num_inference_steps": 4, "device": "cpu", "seed": 1}
@@ -25,7 +26,7 @@ def test_img2img_for_every_family(key, tmp_path):
     result = img2img(key, IMG, "a watercolor", strength=0.75, **FAST)
     rec = result.records[0]
     assert result.images[0].size == IMG.size and rec.task == "img2img" and rec.extra["strength"] == 0.75
-    assert rec.inputs == {"image": masks.fingerprint(IMG)}
+    assert rec.inputs == {"image": fingerprint(IMG)}
     path = result.save(tmp_path)[0]
     again = regenerate(path, image=IMG)
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(result.images[0]))
@@ -37,7 +38,7 @@ def test_inpaint_for_every_family(key):
     result = inpaint(key, IMG, mask, "a red apple", **FAST)
     rec = result.records[0]
     assert result.images[0].size == IMG.size and rec.task == "inpaint"
-    assert rec.inputs == {"image": masks.fingerprint(IMG), "mask_image": masks.fingerprint(mask)}
+    assert rec.inputs == {"image": fingerprint(IMG), "mask_image": fingerprint(mask)}
     assert "Task: inpaint" in rec.a1111()
 
 

@@ -6,11 +6,11 @@ import torch
 
 import helpers
 from helpers import ZooError, fast, generate, load_pipeline, styles
+from helpers.loaded import record
+
+from .common import EXTRA, FAMILY_MODELS
 
 SMALL = {"seed": 3, "num_inference_steps": 2, "height": 64, "width": 64}
-FAMILIES = {"sd1": "sd15", "sd2": "sd21", "sdxl": "sdxl-base", "sd3": "sd3-medium", "flux": "flux-schnell"}
-FAMILIES["pixart"] = "pixart-sigma"
-EXTRA = {"pixart-sigma": {"use_resolution_binning": False}}
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def _px(result):
     return np.asarray(result.images[0]).astype(int)
 
 
-@pytest.mark.parametrize("key", FAMILIES.values())
+@pytest.mark.parametrize("key", FAMILY_MODELS.values())
 def test_layout_and_fused_projections_give_the_eager_image(key):
     pipe = load_pipeline(key, device="cpu", fast="off")
     kw = {**SMALL, **EXTRA.get(key, {})}
@@ -31,7 +31,7 @@ def test_layout_and_fused_projections_give_the_eager_image(key):
     fast.apply(pipe, fast.FastMode(channels_last=True, fuse_qkv=True))
     assert any(getattr(m, "fused_projections", False) for m in fast.denoiser(pipe).modules())
     assert np.abs(_px(generate(pipe, "a red fox", **kw)) - eager).max() <= 1  # the tolerance: one 8-bit level
-    assert pipe.zoo_fast.describe() == "channels-last, fused QKV"
+    assert record(pipe).fast.describe() == "channels-last, fused QKV"
 
 
 def test_regional_compilation_gives_the_eager_image():
@@ -65,7 +65,7 @@ def test_a_lora_loaded_after_fusing_still_changes_every_projection():
     assert np.abs(_px(generate(pipe, "a red fox", **SMALL)) - want).max() <= 1
 
 
-@pytest.mark.parametrize("key", FAMILIES.values())
+@pytest.mark.parametrize("key", FAMILY_MODELS.values())
 def test_every_family_has_regions_to_compile(key):
     net = fast.denoiser(load_pipeline(key, device="cpu", fast="off"))
     assert any(type(m).__name__ in fast.regions(net) for m in net.modules())
@@ -85,6 +85,6 @@ def test_presets_resolve_per_device_and_memory_policy():
 
 def test_load_pipeline_records_the_mode_it_applied():
     pipe = load_pipeline("sd15", device="cpu")
-    assert pipe.zoo_fast == fast.PRESETS["off"]  # "auto" on a CPU
+    assert record(pipe).fast == fast.PRESETS["off"]  # "auto" on a CPU
     pipe = load_pipeline("sdxl-base", device="cpu", fast=fast.FastMode(channels_last=True))
     assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)

@@ -6,15 +6,12 @@ import numpy as np
 import pytest
 
 import helpers
-from helpers import ZooError, generate, read_record, regenerate, registry, set_scheduler
+from helpers import ZooError, cache, generate, read_record, regenerate, registry, set_scheduler
 from helpers.schedulers import SCHEDULERS, scheduler_names
 
+from .common import FAMILY_MODELS, SMALL, small
+
 REG = registry.default()
-FAMILY_MODELS = {"sd1": "sd15", "sd2": "sd21", "sdxl": "sdxl-base", "sd3": "sd3-medium", "flux": "flux-schnell"}
-FAMILY_MODELS["pixart"] = "pixart-sigma"
-SMALL = {"num_inference_steps": 2, "height": 64, "width": 64, "device": "cpu"}
-# PixArt snaps sizes to its trained aspect-ratio bins (64 px would run at 1024 px): keep the tests small.
-EXTRA = {"pixart": {"use_resolution_binning": False}}
 
 
 def _px(image):
@@ -30,7 +27,7 @@ def _hub(offline_hub_dir):
 @pytest.mark.parametrize("family", list(FAMILY_MODELS))
 def test_seed_rules_and_png_recipe(family, tmp_path):
     key = FAMILY_MODELS[family]
-    kw = {**SMALL, **EXTRA.get(family, {})}
+    kw = small(key)
     batch = generate(key, "a lighthouse at dusk", seed=11, num_images=2, **kw)
     assert [r.seed for r in batch.records] == [11, 12]
     single = generate(key, "a lighthouse at dusk", seed=12, **kw)
@@ -100,7 +97,7 @@ def test_every_scheduler_name_runs_for_its_family(family):
     names = scheduler_names(spec.family, spec.prediction)
     assert len(names) > 2
     for name in names:
-        out = generate(pipe, "a cat", scheduler=name, seed=3, **SMALL, **EXTRA.get(family, {}))
+        out = generate(pipe, "a cat", scheduler=name, seed=3, **small(key))
         assert np.isfinite(_px(out.images[0])).all() and out.records[0].scheduler == name
         if name != "default":
             assert type(pipe.scheduler).__name__ == SCHEDULERS[name].class_name
@@ -136,3 +133,18 @@ def test_bad_input(kwargs, message):
     kw = {**SMALL, "model": "sd15", **kwargs}
     with pytest.raises((ZooError, KeyError), match=message):
         generate(kw.pop("model"), "a cat", **kw)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"height": 500}, "height 500 is not a multiple of 8"),
+        ({"num_inference_steps": 0}, "at least 1"),
+        ({"scheduler": "Flow Euler"}, "not valid for 'sdxl-base'"),
+    ],
+)
+def test_arguments_are_checked_before_anything_loads(kwargs, message):
+    helpers.free()
+    with pytest.raises(ZooError, match=message):
+        generate("sdxl-base", "a cat", **{**SMALL, **kwargs})
+    assert cache.CACHE.keys() == [], "nothing was loaded (online, nothing downloaded) before the error"

@@ -14,8 +14,10 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
+import helpers
 from helpers import load_pipeline, pick_device, pick_dtype, registry
 from helpers.errors import ModelAccessError, ModelNotCachedError, ZooError
+from helpers.loaded import record
 from helpers.registry import REGISTRY_PATH
 
 from .environment import ROOT
@@ -40,7 +42,7 @@ def test_every_entry_loads_and_generates(offline_hub_dir, key):
     pipe = load_pipeline(key, task=task, device="cpu")
     assert type(pipe).__name__ == spec.pipeline
     assert pipe.device.type == "cpu" and pipe.dtype == torch.float32
-    assert pipe.zoo_spec is spec
+    assert record(pipe).spec is spec
     image = pipe(**_inputs(task), generator=torch.Generator().manual_seed(0)).images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all() and image.std() > 0
     _assert_weights_from_entry_files(offline_hub_dir, spec, pipe)
@@ -98,6 +100,17 @@ def test_vae_override_from_registry(offline_hub_dir):
     pipe = load_pipeline(spec.key, device="cpu")
     expected = load_file(_file(offline_hub_dir, vae_spec, "diffusion_pytorch_model.safetensors"))
     assert torch.equal(pipe.vae.state_dict()["decoder.conv_out.weight"], expected["decoder.conv_out.weight"])
+
+
+def test_every_task_pipeline_of_a_model_shares_its_record(offline_hub_dir):
+    helpers.free()
+    text2img = helpers.get_pipeline("realistic-vision-5.1", device="cpu")
+    img2img = helpers.get_pipeline("realistic-vision-5.1", task="img2img", device="cpu")
+    assert record(img2img) is record(text2img) and record(img2img).vae == "sd-vae-ft-mse"
+    image = Image.new("RGB", (64, 64), (120, 80, 40))
+    rec = helpers.edit.img2img("realistic-vision-5.1", image, "a cat", num_inference_steps=2, device="cpu", seed=1)
+    assert rec.records[0].vae == "sd-vae-ft-mse", "an img2img record names the VAE the model really uses"
+    helpers.free()
 
 
 def test_adapters_are_fused_and_unloaded(offline_hub_dir):

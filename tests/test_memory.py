@@ -11,7 +11,10 @@ import torch
 import helpers
 from helpers import ZooError, generate, registry
 from helpers.cache import PipelineCache, module_bytes
+from helpers.loaded import record
 from helpers.memory import CUDA_OVERHEAD_GB, MACHINES, RAM_HEADROOM_GB, Machine, choose_policy, quantization_config
+
+from .common import SMALL
 
 REG = registry.default()
 T4 = MACHINES["T4 16 GB, 12 GB RAM (Colab)"]
@@ -19,7 +22,6 @@ A10 = MACHINES["24 GB, 32 GB RAM"]
 A100 = MACHINES["80 GB, 32 GB RAM"]
 CPU16 = Machine("cpu", 0, 14.0, "laptop CPU")
 MPS16 = Machine("mps", 16.0, 16.0, "M2 16 GB")
-SMALL = {"num_inference_steps": 2, "height": 64, "width": 64, "device": "cpu"}
 
 
 def _policy(key, machine, **kw):
@@ -87,9 +89,9 @@ def test_quantization_config_names_the_big_components():
 
 def test_policy_is_printed_and_can_be_overridden(offline_hub_dir, capsys):
     pipe = helpers.load_pipeline("sd15", device="cpu")
-    assert pipe.zoo_policy.name == "cpu" and "[sd15] memory: cpu: no GPU" in capsys.readouterr().out
+    assert record(pipe).policy.name == "cpu" and "[sd15] memory: cpu: no GPU" in capsys.readouterr().out
     pipe = helpers.load_pipeline("sd15", device="cpu", memory="gpu")
-    assert pipe.zoo_policy.reason == "chosen by you"
+    assert record(pipe).policy.reason == "chosen by you"
     with pytest.raises(ZooError, match="Unknown memory policy 'max'"):
         helpers.load_pipeline("sd15", device="cpu", memory="max")
 
@@ -160,10 +162,10 @@ def test_sdxl_in_float16_gets_the_fp16_safe_vae(offline_hub_dir):
     fix = REG.vae("sdxl-vae-fp16-fix")
     assert fix.fp16_fix_for == ["sdxl"]
     pipe = helpers.load_pipeline("sdxl-base", device="cpu", dtype="float16")
-    assert pipe.zoo_vae == "sdxl-vae-fp16-fix" and pipe.vae.dtype == torch.float16
-    assert helpers.load_pipeline("sdxl-base", device="cpu").zoo_vae == "", "float32 keeps the repo's own VAE"
-    assert helpers.load_pipeline("playground-v2.5", device="cpu", dtype="float16").zoo_vae == ""
-    assert helpers.load_pipeline("sd15", device="cpu", dtype="float16").zoo_vae == ""
+    assert record(pipe).vae == "sdxl-vae-fp16-fix" and pipe.vae.dtype == torch.float16
+    assert record(helpers.load_pipeline("sdxl-base", device="cpu")).vae == "", "float32 keeps the repo's own VAE"
+    assert record(helpers.load_pipeline("playground-v2.5", device="cpu", dtype="float16")).vae == ""
+    assert record(helpers.load_pipeline("sd15", device="cpu", dtype="float16")).vae == ""
 
 
 def test_vae_overflow_is_caught_and_decoded_again_in_float32(offline_hub_dir):
@@ -172,11 +174,17 @@ def test_vae_overflow_is_caught_and_decoded_again_in_float32(offline_hub_dir):
     reference = generate(pipe, "a cat", seed=4, num_inference_steps=2, height=64, width=64).images[0]
     with torch.no_grad():
         pipe.vae.decoder.conv_in.weight.mul_(3e4)  # activations past float16's 65504: inf, then NaN
-    with pytest.warns(UserWarning, match=r"VAE overflowed in float16.*float32"):
+    calls = []
+    pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    with pytest.warns(UserWarning, match=r"VAE overflowed in float16.*decoding again in float32\.$"):
         result = generate(pipe, "a cat", seed=4, num_inference_steps=2, height=64, width=64)
-    assert pipe.vae.dtype == torch.float32 and not result.problems
+    assert not result.problems and len(calls) == 2, "only the decode is redone: one U-Net call per step"
     image = np.asarray(result.images[0]).astype(int)
     assert image.std() > 0 and not np.array_equal(image, np.asarray(reference))
+    assert pipe.vae.dtype == torch.float16, "an SD 1.x pipeline cannot decode half latents in a float32 VAE"
+    with pytest.warns(UserWarning, match=r"VAE overflowed"):  # so it decodes again each time, saying so
+        again = generate(pipe, "a cat", seed=4, num_inference_steps=2, height=64, width=64)
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(result.images[0]))
     helpers.free()
 
 

@@ -2,12 +2,13 @@
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from huggingface_hub import get_cached_repo_tree, scan_cache_dir
 
 from helpers import offline_hub, registry
+
+from .common import REAL_CONFIGS
 
 REG = registry.default()
 
@@ -70,7 +71,6 @@ def test_build_is_reproducible(tmp_path):
 
 
 # The real layouts of SD 1.5, SDXL and FLUX.1-schnell (configs only), when the shared folder is beside the checkout.
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real-configs"
 REAL_REPOS = {"sd15": "sd15", "sdxl-base": "sdxl", "flux-schnell": "flux"}
 STRUCTURE = (
     "_class_name",
@@ -96,11 +96,11 @@ STRUCTURE = (
 )
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real-configs is not beside this checkout")
+@pytest.mark.skipif(not REAL_CONFIGS.is_dir(), reason="../shared/real-configs is not beside this checkout")
 @pytest.mark.parametrize("key", list(REAL_REPOS))
 def test_tiny_repos_have_the_real_structure(offline_hub_dir, key):
     """Same components and classes, same files, same block types and channels as the real checkpoint."""
-    real, tiny = REAL / REAL_REPOS[key], _snapshot(offline_hub_dir, REG.get(key))
+    real, tiny = REAL_CONFIGS / REAL_REPOS[key], _snapshot(offline_hub_dir, REG.get(key))
     real_index = json.loads((real / "model_index.json").read_text())
     tiny_index = json.loads((tiny / "model_index.json").read_text())
     components = {k: v for k, v in real_index.items() if isinstance(v, list) and v[0]}

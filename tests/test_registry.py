@@ -8,7 +8,8 @@ import yaml
 
 from helpers import registry as reg_mod
 from helpers.errors import RegistryError, UnknownModelError
-from helpers.registry import FAMILY_PIPELINES, REGISTRY_PATH
+from helpers.families import FAMILIES
+from helpers.registry import REGISTRY_PATH
 from helpers.schedulers import SCHEDULERS, scheduler_names
 
 RAW = yaml.safe_load(REGISTRY_PATH.read_text())
@@ -19,7 +20,7 @@ KEYS = list(REG.models)
 def test_registry_is_curated_and_broad():
     assert len(REG.models) >= 30
     families = {m.family for m in REG.models.values()}
-    assert families == set(FAMILY_PIPELINES)
+    assert families == set(FAMILIES)
     assert {"sd-vae-ft-mse", "sdxl-vae-fp16-fix", "taesd", "taesdxl"} <= set(REG.vaes)
     assert {"lcm-lora-sdv1-5", "lcm-lora-sdxl"} <= set(REG.adapters)
     assert any(m.gated for m in REG.models.values())
@@ -31,7 +32,7 @@ def test_entry(key):
     m = REG.get(key)
     assert m.key == key
     assert isinstance(m.pipeline_class, type) and issubclass(m.pipeline_class, diffusers.DiffusionPipeline)
-    assert m.pipeline in FAMILY_PIPELINES[m.family]
+    assert m.pipeline in FAMILIES[m.family].pipelines
     assert m.defaults.scheduler in scheduler_names(m.family, m.prediction)
     assert m.description and m.license and m.size.download_gb > 0
     for alias in m.aliases:

@@ -14,6 +14,7 @@ import helpers
 from helpers import ZooError, compare, read_record, sweep
 from helpers.sweep import plan
 from helpers.sweepfile import load as load_sweep_file
+from helpers.sweepfile import write as write_sweep_file
 
 from .environment import ROOT
 
@@ -112,6 +113,18 @@ def test_sweep_file_errors_name_line_and_field(tmp_path):
     bad.write_text("out: x\naxes:\n  x: {name: cfgg, values: [1]}\n")
     with pytest.raises(ZooError, match=r"line 3: axes.x: 'cfgg' cannot be a sweep axis"):
         load_sweep_file(bad)
+
+
+def test_a_sweep_written_as_a_file_reads_back_the_same_and_never_replaces_another(tmp_path):
+    axes = {"x": ("num_inference_steps", [2, 3]), "y": ("guidance_scale", [1.5, 7.5])}
+    path = write_sweep_file(tmp_path / "s.yaml", BASE, axes, out="outputs/s", title="steps by cfg")
+    spec = load_sweep_file(path)
+    assert spec.params == BASE and spec.out == "outputs/s" and spec.title == "steps by cfg"
+    assert {k: (a.name, a.values) for k, a in spec.axes.items()} == {k: (n, list(v)) for k, (n, v) in axes.items()}
+    assert write_sweep_file(path, BASE, axes, out="outputs/s", title="steps by cfg") == path, "the same: no error"
+    with pytest.raises(ZooError, match="exists with other contents; it was left as it is"):
+        write_sweep_file(path, BASE, {"x": ("seed", [1])}, out="outputs/s")
+    assert load_sweep_file(path).axes["x"].name == "num_inference_steps"
 
 
 def test_two_processes_give_the_same_manifest_as_one(tmp_path):

@@ -10,7 +10,6 @@ loading code (and plain `DiffusionPipeline.from_pretrained`) finds them with `HF
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import tempfile
@@ -20,10 +19,12 @@ import diffusers
 import torch
 import transformers
 
-from .errors import ZooError
-from .offline_hub import commit_to_cache, mark_built
-from .registry import ModelSpec, Registry
-from .registry import default as default_registry
+from ..devices import default_dtype
+from ..errors import ZooError
+from ..loading import fp16_vae_fix
+from ..offline_hub import commit_to_cache, mark_built
+from ..registry import ModelSpec, Registry
+from ..registry import default as default_registry
 
 # Where a family's configs sit under --config-dir, when there is no folder named after the registry key.
 FAMILY_FOLDERS = {"sd1": "sd15", "sdxl": "sdxl", "flux": "flux"}
@@ -63,16 +64,6 @@ def _random_model(library: str, cls_name: str, folder: Path, dtype: torch.dtype,
         return cls(cls.config_class.from_pretrained(str(folder)))
 
 
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype):
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
 def write_random_pipeline(spec: ModelSpec, configs: Path, out: Path, device: str = "cpu") -> None:
     """Write `spec`'s pipeline in diffusers layout with random weights, saved as the entry's variant files."""
     if spec.adapters:
@@ -105,8 +96,6 @@ def write_random_vae(vae_spec, configs: Path, out: Path, device: str = "cpu") ->
 
 def build(keys, config_dir: str | Path, cache_dir: str | Path, registry: Registry | None = None, device: str = "cpu"):
     """Write random-weight models of `keys` (and the VAEs they load) into a Hugging Face cache; returns the cache."""
-    from .loading import _fp16_vae_fix
-
     reg = registry or default_registry()
     cache = Path(cache_dir).expanduser().resolve()
     cache.mkdir(parents=True, exist_ok=True)
@@ -114,7 +103,7 @@ def build(keys, config_dir: str | Path, cache_dir: str | Path, registry: Registr
         spec = reg.get(key)
         configs = config_folder(config_dir, spec)
         vaes = list(spec.components.values())
-        fix = _fp16_vae_fix(spec, torch.float16 if spec.dtype == "float16" else torch.bfloat16, reg)
+        fix = fp16_vae_fix(spec, torch.float16 if spec.dtype == "float16" else torch.bfloat16, reg)
         vaes += [fix] if fix and fix not in vaes else []
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             write_random_pipeline(spec, configs, Path(tmp) / "model", device)

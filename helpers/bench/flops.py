@@ -17,8 +17,9 @@ import diffusers
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .randomweights import default_dtype
-from .registry import ModelSpec
+from ..devices import default_dtype
+from ..families import FAMILIES
+from ..registry import ModelSpec
 
 TEXT_TOKENS = 77  # CLIP's sequence length
 
@@ -56,7 +57,7 @@ def _flux_inputs(cfg: dict, n: int, h: int, w: int, dtype, text_tokens: int) -> 
 def guidance_batch(spec: ModelSpec, guidance_scale: float | None = None) -> int:
     """How many denoiser passes a step makes: 2 with classifier-free guidance, else 1 (FLUX's is distilled)."""
     g = spec.defaults.guidance_scale if guidance_scale is None else guidance_scale
-    return 2 if g > 1 and spec.family != "flux" else 1
+    return 2 if g > 1 and FAMILIES[spec.family].cfg_batch else 1
 
 
 def step_flops(spec: ModelSpec, folder: str | Path, height: int, width: int, guidance_scale: float | None = None):
@@ -66,7 +67,7 @@ def step_flops(spec: ModelSpec, folder: str | Path, height: int, width: int, gui
     Counted: matrix multiplications, convolutions and attention, as `FlopCounterMode` counts them.
     """
     n, dtype = guidance_batch(spec, guidance_scale), torch.float16
-    if spec.family in ("sd1", "sd2", "sdxl"):
+    if FAMILIES[spec.family].denoiser == "unet":
         cls, sub = diffusers.UNet2DConditionModel, "unet"
     elif spec.family == "flux":
         cls, sub = diffusers.FluxTransformer2DModel, "transformer"

@@ -3,7 +3,8 @@
 For each model and variant, in a fresh process (so that no variant inherits another's warm GPU, allocator or
 compiled graphs), it measures the time to the first image from the local disk cache (load plus first
 generation), steady-state denoising steps per second, end-to-end latency, VAE decode time and peak GPU memory;
-the FLOPs of one denoising step (`helpers.flops`, counted from the configs) give the model FLOP utilisation. Variants:
+the FLOPs of one denoising step (`helpers.bench.flops`, counted from the configs) give the model FLOP
+utilisation. Variants:
 
 - `diffusers`: the model-card recipe, `DiffusionPipeline.from_pretrained(repo, dtype=...).to(device)`, the repo's
   scheduler: the baseline that ratios are taken against;
@@ -29,38 +30,30 @@ import time
 import warnings
 from pathlib import Path
 
+import diffusers
+import psutil
+import torch
+from huggingface_hub import snapshot_download
+
+from .. import timing
+from ..cache import PipelineCache
+from ..devices import peak_gb, pick_device, pick_dtype, reset_peak, synchronize
+from ..errors import ZooError
+from ..generate import generate
+from ..images import parse_size
+from ..loading import hub_kwargs, load_pipeline
+from ..memory import RAM_HEADROOM_GB, footprint
+from ..registry import default
+from .flops import step_flops
+from .report import compare_images, machine, summarise, write
+
 PROMPT = "a photograph of an astronaut riding a horse on the moon, highly detailed"
 VARIANTS = ("diffusers", "eager", "auto", "max", "graphs")
 DEFAULT_VARIANTS = ("diffusers", "eager", "auto", "max")
-# Dense fp16/bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets; matched on the GPU's name, first hit wins.
-PEAK_FLOPS = (
-    ("H100 PCIe", 756e12),
-    ("H100 NVL", 835e12),
-    ("H100", 989e12),
-    ("H200", 989e12),
-    ("A100", 312e12),
-    ("L40S", 362e12),
-    ("L4", 121e12),
-    ("RTX 4090", 165e12),
-    ("A10", 125e12),
-    ("T4", 65e12),
-)
-# The issue's targets, checked on GPU results: (what, family or None, limit, "min" or "max").
-TARGETS = (
-    ("steps/s vs diffusers, best fast variant", "sd1", 2.0, "min"),
-    ("steps/s vs diffusers, best fast variant", "sdxl", 1.6, "min"),
-    ("compile time added to the first image (s)", None, 60.0, "max"),
-    ("first image from a warm disk cache, eager (s)", "sdxl", 3.0, "max"),
-    ("switch between two models held in RAM (s)", "sdxl", 1.0, "max"),
-)
-
-
 # --- inside one worker process -------------------------------------------------------------------
 
 
 def _snapshot(spec) -> Path:
-    from huggingface_hub import snapshot_download
-
     return Path(snapshot_download(spec.repo, revision=spec.revision, local_files_only=True))
 
 
@@ -77,13 +70,6 @@ def _warm_disk_cache(spec) -> int:
 
 def measure(key: str, variant: str, settings: dict, image_path: str | None = None) -> dict:
     """Load `key` as `variant`, make the first image, then time `warmup` + `repeats` more; one dict of figures."""
-    import torch
-
-    from . import timing
-    from .flops import step_flops
-    from .loading import load_pipeline, pick_device
-    from .registry import default
-
     spec = default().get(key)
     device = pick_device(settings.get("device", "auto"))
     dev = torch.device(device)
@@ -93,7 +79,7 @@ def measure(key: str, variant: str, settings: dict, image_path: str | None = Non
     steps, guidance = settings["steps"][key], settings["guidance"][key]
     height, width = settings["height"][key], settings["width"][key]
     out = {"model": key, "variant": variant, "bytes_read": _warm_disk_cache(spec)}
-    timing.reset_peak(dev)
+    reset_peak(dev)
     start = time.perf_counter()
     if variant == "diffusers":
         pipe = _plain_pipeline(spec, device, device)
@@ -101,12 +87,10 @@ def measure(key: str, variant: str, settings: dict, image_path: str | None = Non
 
         def run(seed=0):
             call = dict(num_inference_steps=steps, guidance_scale=guidance, height=height, width=width, **extra)
-            with timing.timed(pipe) as t:
+            with timing.timed(pipe) as watch:
                 image = pipe(PROMPT, generator=torch.Generator("cpu").manual_seed(seed), **call).images[0]
-            return image, t
+            return image, watch.seconds
     else:
-        from .generate import generate
-
         pipe = load_pipeline(key, device=device, fast="off" if variant == "eager" else variant)
 
         def run(seed=0):
@@ -120,7 +104,7 @@ def measure(key: str, variant: str, settings: dict, image_path: str | None = Non
 
     out["load_s"] = time.perf_counter() - start
     image, _ = run()
-    timing.sync(dev)
+    synchronize(dev)
     out["first_image_s"] = time.perf_counter() - start
     for i in range(settings["warmup"]):
         run(seed=i + 1)
@@ -128,7 +112,7 @@ def measure(key: str, variant: str, settings: dict, image_path: str | None = Non
     for _ in range(settings["repeats"]):
         begin = time.perf_counter()
         image, t = run()
-        timing.sync(dev)
+        synchronize(dev)
         runs.append({**t, "wall": time.perf_counter() - begin})
     med = {k: statistics.median(r[k] for r in runs) for k in ("wall", "denoising", "decoding", "text_encoding")}
     out.update(
@@ -137,7 +121,7 @@ def measure(key: str, variant: str, settings: dict, image_path: str | None = Non
         decode_s=med["decoding"],
         text_encoding_s=med["text_encoding"],
         steps_per_s=steps / med["denoising"] if med["denoising"] else None,
-        peak_memory_gb=timing.peak_gb(dev),
+        peak_memory_gb=peak_gb(dev),
     )
     if image_path:
         image.save(image_path)
@@ -151,15 +135,6 @@ def measure_switch(keys: list[str], settings: dict, times: int = 3) -> dict:
 
     The first switch (which makes the first host copy) is reported apart; `switch_s` is the median of the rest.
     """
-    import psutil
-    import torch
-
-    from . import timing
-    from .cache import PipelineCache
-    from .loading import pick_device
-    from .memory import footprint
-    from .registry import default
-
     reg, device = default(), pick_device(settings.get("device", "auto"))
     dev, order = torch.device(device), [keys[i % len(keys)] for i in range(times * len(keys) + 1)]
     problem = ram_problem(keys, device, psutil.virtual_memory().available / 2**30)
@@ -171,7 +146,7 @@ def measure_switch(keys: list[str], settings: dict, times: int = 3) -> dict:
         for key in order:
             start = time.perf_counter()
             switch(key)
-            timing.sync(dev)
+            synchronize(dev)
             seconds.append(time.perf_counter() - start)
         return seconds
 
@@ -201,9 +176,6 @@ def ram_problem(keys: list[str], device: str, free_gb: float) -> str | None:
 
     Running out of RAM kills a Colab runtime; on a T4 runtime (12 GB) two SDXL-class models do not fit.
     """
-    from .memory import RAM_HEADROOM_GB, footprint
-    from .registry import default
-
     need = sum(footprint(default().get(k)).weights_gb for k in keys) + RAM_HEADROOM_GB
     if device == "cpu" or free_gb >= need:
         return None
@@ -212,16 +184,12 @@ def ram_problem(keys: list[str], device: str, free_gb: float) -> str | None:
 
 def _plain_pipeline(spec, device: str, to: str):
     """The model-card recipe: `DiffusionPipeline.from_pretrained(repo, dtype=...)`, moved to `to`."""
-    import diffusers
-
-    from .loading import _hub_kwargs, pick_dtype
-
-    kwargs = _hub_kwargs(spec) | {"dtype": pick_dtype(spec, device)}  # revision, safetensors, variant
+    kwargs = hub_kwargs(spec) | {"dtype": pick_dtype(spec, device)}  # revision, safetensors, variant
     return diffusers.DiffusionPipeline.from_pretrained(spec.repo, **kwargs).to(to)
 
 
 def _worker(argv: list[str]) -> int:
-    """`python -m helpers.bench measure|switch JSON`: one measurement in this process; JSON on the last line."""
+    """`python -m helpers.bench.harness measure|switch JSON`: one measurement in this process; JSON on the last line."""
     what, spec = argv[0], json.loads(argv[1])
     if what == "measure":
         result = measure(spec["key"], spec["variant"], spec["settings"], spec.get("image"))
@@ -236,13 +204,10 @@ def _worker(argv: list[str]) -> int:
 
 def settings_for(keys, steps=None, size=None, repeats=3, warmup=1, device="auto") -> dict:
     """Each model's steps, guidance and size (its registry defaults unless given), and the run's counts."""
-    from .registry import default
-
     reg = default()
     specs = {k: reg.get(k) for k in keys}
     if isinstance(size, (int, str)):  # 512, "768x512"
-        w, _, h = str(size).lower().partition("x")
-        size = (int(w), int(h or w))
+        size = parse_size(size)
     width, height = size if size else (None, None)
     return {
         "steps": {k: steps or s.defaults.steps for k, s in specs.items()},
@@ -261,9 +226,9 @@ def settings_for(keys, steps=None, size=None, repeats=3, warmup=1, device="auto"
 
 
 def _spawn(args: list[str], env: dict | None, log) -> dict:
-    root = str(Path(__file__).resolve().parent.parent)  # `helpers` importable from any working directory
+    root = str(Path(__file__).resolve().parents[2])  # `helpers` importable from any working directory
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-m", "helpers.bench", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "helpers.bench.harness", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {}), "PYTHONPATH": path})  # fmt: skip
     log(proc.stderr[-4000:] if proc.returncode else "")
     if proc.returncode:
@@ -274,12 +239,8 @@ def _spawn(args: list[str], env: dict | None, log) -> dict:
 def run(keys, variants=DEFAULT_VARIANTS, switch=None, steps=None, size=None, repeats=3, warmup=1, device="auto",
         hub_cache: str | None = None, out_dir="benchmarks/results", log=print) -> dict:  # fmt: skip
     """Measure every model in every variant and the switch time; write JSON and markdown; return the results."""
-    from .benchreport import compare_images, machine, summarise, write
-
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
-        from .errors import ZooError
-
         raise ZooError(f"Unknown variant(s) {bad}; use some of {', '.join(VARIANTS)}")
     settings = settings_for(keys, steps, size, repeats, warmup, device)
     env = {"HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"} if hub_cache else None
@@ -308,14 +269,6 @@ def run(keys, variants=DEFAULT_VARIANTS, switch=None, steps=None, size=None, rep
     report["summary"], report["targets"] = summarise(report)
     report["files"] = [str(p) for p in write(report, out_dir)]
     return report
-
-
-def peak_flops(gpu_name: str | None) -> float | None:
-    """The GPU's dense half-precision peak from `PEAK_FLOPS`, or None when unknown (or no GPU)."""
-    for name, flops in PEAK_FLOPS:
-        if gpu_name and name in gpu_name:
-            return flops
-    return None
 
 
 if __name__ == "__main__":
