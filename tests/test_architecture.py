@@ -1,6 +1,6 @@
 """The house: imports go one way down the chain, no cycles, nothing patched onto diffusers pipelines.
 
-    python -m pytest tests/test_architecture.py      # prints nothing more when the house is in order
+python -m pytest tests/test_architecture.py      # prints nothing more when the house is in order
 """
 
 import ast

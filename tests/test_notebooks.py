@@ -47,7 +47,7 @@ def test_every_set_up_cell_is_the_same(nb):
     notebook, path = nb
     first = nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source
     assert notebook.cells[1].source == first, f"{path.name}: copy the set-up cell of {NOTEBOOKS[0].name}"
-    assert "chdir" not in first and "pip\", \"install\"" in first.replace("'", '"')
+    assert "chdir" not in first and 'pip", "install"' in first.replace("'", '"')
 
 
 def test_one_parameters_cell_of_literals(nb):
