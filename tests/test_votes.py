@@ -36,14 +36,17 @@ def simulate(n: int, strengths=PLANTED, seed: int = 0) -> list[dict]:
     return votes
 
 
+def colour(model_index: int, prompt_index: int) -> tuple[int, int, int]:
+    return (40 + 80 * model_index, 200 - 60 * model_index, 60 + 100 * prompt_index)
+
+
 def folder_of_images(folder, models=("sd15", "sdxl-turbo", "flux-schnell"), prompts=("a fox", "a castle"), seed=3):
-    """PNGs with recipes, as `generate` saves them: every model on every prompt, one seed, a colour per model."""
-    colours = {m: (40 + 80 * i, 200 - 60 * i, 90) for i, m in enumerate(models)}
-    for model in models:
-        for prompt in prompts:
+    """PNGs with recipes, as `generate` saves them: every model on every prompt, one seed, each its own colour."""
+    for i, model in enumerate(models):
+        for j, prompt in enumerate(prompts):
             record = Record(prompt=prompt, seed=seed, num_inference_steps=2, guidance_scale=1.0,
                             scheduler="Euler", width=64, height=64, model=model)  # fmt: skip
-            save_image(Image.new("RGB", (64, 64), colours[model]), record, folder)
+            save_image(Image.new("RGB", (64, 64), colour(i, j)), record, folder)
     return folder
 
 
