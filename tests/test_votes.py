@@ -151,3 +151,16 @@ def test_a_vote_sooner_than_a_look_is_ignored(tmp_path):
     panel = ABPanel(pairs_from_folder(folder_of_images(tmp_path / "images")), log, min_look_s=30)
     panel.buttons["left"].click()  # a double click's second half, on a pair nobody has seen yet
     assert not log.exists() and "too fast" in panel.status.value
+
+
+def test_pairs_from_a_real_comparison(offline_hub_dir, tmp_path):
+    from helpers.compare import compare
+    from helpers.votes import pairs_from_compare
+
+    result = compare(["sd15", "sdxl-turbo"], ["a fox"], seeds=[1, 2], out_dir=tmp_path, device="cpu",
+                     height=64, width=64, num_inference_steps=1)  # fmt: skip
+    pairs = pairs_from_compare(result, seed=0)
+    assert sorted((p.seed, {p.left, p.right} == {"sd15", "sdxl-turbo"}) for p in pairs) == [(1, True), (2, True)]
+    for p in pairs:
+        assert (read_record(p.left_image).model, read_record(p.right_image).model) == (p.left, p.right)
+        assert read_record(p.left_image).seed == p.seed and read_record(p.left_image).prompt == "a fox"
