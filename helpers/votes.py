@@ -5,6 +5,7 @@
 >>> remaining(pairs, read_votes("outputs/votes.jsonl"))    # what is left after a restart
 >>> ranking = rank(read_votes("outputs/votes.jsonl"))
 >>> ranking.table, ranking.separated, ranking.verdict
+>>> rank(simulate_votes(pairs, {"sd15": 0.0, "sdxl-turbo": 1.0}, n=300))   # a simulated rater, to see the maths
 
 How votes count (Bradley–Terry, fitted with choix's I-LSR, Maystre & Grossglauser 2015):
 - "left" / "right": a win for that side's model.
@@ -150,6 +151,24 @@ def remaining(pairs: list[Pair], votes: list[dict]) -> list[Pair]:
     return [p for p in pairs if p.id not in done]
 
 
+def simulate_votes(pairs: list[Pair], strengths: dict[str, float], n: int, seed: int = 0) -> list[dict]:
+    """`n` votes of a simulated rater who prefers A to B with probability 1 / (1 + exp(B - A)), cycling the pairs.
+
+    For checks and teaching only: each vote is marked `"simulated": true`. Never let one stand in for a person's.
+    """
+    import math
+
+    rng = random.Random(seed)
+    out = []
+    for k in range(n):
+        pair = pairs[k % len(pairs)]
+        p_left = 1 / (1 + math.exp(strengths[pair.right] - strengths[pair.left]))
+        vote = "left" if rng.random() < p_left else "right"
+        out.append({"pair": pair.id, "left": pair.left, "right": pair.right, "prompt": pair.prompt,
+                    "seed": pair.seed, "vote": vote, "time": None, "simulated": True})  # fmt: skip
+    return out
+
+
 def comparisons(votes: list[dict]) -> list[tuple[str, str]]:
     """(winner, loser) rows for the fit: a decisive vote twice, a tie once each way (half a win each), both-bad not."""
     out = []
@@ -233,6 +252,9 @@ def rank(votes: list[dict], n_boot: int = 500, seed: int = 0, level: float = 0.9
     table = pd.DataFrame(rows, columns=columns, index=pd.Index(models, name="model"))
     table = table.sort_values("strength", ascending=False, na_position="last")
     separated, verdict = _verdict(table, level, min_votes)
+    simulated = sum(1 for v in votes if v.get("simulated"))
+    if simulated:
+        verdict = f"SIMULATED ({simulated} of {len(votes)} votes from a simulated rater, not people). {verdict}"
     return Ranking(table, separated, verdict)
 
 

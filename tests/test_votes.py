@@ -18,6 +18,7 @@ from helpers.votes import (
     rank,
     read_votes,
     remaining,
+    simulate_votes,
 )
 
 PLANTED = {"a": 1.0, "b": 0.0, "c": -1.0, "d": -2.0}
@@ -164,3 +165,13 @@ def test_pairs_from_a_real_comparison(offline_hub_dir, tmp_path):
     for p in pairs:
         assert (read_record(p.left_image).model, read_record(p.right_image).model) == (p.left, p.right)
         assert read_record(p.left_image).seed == p.seed and read_record(p.left_image).prompt == "a fox"
+
+
+def test_simulated_votes_are_marked_and_follow_the_planted_strengths(tmp_path):
+    pairs = pairs_from_folder(folder_of_images(tmp_path))
+    votes = simulate_votes(pairs, {"sd15": 1.0, "sdxl-turbo": 0.0, "flux-schnell": -1.0}, n=300)
+    assert len(votes) == 300 and all(v["simulated"] for v in votes)
+    assert {v["pair"] for v in votes} == {p.id for p in pairs}
+    ranking = rank(votes, n_boot=100)
+    assert list(ranking.table.index) == ["sd15", "sdxl-turbo", "flux-schnell"]
+    assert ranking.verdict.startswith("SIMULATED (300 of 300 votes"), "a simulation says so"
