@@ -128,6 +128,4 @@ class ABPanel(w.VBox):
         if not self.votes or not self.show_ranking.value:
             self.ranking.value = ""
             return
-        result = rank(self.votes, n_boot=self.n_boot)
-        table = result.table.to_html(float_format=lambda v: f"{v:.2f}")
-        self.ranking.value = f"<p>{html.escape(result.verdict)}</p>{table}"
+        self.ranking.value = rank(self.votes, n_boot=self.n_boot)._repr_html_()

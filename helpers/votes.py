@@ -18,6 +18,7 @@ Strengths are natural-log Bradley–Terry scores centred on 0: model A beats B w
 from __future__ import annotations
 
 import hashlib
+import html
 import itertools
 import json
 import os
@@ -209,7 +210,7 @@ class Ranking:
     verdict: str
 
     def _repr_html_(self) -> str:
-        return f"<p>{self.verdict}</p>" + self.table.to_html(float_format=lambda v: f"{v:.2f}")
+        return f"<p>{html.escape(self.verdict)}</p>" + self.table.to_html(float_format=lambda v: f"{v:.2f}")
 
 
 def rank(votes: list[dict], n_boot: int = 500, seed: int = 0, level: float = 0.95, min_votes: int = 10,
@@ -228,12 +229,13 @@ def rank(votes: list[dict], n_boot: int = 500, seed: int = 0, level: float = 0.9
         empty = pd.DataFrame(columns=columns, index=pd.Index(models, name="model"))
         return Ranking(empty, False, f"keep voting: {len(votes)} vote(s) so far, no two models compared yet")
     strength = bradley_terry(comparisons(votes), models, alpha)
+    per_vote = [comparisons([v]) for v in votes]
     rng = np.random.default_rng(seed)
     draws = np.full((n_boot, len(models)), np.nan)
     for b in range(n_boot):
-        sample = [votes[i] for i in rng.integers(0, len(votes), len(votes))]
+        sample = [row for i in rng.integers(0, len(votes), len(votes)) for row in per_vote[i]]
         try:
-            fit = bradley_terry(comparisons(sample), models, alpha)
+            fit = bradley_terry(sample, models, alpha)
         except RuntimeError:  # I-LSR did not converge on this resample; leave it out
             continue
         draws[b] = [fit[m] for m in models]
