@@ -52,14 +52,14 @@ def folder_of_images(folder, models=("sd15", "sdxl-turbo", "flux-schnell"), prom
 
 
 def test_bradley_terry_recovers_a_planted_ranking():
-    ranking = rank(simulate(600), n_boot=300)
+    ranking = rank(simulate(600), n_boot=200)
     table = ranking.table
     assert list(table.index) == ["a", "b", "c", "d"]
     for model, true in PLANTED.items():  # the planted strengths, centred like the fit's
         centred = true - sum(PLANTED.values()) / len(PLANTED)
         assert table.at[model, "low"] <= centred <= table.at[model, "high"], (model, table)
     assert ranking.separated and ranking.verdict.startswith("separated: a > b > c > d")
-    few = rank(simulate(40), n_boot=300)
+    few = rank(simulate(40), n_boot=200)
     assert not few.separated and few.verdict.startswith("keep voting")
     assert (few.table["high"] - few.table["low"]).min() > (table["high"] - table["low"]).max(), "more votes, narrower"
 
