@@ -12,7 +12,6 @@ import numpy as np
 from PIL import Image
 
 from .errors import ZooError
-from .registry import Registry  # noqa: F401
 
 
 def load_image(source, mode: str | None = "RGB") -> Image.Image:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ZooError
+from .records import read_record
 
 VOTES = ("left", "right", "tie", "both_bad")
 
@@ -91,8 +92,6 @@ def pairs_from_compare(result, seed: int = 0) -> list[Pair]:
 
 def pairs_from_folder(folder: str | Path, seed: int = 0) -> list[Pair]:
     """The blind pairs of a folder of PNGs that carry their recipes (same prompt and seed, different model)."""
-    from .records import read_record
-
     images = []
     for path in sorted(Path(folder).rglob("*.png")):
         try:
