@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # types only: this module sits below the ones that define them
-    from .fast import FastMode
-    from .memory import Policy
-    from .registry import ModelSpec
 
 
 @dataclass(eq=False)
 class LoadedModel:
-    """The registry entry a pipeline was loaded from and everything the zoo did to it since."""
+    """The registry entry a pipeline was loaded from and everything the zoo did to it since.
 
-    spec: ModelSpec | None = None  # None for a pipeline the zoo did not load
-    policy: Policy | None = None  # where its weights live (helpers.memory)
+    The record sits below the modules whose types it holds, so it names them in comments, not imports.
+    """
+
+    spec: object = None  # the registry.ModelSpec; None for a pipeline the zoo did not load
+    policy: object = None  # the memory.Policy: where its weights live
     vae: str = ""  # the registry VAE that replaced the repo's own, if any
-    fast: FastMode | None = None  # the speed-ups applied (helpers.fast)
+    fast: object = None  # the fast.FastMode applied
     default_scheduler: object = None  # the scheduler the repo ships: what `set_scheduler(pipe, "default")` restores
     lora_scales: dict[str, float] = field(default_factory=dict)  # active LoRAs (helpers.styles)
     previewer: object = None  # the tiny-VAE live previewer, made on first use (helpers.previews)
@@ -50,7 +47,7 @@ def attach(pipe, rec: LoadedModel):
     return pipe
 
 
-def spec_of(pipe) -> ModelSpec | None:
+def spec_of(pipe):
     """The registry entry a pipeline was loaded from, or None."""
     rec = _RECORDS.get(pipe)
     return rec.spec if rec else None
