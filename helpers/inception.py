@@ -21,6 +21,7 @@ from torch import nn
 
 SIZE = 299
 RESIZE = "clean-fid: PIL bicubic with antialiasing, per channel in float32, to 299x299"
+RESIZES = {"clean": RESIZE, "bilinear": "pytorch-fid/torchmetrics: torch bilinear without antialiasing, to 299x299"}
 
 
 class BasicConv2d(nn.Module):
@@ -174,7 +175,16 @@ def clean_resize(image: Image.Image, size: int = SIZE) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0, 255)
 
 
-def to_batch(images: list[Image.Image]) -> torch.Tensor:
-    """Resized images as an N x 3 x 299 x 299 float tensor in [-1, 1] (pytorch-fid's input normalisation)."""
+def to_batch(images: list[Image.Image], resize: str = "clean") -> torch.Tensor:
+    """Resized images as an N x 3 x 299 x 299 float tensor in [-1, 1] (pytorch-fid's input normalisation).
+
+    `resize="bilinear"` is pytorch-fid's and torchmetrics' way (no antialiasing), kept to show how much it matters.
+    """
+    if resize == "bilinear":
+        x = [torch.from_numpy(np.asarray(im.convert("RGB"), np.float32) / 255).permute(2, 0, 1) for im in images]
+        x = torch.stack([F.interpolate(t[None], (SIZE, SIZE), mode="bilinear", align_corners=False)[0] for t in x])
+        return x * 2 - 1
+    if resize != "clean":
+        raise ValueError(f"resize '{resize}' is not one of {sorted(RESIZES)}")
     arr = np.stack([clean_resize(im) for im in images]).transpose(0, 3, 1, 2)
     return torch.from_numpy(arr / 255.0 * 2 - 1).float()

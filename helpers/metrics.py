@@ -75,7 +75,7 @@ class Judge:
 
 
 def _device_and_dtype(device) -> tuple[str, torch.dtype]:
-    dev = pick_device(device or "auto")
+    dev = pick_device(device or "auto")  # None and "auto": cuda, then mps, then cpu
     return dev, torch.float16 if dev.startswith("cuda") else torch.float32
 
 
@@ -239,12 +239,12 @@ def image_similarity(images, references, *, evaluator="dinov2-base", batch_size=
 
 
 @torch.inference_mode()
-def inception_outputs(images, batch_size: int = 32, device=None) -> tuple[np.ndarray, np.ndarray]:
-    """FID Inception pool3 features (N x 2048) and class probabilities (N x 1008), clean-fid resize."""
+def inception_outputs(images, batch_size: int = 32, device=None, resize="clean") -> tuple[np.ndarray, np.ndarray]:
+    """FID Inception pool3 features (N x 2048) and class probabilities (N x 1008), clean-fid resize by default."""
     j = judge("fid-inception", device)
     feats, logits = [], []
     for batch in _batches(as_images(images), batch_size):
-        pool, logit = j.model(inception.to_batch(batch).to(j.device, j.dtype))
+        pool, logit = j.model(inception.to_batch(batch, resize).to(j.device, j.dtype))
         feats.append(pool.double().cpu())
         logits.append(logit.double().cpu())
     return torch.cat(feats).numpy(), torch.softmax(torch.cat(logits), dim=1).numpy()

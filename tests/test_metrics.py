@@ -134,3 +134,17 @@ def test_scoring_errors_say_what_to_give(images):
         metrics.clip_score(images, ["a", "b"])
     with pytest.raises(ZooError, match="unknown metric"):
         metrics.score(images, ["x"], metrics=["fidd"])
+
+
+def test_the_fid_resize_is_pil_bicubic_with_antialiasing_and_differs_from_bilinear():
+    from helpers import inception
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 255, (512, 384, 3), dtype=np.uint8))
+    smooth = image.resize((12, 16)).resize((384, 512), Image.BILINEAR)  # no overshoot for uint8 PIL to clip
+    direct = np.asarray(smooth.resize((299, 299), Image.BICUBIC), np.float64)
+    assert np.abs(inception.clean_resize(smooth) - direct).max() <= 1  # the same filter, up to uint8 rounding
+    clean = inception.clean_resize(image)
+    assert clean.shape == (299, 299, 3)
+    bilinear = (inception.to_batch([image], "bilinear")[0].permute(1, 2, 0).numpy() + 1) / 2 * 255
+    assert np.abs(bilinear - clean).mean() > 10  # no antialiasing: noise aliases instead of averaging out
