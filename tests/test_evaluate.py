@@ -1,6 +1,7 @@
 """Scores where the numbers appear: compare, sweeps and `python -m helpers evaluate`, end to end on the tiny judges."""
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -87,3 +88,16 @@ def test_the_command_line_says_what_is_wrong(tmp_path, capsys):
     assert "no PNG with a generation recipe" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--metrics", "clipp"]) == 2
     assert "unknown metric(s) ['clipp']" in capsys.readouterr().err
+
+
+def test_the_benchmark_runs_in_a_tiny_smoke_form(tmp_path):
+    spec = importlib.util.spec_from_file_location("evaluation_bench", ROOT / "benchmarks" / "evaluation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["--images", "2", "--batch", "2", "--repeats", "1", "--models", "2", "--prompts", "2", "--size", "64"]
+    json_path, md_path = bench.main([*args, "--metrics", "clip", "--out", str(tmp_path), "--device", "cpu"])
+    report = json.loads(json_path.read_text())
+    assert report["clip_score"]["images_per_s"] > 0 and report["fid_features"]["network_images_per_s"] > 0
+    assert report["comparison"]["images"] == 4 and report["comparison"]["seconds"] > 0
+    assert report["machine"]["torch"] and report["settings"]["batch"] == 2
+    assert "| fid_features |" in md_path.read_text()
