@@ -134,6 +134,8 @@ def test_scoring_errors_say_what_to_give(images):
         metrics.clip_score(images, ["a", "b"])
     with pytest.raises(ZooError, match="unknown metric"):
         metrics.score(images, ["x"], metrics=["fidd"])
+    with pytest.raises(ZooError, match="Unknown evaluator 'clip-vit-l14'. Did you mean 'clip-vit-l-14'"):
+        metrics.clip_score(images, "a fox", evaluator="clip-vit-l14")
 
 
 def test_the_fid_resize_is_pil_bicubic_with_antialiasing_and_differs_from_bilinear():
@@ -146,5 +148,7 @@ def test_the_fid_resize_is_pil_bicubic_with_antialiasing_and_differs_from_biline
     assert np.abs(inception.clean_resize(smooth) - direct).max() <= 1  # the same filter, up to uint8 rounding
     clean = inception.clean_resize(image)
     assert clean.shape == (299, 299, 3)
-    bilinear = (inception.to_batch([image], "bilinear")[0].permute(1, 2, 0).numpy() + 1) / 2 * 255
+    bilinear = inception.to_batch([image], "bilinear")[0].permute(1, 2, 0).numpy() * 128 + 128
     assert np.abs(bilinear - clean).mean() > 10  # no antialiasing: noise aliases instead of averaging out
+    grey = inception.to_batch([Image.new("RGB", (64, 64), (128, 0, 255))])  # TF's scaling: (x - 128) / 128
+    assert grey[0, :, 100, 100].tolist() == pytest.approx([0, -1, 127 / 128], abs=1e-6)
