@@ -10,6 +10,7 @@ from scipy import linalg
 
 from helpers import metricmath, metrics
 from helpers.errors import ZooError
+from helpers.registry import default as registry_default
 
 
 def _features(n, d, seed, shift=0.0):
@@ -152,3 +153,14 @@ def test_the_fid_resize_is_pil_bicubic_with_antialiasing_and_differs_from_biline
     assert np.abs(bilinear - clean).mean() > 10  # no antialiasing: noise aliases instead of averaging out
     grey = inception.to_batch([Image.new("RGB", (64, 64), (128, 0, 255))])  # TF's scaling: (x - 128) / 128
     assert grey[0, :, 100, 100].tolist() == pytest.approx([0, -1, 127 / 128], abs=1e-6)
+
+
+@pytest.mark.parametrize("key", list(registry_default().evaluators))
+def test_every_evaluator_stands_in_the_offline_hub_at_its_pinned_revision(offline_hub_dir, key):
+    from huggingface_hub import try_to_load_from_cache
+
+    spec = registry_default().evaluator(key)
+    if spec.repo:
+        assert isinstance(try_to_load_from_cache(spec.repo, "config.json", revision=spec.revision), str)
+    j = metrics.judge(key)
+    assert j.spec is spec and not j.model.training
