@@ -64,13 +64,7 @@ def check_metrics(names) -> list[str]:
 
 def reference_images(references):
     """Reference images from a folder (PNG, JPEG, WebP) or a list; None stays None."""
-    if not isinstance(references, (str, Path)):
-        return references
-    folder = Path(references)
-    paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
-    if not paths:
-        raise ZooError(f"{folder}: no reference images (PNG, JPEG or WebP) in this folder")
-    return judge.as_images(paths)
+    return None if references is None else judge.as_images(references)
 
 
 def _row(fields: dict, scores: dict, n: int) -> dict:

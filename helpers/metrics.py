@@ -127,9 +127,23 @@ def free() -> None:
 # --- inputs -----------------------------------------------------------------------------------------------------
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _expand(item) -> list:
+    """A folder stands for the images in it (PNG, JPEG, WebP), sorted by name."""
+    if isinstance(item, (str, Path)) and Path(item).is_dir():
+        found = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ZooError(f"{item}: no images (PNG, JPEG or WebP) in this folder")
+        return found
+    return [item]
+
+
 def as_images(items) -> list[Image.Image]:
-    """PIL images from images or paths (one image or path is a list of one)."""
+    """PIL images from images, paths or folders of images (one image, path or folder is a list of one)."""
     items = [items] if isinstance(items, (str, Path, Image.Image)) else list(items)
+    items = [path for item in items for path in _expand(item)]
     out = []
     for item in items:
         if isinstance(item, Image.Image):

@@ -126,7 +126,7 @@ def test_set_metrics_carry_how_they_were_made_and_warn_on_small_sets(images):
     assert out["fd-dinov2"].value > 0 and "dinov2-base" in out["fd-dinov2"].extractor
 
 
-def test_scoring_errors_say_what_to_give(images):
+def test_scoring_errors_say_what_to_give(images, tmp_path):
     with pytest.raises(ZooError, match="give reference images"):
         metrics.score(images, metrics=["fid"])
     with pytest.raises(ZooError, match="give prompts"):
@@ -135,6 +135,10 @@ def test_scoring_errors_say_what_to_give(images):
         metrics.clip_score(images, ["a", "b"])
     with pytest.raises(ZooError, match="unknown metric"):
         metrics.score(images, ["x"], metrics=["fidd"])
+    with pytest.raises(ZooError, match="no images \\(PNG, JPEG or WebP\\) in this folder"):
+        metrics.image_similarity(images, tmp_path)
+    images[0].save(tmp_path / "ref.png")
+    assert metrics.image_similarity(images[:1], tmp_path) == pytest.approx([1.0], abs=1e-5)  # a folder of references
     with pytest.raises(ZooError, match="Unknown evaluator 'clip-vit-l14'. Did you mean 'clip-vit-l-14'"):
         metrics.clip_score(images, "a fox", evaluator="clip-vit-l14")
 
