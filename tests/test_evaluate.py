@@ -37,6 +37,16 @@ def test_compare_adds_metric_columns_a_chart_and_the_quality_cost_plot(tmp_path)
     assert len(result.cost_plot("pickscore").axes[0].collections[0].get_offsets()) == 2  # a point per model
 
 
+def test_tables_are_written_as_json_with_how_each_number_was_made(tmp_path):
+    table = pd.DataFrame([{"model": "sd15", "images": 2, "fid": 12.5, "fid_std": None}])
+    table.attrs = {"how": {"fid": "fid: FID Inception-v3"}, "warnings": ["FID from 2 images is biased upwards"]}
+    json_path, md_path = evaluate.write(table, tmp_path / "scores.json")
+    data = json.loads(json_path.read_text())
+    assert data["rows"] == [{"model": "sd15", "images": 2, "fid": 12.5, "fid_std": None}]
+    assert data["how"]["fid"].startswith("fid: FID") and data["warnings"]
+    assert "| sd15 | 2 | 12.5 |  |" in md_path.read_text() and "- warning: FID from 2" in md_path.read_text()
+
+
 def test_the_frontier_keeps_what_nothing_beats_on_both_score_and_cost():
     table = pd.DataFrame(
         {"s_per_image": [1.0, 2.0, 3.0, 4.0], "clip": [20, 25, 24, 30], "fid": [30, 20, 10, 15]}, index=list("abcd")
@@ -52,6 +62,8 @@ def test_a_sweep_scores_every_cell_and_keeps_the_scores_in_its_manifest(tmp_path
     saved = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert [r["scores"] for r in saved] == [r["scores"] for r in result.rows]
     assert evaluate.sweep_plot(result, "clip", x="num_inference_steps").axes[0].lines
+    again = sweep(params, {"x": ("num_inference_steps", [1, 2])}, out_dir=tmp_path, device="cpu", metrics=["clip"])
+    assert [r["scores"] for r in again.rows] == [r["scores"] for r in result.rows]  # resumed: kept, not redone
     with pytest.raises(ZooError, match="a sweep cell is one image"):
         evaluate.score_cells(result, ["fid"])
 
