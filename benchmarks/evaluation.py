@@ -68,9 +68,10 @@ def measure_fid_features(images, batch: int, device: str, repeats: int = 3) -> d
 
     from helpers import inception, metrics
 
-    j = metrics.judge("fid-inception", device)
-    metrics.inception_outputs(images[:batch], batch_size=batch, device=device)  # warm-up
-    total = _timed(lambda: metrics.inception_outputs(images, batch_size=batch, device=device), device)
+    half = torch.float16 if device.startswith("cuda") else None  # the issue asks for half precision on a GPU
+    j = metrics.judge("fid-inception", device, half)
+    metrics.inception_outputs(images[:batch], batch_size=batch, device=device, dtype=half)  # warm-up
+    total = _timed(lambda: metrics.inception_outputs(images, batch_size=batch, device=device, dtype=half), device)
     x = inception.to_batch(images[:batch]).to(j.device, j.dtype)
     with torch.inference_mode():
         network = _timed(lambda: [j.model(x) for _ in range(repeats)], device) / repeats

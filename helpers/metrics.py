@@ -12,7 +12,8 @@ out: pytorch-fid, clean-fid and torch-fidelity all import torchvision, which has
 torchmetrics' CLIPScore crashes on transformers 5 (torchmetrics#3407), so CLIP score is computed here from
 CLIPModel's own embeddings. FID/KID/IS images are resized as clean-fid does (PIL bicubic, antialiased, 299 px);
 the formulas are in `helpers.metricmath`. Every set-level number carries its extractor, resize and
-implementation (`SetScore`).
+implementation (`SetScore`). On CUDA the judges run in float16, except the FID network (float32, as the
+reference implementations; `dtype=torch.float16` for speed).
 """
 
 from __future__ import annotations
@@ -74,9 +75,12 @@ class Judge:
 # --- loading the judges -----------------------------------------------------------------------------------------
 
 
-def _device_and_dtype(device) -> tuple[str, torch.dtype]:
+def _device_and_dtype(key: str, device, dtype) -> tuple[str, torch.dtype]:
+    """float16 on CUDA, except the FID network: float32, as the reference implementations compute FID."""
     dev = pick_device(device or "auto")  # None and "auto": cuda, then mps, then cpu
-    return dev, torch.float16 if dev.startswith("cuda") else torch.float32
+    if dtype is not None:
+        return dev, dtype
+    return dev, torch.float16 if dev.startswith("cuda") and key != "fid-inception" else torch.float32
 
 
 @functools.cache
@@ -114,9 +118,9 @@ def _load_inception(spec) -> inception.FIDInceptionV3:
     return inception.load_weights(inception.FIDInceptionV3(), state)
 
 
-def judge(key: str, device=None) -> Judge:
-    """The loaded evaluator `key` of the registry (loaded once per device)."""
-    return _load(key, *_device_and_dtype(device))
+def judge(key: str, device=None, dtype: torch.dtype | None = None) -> Judge:
+    """The loaded evaluator `key` of the registry (loaded once per device and dtype)."""
+    return _load(key, *_device_and_dtype(key, device, dtype))
 
 
 def free() -> None:
@@ -253,9 +257,9 @@ def image_similarity(images, references, *, evaluator="dinov2-base", batch_size=
 
 
 @torch.inference_mode()
-def inception_outputs(images, batch_size: int = 32, device=None, resize="clean") -> tuple[np.ndarray, np.ndarray]:
+def inception_outputs(images, batch_size=32, device=None, resize="clean", dtype=None) -> tuple[np.ndarray, np.ndarray]:
     """FID Inception pool3 features (N x 2048) and class probabilities (N x 1008), clean-fid resize by default."""
-    j = judge("fid-inception", device)
+    j = judge("fid-inception", device, dtype)
     feats, logits = [], []
     for batch in _batches(as_images(images), batch_size):
         pool, logit = j.model(inception.to_batch(batch, resize).to(j.device, j.dtype))
