@@ -94,8 +94,8 @@ def measure_comparison(models: int, prompts: int, size: int, batch: int, metric_
 
 
 def run(args) -> dict:
-    from helpers.benchreport import machine
-    from helpers.loading import pick_device
+    from helpers.bench.report import machine
+    from helpers.devices import pick_device
 
     device = pick_device(args.device)
     images = _noise(args.images, args.size, seed=0)
