@@ -63,8 +63,10 @@ def check_metrics(names) -> list[str]:
 
 
 def reference_images(references):
-    """Reference images from a folder (PNG, JPEG, WebP) or a list; None stays None."""
-    return None if references is None else judge.as_images(references)
+    """Reference images (a folder, paths or images) whose features every group reuses; None stays None."""
+    if references is None or isinstance(references, judge.Reference):
+        return references
+    return judge.Reference(judge.as_images(references))
 
 
 def _row(fields: dict, scores: dict, n: int) -> dict:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -292,30 +292,49 @@ def _small_set_warning(metric: str, n: int, n_ref: int | None) -> str | None:
     return text
 
 
+@dataclass
+class Reference:
+    """Reference images whose features are computed once, however many sets are compared with them."""
+
+    images: list
+    features: dict = field(default_factory=dict)
+
+    def inception(self, batch_size=32, device=None) -> np.ndarray:
+        if "inception" not in self.features:
+            self.features["inception"] = inception_outputs(self.images, batch_size, device)[0]
+        return self.features["inception"]
+
+    def dinov2(self, batch_size=32, device=None) -> np.ndarray:
+        if "dinov2" not in self.features:
+            self.features["dinov2"] = image_embeddings(judge("dinov2-base", device), self.images, batch_size)
+        return self.features["dinov2"]
+
+
 def set_scores(images, references=None, metrics=("fid", "kid"), *, batch_size=32, device=None, **kid_options):
-    """Set-level metrics of `images` (against `references` where the metric needs them), features computed once."""
+    """Set-level metrics of `images` (against `references` where the metric needs them), features computed once.
+
+    `references`: images, paths, a folder, or a `Reference` (to reuse its features across several sets).
+    """
     unknown = set(metrics) - set(PER_SET)
     if unknown:
         raise ZooError(f"unknown set metric(s) {sorted(unknown)}; choose from {sorted(PER_SET)}")
     images = as_images(images)
-    refs = as_images(references) if references is not None else None
-    if refs is None and any(PER_SET[m] for m in metrics):
+    ref = references if isinstance(references, Reference) or references is None else Reference(as_images(references))
+    if ref is None and any(PER_SET[m] for m in metrics):
         raise ZooError(f"{[m for m in metrics if PER_SET[m]]} compare two sets: give reference images")
     inc = inception_outputs(images, batch_size, device) if {"fid", "kid", "is"} & set(metrics) else None
-    inc_ref = inception_outputs(refs, batch_size, device) if {"fid", "kid"} & set(metrics) else None
     out = {}
     for m in metrics:
-        n_ref = len(refs) if PER_SET[m] else None
+        n_ref = len(ref.images) if PER_SET[m] else None
         if m == "fid":
-            value, std = metricmath.frechet_distance(inc[0], inc_ref[0]), None
+            value, std = metricmath.frechet_distance(inc[0], ref.inception(batch_size, device)), None
         elif m == "kid":
-            value, std = metricmath.kid(inc[0], inc_ref[0], **kid_options)
+            value, std = metricmath.kid(inc[0], ref.inception(batch_size, device), **kid_options)
         elif m == "is":
             value, std = metricmath.inception_score(inc[1])
         else:
-            dino = judge("dinov2-base", device)
-            a, b = image_embeddings(dino, images, batch_size), image_embeddings(dino, refs, batch_size)
-            value, std = metricmath.frechet_distance(a, b), None
+            a = image_embeddings(judge("dinov2-base", device), images, batch_size)
+            value, std = metricmath.frechet_distance(a, ref.dinov2(batch_size, device)), None
         warning = _small_set_warning(m, len(images), n_ref)
         out[m] = SetScore(m, value, std, len(images), n_ref, *_describe(m), warning)
     return out
@@ -363,7 +382,8 @@ def score(images, prompts=None, metrics=("clip",), references=None, *, batch_siz
         else:
             if references is None:
                 raise ZooError(f"metric '{m}' compares images with references: give reference images")
-            out[m] = image_similarity(images, references, evaluator=evaluator, batch_size=batch_size, device=device)
+            refs = references.images if isinstance(references, Reference) else references
+            out[m] = image_similarity(images, refs, evaluator=evaluator, batch_size=batch_size, device=device)
     sets = [m for m in metrics if m in PER_SET]
     if sets:
         out |= set_scores(images, references, sets, batch_size=batch_size, device=device)

@@ -168,3 +168,11 @@ def test_every_evaluator_stands_in_the_offline_hub_at_its_pinned_revision(offlin
         assert isinstance(try_to_load_from_cache(spec.repo, "config.json", revision=spec.revision), str)
     j = metrics.judge(key)
     assert j.spec is spec and not j.model.training
+
+
+def test_a_reference_computes_its_features_once_for_every_set(images):
+    ref = metrics.Reference(images[2:])  # FD-DINOv2 here: the tiny DINOv2 is faster than the full-size Inception
+    first = metrics.set_scores(images[:2], ref, ["fd-dinov2"])["fd-dinov2"]
+    features = ref.features["dinov2"]
+    second = metrics.set_scores(images[1:3], ref, ["fd-dinov2"])["fd-dinov2"]
+    assert ref.features["dinov2"] is features and second.value != first.value and second.n_reference == 2
