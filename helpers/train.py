@@ -1,0 +1,562 @@
+"""Fine-tuning on your own images: LoRA, DreamBooth-LoRA and textual inversion, resumable, for a Colab T4.
+
+>>> from helpers import train
+>>> result = train.train(train.TrainConfig("lora", "sd15", images="my-photos", instance_prompt="a photo in zkz style"))
+>>> result.files["lora"], result.files["kohya"], result.grid        # weights, A1111/ComfyUI copy, validation grid
+>>> helpers.generate("sd15", "a fox, zkz style", loras={result.name: 1.0})
+
+The same call (or `python -m helpers train ...`) after a crash resumes from the last checkpoint. peft makes the
+LoRA layers, accelerate does mixed precision, devices, several processes and the checkpoints; the frozen model
+comes from `helpers.loading`, so revisions, variants and errors are the zoo's. Plans and presets are in
+`helpers.trainplan`, data in `helpers.traindata`, the files written in `helpers.trainexport`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import traindata, trainexport, trainplan
+from .errors import ZooError
+from .generate import generate, versions
+from .grids import image_grid
+from .loading import load_pipeline
+from .memory import Machine, Policy, cached_scale
+from .registry import default as default_registry
+
+LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # the U-Net's attention projections
+TI_TEMPLATES = ["a photo of {}", "a rendering of {}", "a close-up photo of {}", "a picture of {}",
+                "a cropped photo of {}", "a bright photo of {}", "a good photo of {}", "an image of {}"]  # fmt: skip
+_NOT_IN_FINGERPRINT = ("out", "steps", "device", "validation_every", "validation_prompts", "validation_seeds",
+                       "validation_inference_steps", "checkpoint_every", "keep_checkpoints")  # fmt: skip
+DEFAULT_LR = {"lora": 1e-4, "dreambooth": 1e-4, "textual-inversion": 5e-4}
+
+
+@dataclass
+class TrainConfig:
+    """One training run. What is left out gets a sensible default for the kind and the model."""
+
+    kind: str  # "lora", "dreambooth" or "textual-inversion"
+    model: str  # a registry key (sd1, sd2 or sdxl family)
+    images: str  # a folder of images, each with an optional same-name .txt caption
+    out: str | None = None  # default: the adapters folder / name (see helpers.trainexport)
+    name: str | None = None  # default: "<model>-<kind>"
+    steps: int = 500
+    rank: int = 4
+    alpha: float | None = None  # LoRA alpha; default the rank (scale 1)
+    lr: float | None = None
+    batch_size: int = 1
+    resolution: int | None = None  # default: the model's native size
+    buckets: bool = False  # aspect-ratio buckets instead of centre crops
+    instance_prompt: str | None = None  # the prompt of images without a caption (DreamBooth: "a photo of sks dog")
+    class_prompt: str | None = None  # DreamBooth prior preservation: "a photo of a dog"
+    num_class_images: int = 100
+    prior_loss_weight: float = 1.0
+    token: str | None = None  # textual inversion: the new token, e.g. "<my-toy>"
+    init_word: str = "object"  # textual inversion: the word whose embedding the token starts from
+    num_vectors: int = 1
+    seed: int = 0
+    validation_prompts: list[str] = field(default_factory=list)  # default: the instance prompt
+    validation_seeds: list[int] = field(default_factory=lambda: [1, 2])
+    validation_every: int = 100
+    validation_inference_steps: int | None = None  # default: the model's
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    device: str = "auto"
+    max_grad_norm: float = 1.0
+
+    def resolved(self, spec) -> TrainConfig:
+        """The config with every default filled in (what the metadata records)."""
+        c = dataclasses.replace(self)
+        if c.kind not in trainplan.KINDS:
+            raise ZooError(f"unknown training kind '{c.kind}'; use one of {', '.join(trainplan.KINDS)}")
+        c.name = c.name or f"{spec.key}-{c.kind}"
+        c.out = str(c.out or trainexport.adapters_dir() / c.name)
+        c.alpha = float(c.alpha or c.rank)
+        c.lr = c.lr or DEFAULT_LR[c.kind]
+        c.resolution = c.resolution or spec.resolution
+        if c.kind == "textual-inversion":
+            c.token = c.token or f"<{c.name}>"
+            c.instance_prompt = c.instance_prompt or TI_TEMPLATES[0].format(c.token)
+        if c.kind == "dreambooth" and not (c.instance_prompt and c.class_prompt):
+            raise ZooError(
+                "DreamBooth needs --instance-prompt ('a photo of sks dog') and --class-prompt ('a photo of a dog')"
+            )
+        if c.kind == "textual-inversion" and spec.family == "sdxl":
+            raise ZooError("textual inversion is implemented for sd1 and sd2 models; for SDXL train a LoRA")
+        c.validation_prompts = list(c.validation_prompts) or [c.instance_prompt or "a photo"]
+        return c
+
+    def fingerprint(self) -> str:
+        """A hash of what decides the trained weights (not where they go or how often they are looked at)."""
+        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_IN_FINGERPRINT}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    name: str
+    out_dir: Path
+    files: dict  # "lora", "kohya", "embedding", "a1111", "metadata" -> Path
+    losses: list[float]  # one per step, from the start (a resumed run keeps the earlier ones)
+    validation: dict  # step -> [PNG paths]
+    grid: Image.Image | None
+    metadata: dict
+    preset: trainplan.Preset
+    estimate: trainplan.Estimate
+    seconds: float = 0.0
+
+
+class _Progress:
+    """What a checkpoint holds besides the optimizer: the step, the noise generator and the trained tensors."""
+
+    def __init__(self, tensors: dict, generator: torch.Generator):
+        self.step, self.losses, self.tensors, self.generator = 0, [], tensors, generator
+
+    def state_dict(self):
+        return {"step": self.step, "losses": list(self.losses), "rng": self.generator.get_state(),
+                "tensors": {k: v.detach().cpu().clone() for k, v in self.tensors.items()}}  # fmt: skip
+
+    def load_state_dict(self, state):
+        self.step, self.losses = int(state["step"]), list(state["losses"])
+        self.generator.set_state(state["rng"])
+        with torch.no_grad():
+            for k, v in state["tensors"].items():
+                self.tensors[k].copy_(v)
+
+
+def plan(config: TrainConfig, machine: Machine | None = None, bf16: bool | None = None):
+    """The preset and memory estimate for a run on a machine (default: this one); refuses what cannot fit."""
+    spec = default_registry().get(config.model)
+    c = config.resolved(spec)
+    machine = machine or Machine.detect(c.device)
+    if bf16 is None:
+        bf16 = machine.device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    preset = trainplan.pick_preset(machine, bf16=bf16)
+    est = trainplan.estimate(spec, c.kind, preset, c.resolution, c.batch_size, c.rank,
+                             prior_preservation=c.kind == "dreambooth", num_vectors=c.num_vectors,
+                             scale=cached_scale(spec))  # fmt: skip
+    what = f"{c.kind} on '{spec.key}' at {c.resolution} px, batch {c.batch_size}"
+    trainplan.check_fits(est, machine, what)
+    return c, preset, est
+
+
+def train(config: TrainConfig, on_step=None) -> TrainResult:
+    """Train, validating and checkpointing as it goes; resumes from the last checkpoint of the same run.
+
+    `on_step(step, loss)` is called after every optimizer step (raise in it to stop, as a crash would).
+    """
+    from accelerate import Accelerator
+
+    started = time.perf_counter()
+    c, preset, est = plan(config)
+    spec = default_registry().get(c.model)
+    acc = Accelerator(mixed_precision=preset.mixed_precision, cpu=preset.device == "cpu")
+    main = acc.is_main_process
+    say = print if main else (lambda *a, **k: None)
+    say(f"[{c.name}] {preset.describe()}")
+    say(f"[{c.name}] memory: {est.describe()}")
+    out = Path(c.out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    with open(out / "ranks.log", "a") as log:  # which processes ran (a multi-process run has one line each)
+        log.write(f"rank {acc.process_index} of {acc.num_processes} on {acc.device}\n")
+
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(preset.mixed_precision, torch.float32)
+    device = str(acc.device)
+    policy = Policy("cpu" if device == "cpu" else "gpu", "training (planned by helpers.trainplan)")
+    pipe = load_pipeline(spec.key, device=device, dtype=weight_dtype, fast="off", memory=policy)
+    pipe.set_progress_bar_config(disable=True)
+    items = traindata.load_folder(c.images, c.resolution, c.buckets, c.instance_prompt or "", _multiple(c.resolution))
+    classes = _class_images(pipe, c, acc) if c.kind == "dreambooth" else []
+    acc.wait_for_everyone()
+
+    torch.manual_seed(c.seed)  # the LoRA's initial weights
+    trained, ti = _make_trainable(pipe, c)
+    if preset.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    cache = _cache(pipe, items + classes, c, ti is not None)
+    if device != "cpu":  # text encoders and VAE wait in RAM until validation
+        _offload(pipe, keep_text=ti is not None)
+
+    params = list(trained.values())
+    optimizer = _optimizer(preset, params, c)
+    optimizer = acc.prepare(optimizer)
+    generator = torch.Generator("cpu").manual_seed(c.seed)
+    progress = _Progress(trained, generator)
+    acc.register_for_checkpointing(progress)
+    _resume(acc, out, c)
+    noise_scheduler = _training_scheduler(pipe)
+
+    per_epoch = len(traindata.batches(items, c.batch_size * acc.num_processes, c.seed, 0))
+    bar = tqdm(total=c.steps, initial=progress.step, desc=f"{c.name}", disable=not main, unit="step")
+    pipe.unet.train()
+    t0, s0 = time.perf_counter(), progress.step
+    while progress.step < c.steps:
+        step = progress.step
+        batch = traindata.batches(items, c.batch_size * acc.num_processes, c.seed, step // per_epoch)[step % per_epoch]
+        mine = batch[acc.process_index :: acc.num_processes] or batch[:1]
+        cls = [len(items) + (step * c.batch_size + j) % len(classes) for j in range(len(mine))] if classes else []
+        loss = _loss(pipe, cache, mine + cls, noise_scheduler, generator, c, ti, acc, weight_dtype, len(mine))
+        acc.backward(loss)
+        _sync_grads(acc, params)
+        if acc.sync_gradients and c.max_grad_norm:
+            acc.clip_grad_norm_(params, c.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ti is not None:
+            ti.restore()
+        value = float(acc.reduce(loss.detach(), "mean"))
+        progress.losses.append(value)
+        progress.step += 1
+        rate = (progress.step - s0) / max(1e-9, time.perf_counter() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}", steps_per_s=f"{rate:.2f}")
+        if progress.step % c.validation_every == 0 or progress.step == c.steps:
+            _validate(pipe, c, progress.step, acc, ti)
+        if progress.step % c.checkpoint_every == 0 or progress.step == c.steps:
+            _checkpoint(acc, out, progress.step, c)
+        if on_step is not None:
+            on_step(progress.step, value)
+    bar.close()
+    acc.wait_for_everyone()
+    files = _export(pipe, c, spec, trained, ti, progress, items, classes) if main else {}
+    grid = validation_grid(out) if main else None
+    meta = json.loads(files["metadata"].read_text()) if main else {}
+    result = TrainResult(c.name, out, files, progress.losses, _validation_paths(out), grid, meta, preset, est)
+    result.seconds = time.perf_counter() - started
+    acc.end_training()
+    return result
+
+
+def _multiple(resolution: int) -> int:
+    return 64 if resolution >= 256 else 8
+
+
+def _class_images(pipe, c: TrainConfig, acc) -> list:
+    """DreamBooth's class images, made by the base model itself with recorded seeds (reused when present)."""
+    folder = Path(c.out) / "class_images"
+    have = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if acc.is_main_process and len(have) < c.num_class_images:
+        seeds = [10_000 + i for i in range(len(have), c.num_class_images)]
+        steps = c.validation_inference_steps
+        result = generate(pipe, c.class_prompt, seeds=seeds, num_inference_steps=steps,
+                          height=c.resolution, width=c.resolution)  # fmt: skip
+        result.save(folder)
+    acc.wait_for_everyone()
+    items = traindata.load_folder(folder, c.resolution, False, c.class_prompt, _multiple(c.resolution))
+    return [dataclasses.replace(i, prompt=c.class_prompt) for i in items[: c.num_class_images]]
+
+
+class _Embedding:
+    """Textual inversion: new tokens whose embedding rows train while every other row is put back each step."""
+
+    def __init__(self, pipe, token: str, init_word: str, num_vectors: int):
+        tok, enc = pipe.tokenizer, pipe.text_encoder
+        tokens = [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
+        if tok.add_tokens(tokens) != num_vectors:
+            raise ZooError(f"the tokenizer already has the token '{token}'; choose another --token")
+        init = tok.encode(init_word, add_special_tokens=False)
+        if not init:
+            raise ZooError(f"--init-word '{init_word}' gives no token")
+        enc.resize_token_embeddings(len(tok))
+        self.ids = tok.convert_tokens_to_ids(tokens)
+        self.weight = enc.get_input_embeddings().weight
+        enc.to(torch.float32)  # the trained rows stay in fp32, whatever the rest of the model is in
+        self.weight = enc.get_input_embeddings().weight
+        with torch.no_grad():
+            self.weight[self.ids] = self.weight[init[0]].clone()
+        self.original = self.weight.detach().clone()
+        self.keep = torch.ones(self.weight.shape[0], dtype=torch.bool, device=self.weight.device)
+        self.keep[self.ids] = False
+        enc.requires_grad_(False)
+        self.weight.requires_grad_(True)
+        self.token = token
+
+    def restore(self):
+        with torch.no_grad():
+            self.weight[self.keep] = self.original[self.keep]
+
+    def vectors(self) -> torch.Tensor:
+        return self.weight[self.ids].detach()
+
+
+def _make_trainable(pipe, c: TrainConfig):
+    """The trained tensors by name (LoRA layers through peft, or the token embedding), in fp32."""
+    pipe.unet.requires_grad_(False)
+    pipe.vae.requires_grad_(False)
+    for enc in _text_encoders(pipe):
+        enc.requires_grad_(False)
+    if c.kind == "textual-inversion":
+        ti = _Embedding(pipe, c.token, c.init_word, c.num_vectors)
+        return {"token_embedding": ti.weight}, ti
+    from peft import LoraConfig
+
+    config = LoraConfig(r=c.rank, lora_alpha=c.alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
+    pipe.unet.add_adapter(config)
+    trained = {}
+    for name, p in pipe.unet.named_parameters():
+        if p.requires_grad:
+            p.data = p.data.float()  # fp16 gradients cannot be unscaled: trained parameters live in fp32
+            trained[name] = p
+    return trained, None
+
+
+def _text_encoders(pipe):
+    return [e for e in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)) if e is not None]
+
+
+def _offload(pipe, keep_text: bool, device: str = "cpu"):
+    for enc in [] if keep_text else _text_encoders(pipe):
+        enc.to(device)
+    pipe.vae.to(device)
+
+
+def _cache(pipe, items, c: TrainConfig, ti: bool) -> dict:
+    """Latent distributions of every image and (unless the text trains) the text embeddings of every prompt."""
+    vae = pipe.vae
+    latents = []
+    with torch.no_grad():
+        for item in items:
+            x = torch.from_numpy(np.asarray(item.image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+            dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+            latents.append((dist.mean.float(), dist.std.float()))
+        texts = {}
+        if not ti:
+            for prompt in sorted({i.prompt for i in items}):
+                texts[prompt] = _encode(pipe, prompt)
+    return {"latents": latents, "texts": texts, "items": items}
+
+
+def _encode(pipe, prompts):
+    """Text embeddings (and SDXL's pooled embedding) exactly as the pipeline makes them for generation."""
+    out = pipe.encode_prompt(prompt=prompts, device=pipe.unet.device, num_images_per_prompt=1,
+                             do_classifier_free_guidance=False)  # fmt: skip
+    return (out[0], out[2]) if len(out) == 4 else (out[0], None)
+
+
+def _optimizer(preset, params, c: TrainConfig):
+    decay = 0.0 if c.kind == "textual-inversion" else 1e-2
+    if preset.optimizer == "adamw8bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, lr=c.lr, weight_decay=decay)
+    return torch.optim.AdamW(params, lr=c.lr, weight_decay=decay)
+
+
+def _training_scheduler(pipe):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(pipe.scheduler.config)
+
+
+def _loss(pipe, cache, indices, scheduler, generator, c, ti, acc, dtype, n_instance):
+    """The denoising loss of one batch; with prior preservation the class half is weighted separately."""
+    dev = pipe.unet.device
+    scale = pipe.vae.config.scaling_factor
+    mean = torch.cat([cache["latents"][i][0] for i in indices]).cpu()
+    std = torch.cat([cache["latents"][i][1] for i in indices]).cpu()
+    latents = (mean + std * torch.randn(mean.shape, generator=generator)) * scale
+    noise = torch.randn(latents.shape, generator=generator)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
+    noisy = scheduler.add_noise(latents, noise, t)
+    target = scheduler.get_velocity(latents, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
+    items = [cache["items"][i] for i in indices]
+    if ti is not None:
+        prompts = [TI_TEMPLATES[i % len(TI_TEMPLATES)].format(ti.token) for i in indices]
+        embeds, pooled = _encode(pipe, prompts)
+    else:
+        pairs = [cache["texts"][item.prompt] for item in items]
+        embeds = torch.cat([p[0] for p in pairs])
+        pooled = torch.cat([p[1] for p in pairs]) if pairs[0][1] is not None else None
+    kwargs = {}
+    if pooled is not None:  # SDXL: the pooled text and the size/crop conditioning
+        ids = [list(i.original_size) + list(i.crop) + [i.image.height, i.image.width] for i in items]
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": pooled.to(dev, dtype),
+            "time_ids": torch.tensor(ids, device=dev, dtype=dtype),
+        }
+    with acc.autocast():
+        pred = pipe.unet(noisy.to(dev, dtype), t.to(dev), embeds.to(dev, dtype), **kwargs).sample
+    err = F.mse_loss(pred.float(), target.to(dev).float(), reduction="none").mean(dim=(1, 2, 3))
+    if len(indices) > n_instance:
+        return err[:n_instance].mean() + c.prior_loss_weight * err[n_instance:].mean()
+    return err.mean()
+
+
+def _sync_grads(acc, params):
+    """Average the trained parameters' gradients over processes (LoRA gradients are a few MB)."""
+    if acc.num_processes > 1:
+        for p in params:
+            if p.grad is not None:
+                p.grad.copy_(acc.reduce(p.grad, "mean"))
+
+
+def fixed_batch_loss(pipe, images: list[Image.Image], prompt: str, seed: int = 0, timesteps=(100, 500, 900)) -> float:
+    """The denoising loss of the pipeline's U-Net on fixed images, noise and timesteps: a fair before/after."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    g = torch.Generator("cpu").manual_seed(seed)
+    dev, dtype = pipe.unet.device, pipe.unet.dtype
+    with torch.no_grad():
+        x = torch.stack(
+            [torch.from_numpy(np.asarray(i, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1) for i in images]
+        )
+        vae = pipe.vae
+        latents = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mean.float().cpu() * vae.config.scaling_factor
+        embeds, pooled = _encode(pipe, [prompt] * len(images))
+        total = 0.0
+        for step in timesteps:
+            noise = torch.randn(latents.shape, generator=g)
+            t = torch.full((len(images),), step)
+            noisy = scheduler.add_noise(latents, noise, t)
+            v = scheduler.config.prediction_type == "v_prediction"
+            target = scheduler.get_velocity(latents, noise, t) if v else noise
+            kwargs = {}
+            if pooled is not None:
+                h, w = images[0].height, images[0].width
+                ids = torch.tensor([[h, w, 0, 0, h, w]] * len(images), device=dev, dtype=dtype)
+                kwargs["added_cond_kwargs"] = {"text_embeds": pooled.to(dev, dtype), "time_ids": ids}
+            pred = pipe.unet(noisy.to(dev, dtype), t.to(dev), embeds.to(dev, dtype), **kwargs).sample
+            total += F.mse_loss(pred.float().cpu(), target.float()).item()
+    return total / len(timesteps)
+
+
+def _validate(pipe, c: TrainConfig, step: int, acc, ti) -> None:
+    """Images from the fixed validation prompts and seeds, saved with their recipes under validation/."""
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        dev = pipe.unet.device
+        for enc in _text_encoders(pipe):
+            enc.to(dev)
+        pipe.vae.to(dev)
+        pipe.unet.eval()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        folder = Path(c.out) / "validation" / f"step-{step:06d}"
+        shutil.rmtree(folder, ignore_errors=True)  # a resumed run makes this step's images again
+        for prompt in c.validation_prompts:
+            result = generate(pipe, prompt, seeds=c.validation_seeds, num_inference_steps=c.validation_inference_steps,
+                              height=c.resolution, width=c.resolution)  # fmt: skip
+            result.records[:] = [dataclasses.replace(r, loras={c.name: 1.0}) for r in result.records]
+            result.save(folder)
+        pipe.unet.train()
+        if dev.type != "cpu":
+            _offload(pipe, keep_text=ti is not None)
+    acc.wait_for_everyone()
+
+
+def _validation_paths(out: Path) -> dict:
+    root = out / "validation"
+    folders = sorted(root.glob("step-*")) if root.is_dir() else []
+    return {int(f.name.split("-")[1]): sorted(f.glob("*.png")) for f in folders}
+
+
+def validation_grid(out: str | Path) -> Image.Image | None:
+    """The validation images of a run as a grid: one column per step, one row per prompt and seed."""
+    from .records import read_record
+
+    by_step = _validation_paths(Path(out))
+    if not by_step:
+        return None
+    steps = sorted(by_step)
+    rows, labels = {}, {}
+    for col, step in enumerate(steps):
+        for path in by_step[step]:
+            rec = read_record(path)
+            key = (rec.prompt, rec.seed)
+            rows.setdefault(key, [None] * len(steps))[col] = Image.open(path).convert("RGB")
+            labels[key] = f"{rec.prompt[:40]} (seed {rec.seed})"
+    keys = sorted(rows)
+    return image_grid([rows[k] for k in keys], col_labels=[f"step {s}" for s in steps],
+                      row_labels=[labels[k] for k in keys], x_title="training step")  # fmt: skip
+
+
+def _checkpoint(acc, out: Path, step: int, c: TrainConfig) -> None:
+    """accelerate's full state (trained tensors, optimizer, RNGs) with a mark written last, so a save cut off
+    by a crash is never resumed from; older checkpoints beyond `keep_checkpoints` are removed."""
+    folder = out / "checkpoints" / f"step-{step:06d}"
+    acc.save_state(str(folder))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        (folder / "complete.json").write_text(json.dumps({"step": step, "fingerprint": c.fingerprint()}))
+        done = _checkpoints(out)
+        for old in done[: -c.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    root = out / "checkpoints"
+    return sorted(p for p in root.glob("step-*") if (p / "complete.json").is_file()) if root.is_dir() else []
+
+
+def require_checkpoint(config: TrainConfig) -> Path:
+    """The last complete checkpoint of a run, or a `ZooError` saying there is none."""
+    c = config.resolved(default_registry().get(config.model))
+    done = _checkpoints(Path(c.out))
+    if not done:
+        raise ZooError(f"--resume: {c.out} holds no complete checkpoint; run without --resume to start")
+    return done[-1]
+
+
+def _resume(acc, out: Path, c: TrainConfig) -> None:
+    done = _checkpoints(out)
+    if not done:
+        return
+    last = done[-1]
+    mark = json.loads((last / "complete.json").read_text())
+    if mark["fingerprint"] != c.fingerprint():
+        raise ZooError(
+            f"{out} holds checkpoints of a run with other settings (data, model or hyper-parameters); "
+            "give another --out or --name, or delete its checkpoints/ folder to start again"
+        )
+    acc.load_state(str(last))
+    print(f"[{c.name}] resumed from {last.name}")
+
+
+def _export(pipe, c, spec, trained, ti, progress, items, classes) -> dict:
+    """The adapter files and the metadata JSON."""
+    out = Path(c.out)
+    files = {}
+    if ti is not None:
+        files["embedding"], files["a1111"] = trainexport.save_embedding(ti.vectors(), c.token, out, c.name,
+                                                                        progress.step, spec.key)  # fmt: skip
+    else:
+        from peft.utils import get_peft_model_state_dict
+
+        layers = get_peft_model_state_dict(pipe.unet)
+        files["lora"], files["kohya"] = trainexport.save_lora(pipe, layers, out, c.name, c.rank, c.alpha)
+    facts = {
+        "name": c.name,
+        "kind": c.kind,
+        "base_model": spec.key,
+        "repo": spec.repo,
+        "revision": spec.revision,
+        "family": spec.family,
+        "data_hash": traindata.data_hash(items),
+        "images": [i.source for i in items],
+        "class_images": len(classes),
+        "class_image_seeds": [10_000 + i for i in range(len(classes))],
+        "hyperparameters": {k: v for k, v in dataclasses.asdict(c).items() if k not in ("out", "device")},
+        "steps": progress.step,
+        "seed": c.seed,
+        "validation_seeds": list(c.validation_seeds),
+        "token": c.token if ti is not None else None,
+        "final_loss": progress.losses[-1] if progress.losses else None,
+        "files": {k: v.name for k, v in files.items()},
+        "versions": versions(),
+    }
+    files["metadata"] = trainexport.write_metadata(out, c.name, facts)
+    return files
