@@ -62,7 +62,7 @@ def _offline_hub(args) -> int:
 
     path = offline_hub.build(args.dir, keys=args.keys or None)
     print(f"Built an offline hub of tiny random-weight models in {path} (images made from it are noise).")
-    print(f"Use it with:\n  export HF_HUB_CACHE={path} HF_HUB_OFFLINE=1")
+    print(f"Use it with:\n  export HF_HUB_CACHE={path} HF_HUB_OFFLINE=1 TORCH_HOME={offline_hub.torch_home(path)}")
     return 0
 
 

@@ -23,7 +23,7 @@ import diffusers
 import torch
 
 from . import tiny
-from .registry import AdapterSpec, ModelSpec, Registry, VaeSpec
+from .registry import SHA_RE, AdapterSpec, EvaluatorSpec, ModelSpec, Registry, VaeSpec
 from .registry import default as default_registry
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".ckpt")
@@ -256,6 +256,62 @@ def write_adapter_folder(spec: AdapterSpec, base: ModelSpec, folder: Path) -> No
     base.pipeline_class.save_lora_weights(str(folder), weight_name=spec.weight_name, **{key: layers})
 
 
+_CLIP_PIXELS = {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+_IMAGENET_PIXELS = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+
+
+def _write_processor(folder: Path, kind: str, pad_token: str = "<|endoftext|>") -> None:
+    """The tokenizer and `preprocessor_config.json` of a CLIP repo, or the image processor of DINOv2's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "dinov2":
+        config = {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 32}, **_IMAGENET_PIXELS}
+        config |= {"crop_size": {"height": 32, "width": 32}, "do_center_crop": True, "do_convert_rgb": True}
+    else:
+        tiny.write_clip_tokenizer(folder, pad_token=pad_token)
+        config = {"image_processor_type": "CLIPImageProcessor", "size": {"shortest_edge": 32}, **_CLIP_PIXELS}
+        config |= {"crop_size": {"height": 32, "width": 32}, "do_center_crop": True, "do_convert_rgb": True}
+    config |= {"do_normalize": True, "do_rescale": True, "do_resize": True, "resample": 3}
+    (folder / "preprocessor_config.json").write_text(json.dumps(config, indent=2))
+
+
+def write_evaluator_folder(spec: EvaluatorSpec, folder: Path) -> None:
+    """A tiny judge at the evaluator's repo: CLIP or DINOv2 with its processor; PickScore's model alone."""
+    seed = zlib.crc32(spec.repo.encode())
+    model = tiny.seeded(tiny.dinov2, seed=seed) if spec.kind == "dinov2" else tiny.seeded(tiny.clip_model, seed=seed)
+    model.save_pretrained(str(folder))
+    if spec.kind in ("clip", "dinov2"):
+        _write_processor(folder, spec.kind)
+
+
+def torch_home(cache: Path) -> Path:
+    """Beside the hub cache (whose scanner takes every folder in it for a repo): the TORCH_HOME of the stand-ins."""
+    return cache.parent / f"{cache.name}-torch"
+
+
+def write_inception_file(spec: EvaluatorSpec, cache: Path) -> Path:
+    """The FID Inception stand-in (random, real shapes, float16) where torch.hub looks with TORCH_HOME=torch_home."""
+    path = torch_home(cache) / "hub" / "checkpoints" / spec.file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = tiny.seeded(tiny.fid_inception, seed=11)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def _build_evaluators(reg: Registry, cache: Path, tmp: str, done: set) -> None:
+    for spec in reg.evaluators.values():
+        if spec.kind == "inception":
+            write_inception_file(spec, cache)
+            continue
+        _once(done, spec, cache, tmp, write_evaluator_folder)
+        if spec.processor and (spec.processor, spec.processor_revision) not in done:
+            done.add((spec.processor, spec.processor_revision))
+            folder = Path(tmp) / spec.processor.replace("/", "--")
+            _write_processor(folder, "clip", pad_token="!")  # open_clip pads with token 0, "!"
+            tiny.clip_model(act="gelu").config.save_pretrained(str(folder))  # its tokenizer loader reads config.json
+            kind = "commit" if SHA_RE.match(spec.processor_revision) else "branch"
+            commit_to_cache(cache, spec.processor, spec.processor_revision, kind, folder)
+
+
 # --- the cache layout ---------------------------------------------------------------------------
 
 
@@ -362,6 +418,7 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                 _once(done, ad, cache, tmp, lambda s, f, base=spec: write_adapter_folder(s, base, f))
             _once(done, spec, cache, tmp, write_pipeline_folder)
         if not keys:
+            _build_evaluators(reg, cache, tmp, done)
             for vae in reg.vaes.values():
                 _once(done, vae, cache, tmp, write_vae_folder)
             for ad in reg.adapters.values():

@@ -132,6 +132,53 @@ class AdapterSpec(_Pinned):
     size: Size
 
 
+class EvaluatorSpec(_Strict):
+    """A network that judges images: on the Hub (repo + revision) or a file at a URL (url + file + sha256)."""
+
+    key: str
+    name: str
+    kind: Literal["clip", "dinov2", "preference", "inception"]
+    repo: str | None = None
+    revision: str = "main"
+    revision_kind: Literal["commit", "branch", "release"] = "branch"
+    processor: str | None = None  # a Hub repo whose tokenizer and image processor the model uses (PickScore)
+    processor_revision: str = "main"
+    url: str | None = None
+    file: str | None = None
+    sha256: str | None = None  # the full digest, or the prefix that torch.hub checks (the one in the file name)
+    license: str
+    description: str
+    notes: str = ""
+    sources: list[str] = Field(default_factory=list)
+
+    @field_validator("repo", "processor")
+    @classmethod
+    def _repo_form(cls, v):
+        if v is not None and (v.count("/") != 1 or not all(v.split("/"))):
+            raise ValueError(f"'{v}' is not a Hub repo id of the form 'owner/name'")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha_form(cls, v):
+        if v is not None and not re.match(r"^[0-9a-f]{8,64}$", v):
+            raise ValueError(f"'{v}' is not a sha256 digest or prefix (8 to 64 lower-case hex digits)")
+        return v
+
+    @model_validator(mode="after")
+    def _where_from(self):
+        if (self.repo is None) == (self.url is None):
+            raise ValueError("give either repo (a Hub model) or url + file + sha256 (a file elsewhere), not both")
+        if self.url is not None and not (self.file and self.sha256):
+            raise ValueError(f"{self.url}: a file at a URL needs `file` (its cache name) and `sha256`")
+        if self.repo is not None and bool(SHA_RE.match(self.revision)) != (self.revision_kind == "commit"):
+            raise ValueError(
+                f"revision '{self.revision}' and revision_kind '{self.revision_kind}' disagree: "
+                "a commit is 40 lower-case hex digits"
+            )
+        return self
+
+
 class ModelSpec(_Pinned):
     aliases: list[str] = Field(default_factory=list)
     previous_repos: list[str] = Field(default_factory=list)
@@ -200,8 +247,9 @@ class ModelSpec(_Pinned):
 class Registry:
     """Validated models, VAEs and adapters, looked up by key or alias."""
 
-    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None):
+    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, evaluators=None):
         self.models, self.vaes, self.adapters, self.path = models, vaes, adapters, path
+        self.evaluators = evaluators or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
 
     def get(self, key: str) -> ModelSpec:
@@ -227,6 +275,11 @@ class Registry:
         if key not in self.adapters:
             raise UnknownModelError(_unknown("adapter", key, self.adapters))
         return self.adapters[key]
+
+    def evaluator(self, key: str) -> EvaluatorSpec:
+        if key not in self.evaluators:
+            raise UnknownModelError(_unknown("evaluator", key, self.evaluators))
+        return self.evaluators[key]
 
     def list(
         self,
@@ -307,7 +360,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     where = path or "registry"
     if not isinstance(data, dict) or "models" not in data:
         raise RegistryError(f"{where}: expected top-level sections 'models', 'vaes' and 'adapters'")
-    extra = set(data) - {"models", "vaes", "adapters"}
+    extra = set(data) - {"models", "vaes", "adapters", "evaluators"}
     if extra:
         raise RegistryError(f"{where}: unknown top-level section(s) {sorted(extra)}")
     vaes = _section(data.get("vaes") or {}, VaeSpec, "vaes", where)
@@ -326,7 +379,8 @@ def parse(data: dict, path: Path | None = None) -> Registry:
                     entry[field] = base[field]
     models = _section(raw_models, ModelSpec, "models", where)
     _check_references(models, vaes, adapters, where)
-    return Registry(models, vaes, adapters, path)
+    evaluators = _section(data.get("evaluators") or {}, EvaluatorSpec, "evaluators", where)
+    return Registry(models, vaes, adapters, path, evaluators)
 
 
 def _section(raw: dict, spec, name: str, where) -> dict:

@@ -308,6 +308,49 @@ def pixart_transformer(sigma: bool):
     ).eval()
 
 
+def clip_model(act: str = "quick_gelu", image_size: int = 32):
+    """A tiny dual-encoder `CLIPModel` (CLIP score, CLIP-I, PickScore) with the real 77-token text limit."""
+    from transformers import CLIPConfig, CLIPModel
+
+    vocab, _ = clip_vocab_and_merges()
+    layers = {"intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2, "hidden_act": act}
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": CLIP_HIDDEN,
+            "max_position_embeddings": 77,
+            "bos_token_id": 0,
+            "eos_token_id": 2,  # as the real configs: pooled at argmax(input_ids), the end-of-text token
+            "pad_token_id": 1,
+            **layers,
+        },
+        vision_config={"hidden_size": CLIP_HIDDEN, "image_size": image_size, "patch_size": 8, **layers},
+        projection_dim=CLIP_HIDDEN,
+    )
+    return CLIPModel(config).eval()
+
+
+def dinov2():
+    """A tiny `Dinov2Model` (ViT with a CLS token and register-free patches, as facebook/dinov2-base)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(
+        hidden_size=CLIP_HIDDEN, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+    )
+    return Dinov2Model(config).eval()
+
+
+def fid_inception():
+    """The FID Inception-v3 at full size (its loader takes only the real shapes), variance-preserving random init."""
+    from .inception import FIDInceptionV3
+
+    model = FIDInceptionV3()
+    for m in model.modules():  # He init keeps activations O(1) through the 94 layers (the default fades to ~1e-8)
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    return model.eval()
+
+
 def seeded(fn, *args, seed: int = 0, **kwargs):
     """Build a component with a fixed seed, so the offline hub is the same on every machine."""
     torch.manual_seed(seed)

@@ -17,6 +17,7 @@ HUB_DIR = Path(os.environ.get("SDZOO_TEST_HUB", ROOT / ".cache" / "offline-hub")
 
 os.environ["HF_HUB_CACHE"] = str(HUB_DIR)
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TORCH_HOME"] = f"{HUB_DIR}-torch"  # torch.hub's cache: the FID Inception stand-in (offline_hub.torch_home)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_TOKEN", None)
 os.environ["HF_TOKEN_PATH"] = str(HUB_DIR.parent / "no-token")  # never a developer's real token
@@ -34,7 +35,8 @@ def build_hub() -> Path:
     with FileLock(str(HUB_DIR) + ".lock"):
         if not (HUB_DIR / offline_hub.BUILD_MARK).exists():
             for stale in HUB_DIR.parent.iterdir():  # hubs built from older sources
-                if stale.is_dir() and stale != HUB_DIR and len(stale.name) == len(HUB_DIR.name):
+                digest = stale.name.removesuffix("-torch")
+                if stale.is_dir() and digest != HUB_DIR.name and len(digest) == len(HUB_DIR.name):
                     shutil.rmtree(stale, ignore_errors=True)
             offline_hub.build(HUB_DIR)
     return HUB_DIR

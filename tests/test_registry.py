@@ -118,6 +118,12 @@ def _broken(mutate):
         (lambda d: d["vaes"]["taesd"].update({"class": "VQModel"}), r"vaes\.taesd\.class"),
         (lambda d: d["models"]["sd15-lcm-lora"].update(repo="x/y"), r"sd15-lcm-lora\.repo: inherited"),
         (lambda d: d.update(extras={}), r"unknown top-level section"),
+        (lambda d: d["evaluators"]["pickscore"].update(kind="aesthetic"), r"evaluators\.pickscore\.kind"),
+        (lambda d: d["evaluators"]["dinov2-base"].update(revision="abc"), r"evaluators\.dinov2-base\..*40"),
+        (lambda d: d["evaluators"]["fid-inception"].pop("sha256"), r"evaluators\.fid-inception\..*sha256"),
+        (lambda d: d["evaluators"]["fid-inception"].update(sha256="XYZ"), r"evaluators\.fid-inception\.sha256"),
+        (lambda d: d["evaluators"]["clip-vit-l-14"].update(url="https://x/y.pt"), r"clip-vit-l-14\..*either repo"),
+        (lambda d: d["evaluators"]["clip-vit-b-16"].pop("license"), r"evaluators\.clip-vit-b-16\.license"),
     ],
 )
 def test_bad_entries_name_entry_and_field(mutate, message):

@@ -1,0 +1,136 @@
+"""The metric arithmetic against independent references, and the metrics on the offline hub's tiny judges."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import linalg
+
+from helpers import metricmath, metrics
+from helpers.errors import ZooError
+
+
+def _features(n, d, seed, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.3 + shift
+
+
+def _frechet_by_hand(a, b):
+    """The Fréchet formula written out with scipy's sqrtm, as pytorch-fid does."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
+
+
+# --- arithmetic ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["sqrtm", "samples"])
+def test_frechet_distance_equals_the_formula_computed_directly(method):
+    a, b = _features(300, 16, 0), _features(200, 16, 1, shift=0.5)
+    assert metricmath.frechet_distance(a, b, method) == pytest.approx(_frechet_by_hand(a, b), rel=1e-8)
+
+
+@pytest.mark.parametrize("n, d", [(300, 16), (12, 64)])  # more images than dimensions, and fewer (the FID case)
+def test_frechet_distance_of_a_set_to_itself_is_zero_and_it_is_symmetric(n, d):
+    a, b = _features(n, d, 2), _features(n + 5, d, 3, shift=1.0)
+    assert metricmath.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert metricmath.frechet_distance(a, b) == pytest.approx(metricmath.frechet_distance(b, a), rel=1e-9)
+
+
+def test_kid_is_the_mean_of_a_direct_unbiased_mmd_over_subsets():
+    a, b = _features(40, 8, 4), _features(40, 8, 5, shift=0.3)
+    d = a.shape[1]
+
+    k = lambda x, y: (x @ y.T / d + 1) ** 3  # noqa: E731 - the kernel of Bińkowski et al., written out
+    m, n = len(a), len(b)
+    mmd = (k(a, a).sum() - np.trace(k(a, a))) / (m * (m - 1))
+    mmd += (k(b, b).sum() - np.trace(k(b, b))) / (n * (n - 1)) - 2 * k(a, b).mean()
+    assert metricmath.polynomial_mmd(a, b) == pytest.approx(mmd, rel=1e-10)
+    mean, std = metricmath.kid(a, b, subsets=5, subset_size=100)  # subsets as large as the sets: all the same
+    assert mean == pytest.approx(mmd, rel=1e-10) and std == pytest.approx(0, abs=1e-12)
+    assert metricmath.kid(a, b, subset_size=10)[1] > 0  # random subsets: a spread, reported
+
+
+def test_inception_score_of_uniform_predictions_is_one_and_of_confident_distinct_ones_is_the_class_count():
+    assert metricmath.inception_score(np.full((50, 1008), 1 / 1008)) == pytest.approx((1.0, 0.0))
+    one_hot = np.eye(10)[np.arange(100) % 10]
+    assert metricmath.inception_score(one_hot, splits=1)[0] == pytest.approx(10, rel=1e-6)
+
+
+def test_clip_score_clamps_negative_cosines_at_zero():
+    image, text = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 0.0]]), np.array([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    assert metricmath.clip_score_from_embeddings(image, text) == pytest.approx([100, 100 / np.sqrt(2), 0])
+
+
+# --- the judges, on the offline hub ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def images(offline_hub_dir):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)) for _ in range(4)]
+
+
+def test_clip_score_equals_a_hand_computation_from_the_models_own_embeddings(images):
+    prompts = ["a red fox", "a castle at night", "portrait of a woman", "a dragon"]
+    scores = metrics.clip_score(images, prompts)
+    judge = metrics.judge("clip-vit-l-14")
+    inputs = judge.processor(text=prompts, images=images, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = judge.model(**inputs)  # CLIPModel's own forward: normalised image and text embeddings
+    cos = (out.image_embeds * out.text_embeds).sum(-1).double().numpy()
+    assert scores == pytest.approx((100 * np.maximum(cos, 0)).tolist(), abs=1e-4)
+    emb_cos = metricmath.row_cosines(metrics.image_embeddings(judge, images), metrics.text_embeddings(judge, prompts))
+    assert emb_cos == pytest.approx(cos, abs=1e-5)  # the raw cosines too, not only the clamped scores
+
+
+def test_a_prompt_past_77_tokens_is_truncated_with_a_warning(images):
+    long = "a watercolor painting of a red fox " * 20
+    with pytest.warns(UserWarning, match="reads 77 tokens"):
+        score = metrics.clip_score(images[:1], long)
+    tokenizer = metrics.judge("clip-vit-l-14").processor.tokenizer
+    cut = tokenizer(long, truncation=True, max_length=77)["input_ids"]
+    kept = tokenizer.decode(cut, skip_special_tokens=True)
+    assert len(cut) == 77 and score == pytest.approx(metrics.clip_score(images[:1], kept), abs=1e-4)
+
+
+def test_image_similarity_is_one_against_itself_and_clip_i_works_too(images):
+    assert metrics.image_similarity(images[:1], images[:1]) == pytest.approx([1.0], abs=1e-5)
+    both = metrics.image_similarity(images, images[:2], evaluator="clip-vit-l-14")
+    other = metrics.image_similarity(images[:1], images[1:2], evaluator="clip-vit-l-14")[0]
+    assert len(both) == 4 and both[0] == pytest.approx((1 + other) / 2, abs=1e-5)  # the mean over the references
+
+
+def test_preference_score_is_logit_scale_times_cosine(images):
+    scores = metrics.preference_score(images, "a red fox")
+    judge = metrics.judge("pickscore")
+    inputs = judge.processor(text=["a red fox"], images=images, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = judge.model(**inputs).logits_per_image[:, 0]  # = logit_scale.exp() * cos, CLIP's own
+    assert scores == pytest.approx(logits.double().tolist(), abs=1e-4)
+
+
+def test_set_metrics_carry_how_they_were_made_and_warn_on_small_sets(images):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = metrics.set_scores(images[:2], images[2:], ["fid", "kid", "is", "fd-dinov2"], subsets=10)
+    assert any("FID from 2 images is biased upwards" in str(w.message) for w in caught)
+    fid = out["fid"]
+    assert (fid.n, fid.n_reference) == (2, 2) and fid.value > 0 and "clean-fid" in fid.resize
+    assert "pt_inception-2015-12-05" in fid.extractor and fid.warning and fid.std is None
+    assert out["kid"].std is not None and out["is"].value == pytest.approx(1, abs=0.1)  # a random net: unsure
+    assert out["fd-dinov2"].value > 0 and "dinov2-base" in out["fd-dinov2"].extractor
+
+
+def test_scoring_errors_say_what_to_give(images):
+    with pytest.raises(ZooError, match="give reference images"):
+        metrics.score(images, metrics=["fid"])
+    with pytest.raises(ZooError, match="give prompts"):
+        metrics.score(images, metrics=["clip"])
+    with pytest.raises(ZooError, match="4 images but 2 prompts"):
+        metrics.clip_score(images, ["a", "b"])
+    with pytest.raises(ZooError, match="unknown metric"):
+        metrics.score(images, ["x"], metrics=["fidd"])
