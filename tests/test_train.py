@@ -85,6 +85,19 @@ def test_the_lora_changes_pixels_and_loads_by_name_with_the_same_pixels(lora_run
     assert np.array_equal(_px(helpers.generate(pipe, PROMPT, seed=1, **K).images[0]), _px(base))
 
 
+def test_was_it_worth_it_compares_base_and_fine_tune_on_the_same_seeds(lora_run, images, monkeypatch):
+    from helpers import trainreport
+
+    monkeypatch.setenv(trainexport.ENV, str(lora_run.out_dir.parent))
+    prompts = ["a sks star on a beach", "a sks star in the snow"]
+    kw = {k: v for k, v in K.items() if k != "device"}
+    cmp = trainreport.compare_to_base("stars", prompts, seeds=[1], instance_images=images, device="cpu", **kw)
+    assert list(cmp.table["prompt"]) == prompts and len(cmp.base) == len(cmp.tuned) == 2
+    assert {"clip_base", "clip_tuned", "similarity_base", "similarity_tuned"} <= set(cmp.summary)
+    assert all(np.isfinite(v) for v in cmp.summary.values()) and cmp.grid.width > 2 * 32
+    assert not np.array_equal(_px(cmp.base[0]), _px(cmp.tuned[0]))
+
+
 def test_the_kohya_copy_loads_through_diffusers_own_converter(lora_run):
     kohya = load_file(str(lora_run.files["kohya"]))
     assert all(k.startswith("lora_unet_") for k in kohya) and any(k.endswith(".alpha") for k in kohya)
