@@ -32,7 +32,7 @@ from .errors import ZooError
 from .generate import generate, versions
 from .grids import image_grid
 from .loading import load_pipeline
-from .memory import Machine, Policy, cached_scale
+from .memory import MACHINES, Machine, Policy, cached_scale
 from .registry import default as default_registry
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # the U-Net's attention projections
@@ -75,6 +75,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     device: str = "auto"
     max_grad_norm: float = 1.0
+    preset: str = "auto"  # "auto": picked for this machine; "t4": the Colab T4 preset on any CUDA GPU (benchmarks)
 
     def resolved(self, spec) -> TrainConfig:
         """The config with every default filled in (what the metadata records)."""
@@ -121,25 +122,34 @@ class TrainResult:
 class _Progress:
     """What a checkpoint holds besides the optimizer: the step, the noise generator and the trained tensors."""
 
-    def __init__(self, tensors: dict, generator: torch.Generator):
+    def __init__(self, tensors: dict, generator: torch.Generator, rows: dict | None = None):
         self.step, self.losses, self.tensors, self.generator = 0, [], tensors, generator
+        self.rows = rows or {}  # name -> the rows that train (textual inversion: only the new tokens' rows)
 
     def state_dict(self):
         return {"step": self.step, "losses": list(self.losses), "rng": self.generator.get_state(),
-                "tensors": {k: v.detach().cpu().clone() for k, v in self.tensors.items()}}  # fmt: skip
+                "tensors": {k: v.detach()[self.rows[k]].cpu() if k in self.rows else v.detach().cpu().clone()
+                            for k, v in self.tensors.items()}}  # fmt: skip
 
     def load_state_dict(self, state):
         self.step, self.losses = int(state["step"]), list(state["losses"])
         self.generator.set_state(state["rng"])
         with torch.no_grad():
             for k, v in state["tensors"].items():
-                self.tensors[k].copy_(v)
+                if k in self.rows:
+                    self.tensors[k][self.rows[k]] = v.to(self.tensors[k].device)
+                else:
+                    self.tensors[k].copy_(v)
 
 
 def plan(config: TrainConfig, machine: Machine | None = None, bf16: bool | None = None):
     """The preset and memory estimate for a run on a machine (default: this one); refuses what cannot fit."""
     spec = default_registry().get(config.model)
     c = config.resolved(spec)
+    if c.preset not in ("auto", "t4"):
+        raise ZooError(f"preset '{c.preset}' is not 'auto' or 't4'")
+    if c.preset == "t4":  # planned and trained as on a Colab T4, whatever the GPU
+        machine, bf16 = MACHINES["T4 16 GB, 12 GB RAM (Colab)"], False
     machine = machine or Machine.detect(c.device)
     if bf16 is None:
         bf16 = machine.device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -170,10 +180,10 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
     out = Path(c.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     with open(out / "ranks.log", "a") as log:  # which processes ran (a multi-process run has one line each)
-        log.write(f"rank {acc.process_index} of {acc.num_processes} on {acc.device}\n")
+        log.write(f"rank {acc.process_index} of {acc.num_processes} on {acc.device.type}\n")
 
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(preset.mixed_precision, torch.float32)
-    device = str(acc.device)
+    device = "cpu" if acc.device.type == "cpu" else str(acc.device)
     policy = Policy("cpu" if device == "cpu" else "gpu", "training (planned by helpers.trainplan)")
     pipe = load_pipeline(spec.key, device=device, dtype=weight_dtype, fast="off", memory=policy)
     pipe.set_progress_bar_config(disable=True)
@@ -193,7 +203,7 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
     optimizer = _optimizer(preset, params, c)
     optimizer = acc.prepare(optimizer)
     generator = torch.Generator("cpu").manual_seed(c.seed)
-    progress = _Progress(trained, generator)
+    progress = _Progress(trained, generator, {"token_embedding": ti.ids} if ti is not None else None)
     acc.register_for_checkpointing(progress)
     _resume(acc, out, c)
     noise_scheduler = _training_scheduler(pipe)

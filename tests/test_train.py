@@ -224,3 +224,25 @@ def test_the_cli_trains_and_prints_the_files(tmp_path, images):
     elsewhere = cmd[:9] + [str(tmp_path / "none")] + cmd[10:] + ["--resume"]
     missing = subprocess.run(elsewhere, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "holds no complete checkpoint" in missing.stderr
+
+
+def test_accelerate_launch_runs_two_processes(tmp_path, images):
+    out = tmp_path / "ddp"
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+           "no", "--dynamo_backend", "no", "-m", "helpers", "train", "lora", "sd15", "--images", str(images), "--out",
+           str(out), "--steps", "2", "--resolution", "32", "--instance-prompt", PROMPT, "--validation-steps", "2",
+           "--device", "cpu"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = sorted((out / "ranks.log").read_text().splitlines())
+    assert ranks == ["rank 0 of 2 on cpu", "rank 1 of 2 on cpu"] and (out / "sd15-lora.safetensors").is_file()
+
+
+def test_the_training_benchmark_runs_in_its_smoke_form(tmp_path):
+    done = subprocess.run([sys.executable, "benchmarks/train_t4.py", "--smoke", "--models", "sd15", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(next(tmp_path.glob("train-*.json")).read_text())
+    (row,) = report["results"]
+    assert row["model"] == "sd15" and row["steps"] == 4 and row["steps_per_s"] > 0 and report["machine"]["torch"]
+    assert "| sd15 | 32 |" in next(tmp_path.glob("train-*.md")).read_text()
