@@ -21,23 +21,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import traindata, trainexport, trainplan
+from . import traindata, trainexport, trainplan, trainsteps
 from .errors import ZooError
 from .generate import generate, versions
 from .grids import image_grid
 from .loading import load_pipeline
 from .memory import MACHINES, Machine, Policy, cached_scale
 from .registry import default as default_registry
+from .trainsteps import fixed_batch_loss  # noqa: F401 - part of this module's interface
 
-LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # the U-Net's attention projections
-TI_TEMPLATES = ["a photo of {}", "a rendering of {}", "a close-up photo of {}", "a picture of {}",
-                "a cropped photo of {}", "a bright photo of {}", "a good photo of {}", "an image of {}"]  # fmt: skip
 _NOT_IN_FINGERPRINT = ("out", "steps", "device", "validation_every", "validation_prompts", "validation_seeds",
                        "validation_inference_steps", "checkpoint_every", "keep_checkpoints")  # fmt: skip
 DEFAULT_LR = {"lora": 1e-4, "dreambooth": 1e-4, "textual-inversion": 5e-4}
@@ -89,7 +85,7 @@ class TrainConfig:
         c.resolution = c.resolution or spec.resolution
         if c.kind == "textual-inversion":
             c.token = c.token or f"<{c.name}>"
-            c.instance_prompt = c.instance_prompt or TI_TEMPLATES[0].format(c.token)
+            c.instance_prompt = c.instance_prompt or trainsteps.TI_TEMPLATES[0].format(c.token)
         if c.kind == "dreambooth" and not (c.instance_prompt and c.class_prompt):
             raise ZooError(
                 "DreamBooth needs --instance-prompt ('a photo of sks dog') and --class-prompt ('a photo of a dog')"
@@ -122,24 +118,19 @@ class TrainResult:
 class _Progress:
     """What a checkpoint holds besides the optimizer: the step, the noise generator and the trained tensors."""
 
-    def __init__(self, tensors: dict, generator: torch.Generator, rows: dict | None = None):
+    def __init__(self, tensors: dict, generator: torch.Generator):
         self.step, self.losses, self.tensors, self.generator = 0, [], tensors, generator
-        self.rows = rows or {}  # name -> the rows that train (textual inversion: only the new tokens' rows)
 
     def state_dict(self):
         return {"step": self.step, "losses": list(self.losses), "rng": self.generator.get_state(),
-                "tensors": {k: v.detach()[self.rows[k]].cpu() if k in self.rows else v.detach().cpu().clone()
-                            for k, v in self.tensors.items()}}  # fmt: skip
+                "tensors": {k: v.detach().cpu().clone() for k, v in self.tensors.items()}}  # fmt: skip
 
     def load_state_dict(self, state):
         self.step, self.losses = int(state["step"]), list(state["losses"])
         self.generator.set_state(state["rng"])
         with torch.no_grad():
             for k, v in state["tensors"].items():
-                if k in self.rows:
-                    self.tensors[k][self.rows[k]] = v.to(self.tensors[k].device)
-                else:
-                    self.tensors[k].copy_(v)
+                self.tensors[k].copy_(v)
 
 
 def plan(config: TrainConfig, machine: Machine | None = None, bf16: bool | None = None):
@@ -192,21 +183,21 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
     acc.wait_for_everyone()
 
     torch.manual_seed(c.seed)  # the LoRA's initial weights
-    trained, ti = _make_trainable(pipe, c)
+    trained, ti = trainsteps.make_trainable(pipe, c)
     if preset.gradient_checkpointing:
         pipe.unet.enable_gradient_checkpointing()
-    cache = _cache(pipe, items + classes, c, ti is not None)
+    cache = trainsteps.cache_inputs(pipe, items + classes, c, ti is not None)
     if device != "cpu":  # text encoders and VAE wait in RAM until validation
-        _offload(pipe, keep_text=ti is not None)
+        trainsteps.offload(pipe, keep_text=ti is not None)
 
     params = list(trained.values())
-    optimizer = _optimizer(preset, params, c)
+    optimizer = trainsteps.make_optimizer(preset, params, c)
     optimizer = acc.prepare(optimizer)
     generator = torch.Generator("cpu").manual_seed(c.seed)
-    progress = _Progress(trained, generator, {"token_embedding": ti.ids} if ti is not None else None)
+    progress = _Progress(trained, generator)
     acc.register_for_checkpointing(progress)
     _resume(acc, out, c)
-    noise_scheduler = _training_scheduler(pipe)
+    noise_scheduler = trainsteps.training_scheduler(pipe)
 
     per_epoch = len(traindata.batches(items, c.batch_size * acc.num_processes, c.seed, 0))
     bar = tqdm(total=c.steps, initial=progress.step, desc=f"{c.name}", disable=not main, unit="step")
@@ -217,15 +208,13 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
         batch = traindata.batches(items, c.batch_size * acc.num_processes, c.seed, step // per_epoch)[step % per_epoch]
         mine = batch[acc.process_index :: acc.num_processes] or batch[:1]
         cls = [len(items) + (step * c.batch_size + j) % len(classes) for j in range(len(mine))] if classes else []
-        loss = _loss(pipe, cache, mine + cls, noise_scheduler, generator, c, ti, acc, weight_dtype, len(mine))
+        loss = trainsteps.loss(pipe, cache, mine + cls, noise_scheduler, generator, c, ti, acc, weight_dtype, len(mine))
         acc.backward(loss)
-        _sync_grads(acc, params)
+        trainsteps.sync_grads(acc, params)
         if acc.sync_gradients and c.max_grad_norm:
             acc.clip_grad_norm_(params, c.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if ti is not None:
-            ti.restore()
         value = float(acc.reduce(loss.detach(), "mean"))
         progress.losses.append(value)
         progress.step += 1
@@ -268,187 +257,12 @@ def _class_images(pipe, c: TrainConfig, acc) -> list:
     return [dataclasses.replace(i, prompt=c.class_prompt) for i in items[: c.num_class_images]]
 
 
-class _Embedding:
-    """Textual inversion: new tokens whose embedding rows train while every other row is put back each step."""
-
-    def __init__(self, pipe, token: str, init_word: str, num_vectors: int):
-        tok, enc = pipe.tokenizer, pipe.text_encoder
-        tokens = [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
-        if tok.add_tokens(tokens) != num_vectors:
-            raise ZooError(f"the tokenizer already has the token '{token}'; choose another --token")
-        init = tok.encode(init_word, add_special_tokens=False)
-        if not init:
-            raise ZooError(f"--init-word '{init_word}' gives no token")
-        enc.resize_token_embeddings(len(tok))
-        self.ids = tok.convert_tokens_to_ids(tokens)
-        self.weight = enc.get_input_embeddings().weight
-        enc.to(torch.float32)  # the trained rows stay in fp32, whatever the rest of the model is in
-        self.weight = enc.get_input_embeddings().weight
-        with torch.no_grad():
-            self.weight[self.ids] = self.weight[init[0]].clone()
-        self.original = self.weight.detach().clone()
-        self.keep = torch.ones(self.weight.shape[0], dtype=torch.bool, device=self.weight.device)
-        self.keep[self.ids] = False
-        enc.requires_grad_(False)
-        self.weight.requires_grad_(True)
-        self.token = token
-
-    def restore(self):
-        with torch.no_grad():
-            self.weight[self.keep] = self.original[self.keep]
-
-    def vectors(self) -> torch.Tensor:
-        return self.weight[self.ids].detach()
-
-
-def _make_trainable(pipe, c: TrainConfig):
-    """The trained tensors by name (LoRA layers through peft, or the token embedding), in fp32."""
-    pipe.unet.requires_grad_(False)
-    pipe.vae.requires_grad_(False)
-    for enc in _text_encoders(pipe):
-        enc.requires_grad_(False)
-    if c.kind == "textual-inversion":
-        ti = _Embedding(pipe, c.token, c.init_word, c.num_vectors)
-        return {"token_embedding": ti.weight}, ti
-    from peft import LoraConfig
-
-    config = LoraConfig(r=c.rank, lora_alpha=c.alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
-    pipe.unet.add_adapter(config)
-    trained = {}
-    for name, p in pipe.unet.named_parameters():
-        if p.requires_grad:
-            p.data = p.data.float()  # fp16 gradients cannot be unscaled: trained parameters live in fp32
-            trained[name] = p
-    return trained, None
-
-
-def _text_encoders(pipe):
-    return [e for e in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)) if e is not None]
-
-
-def _offload(pipe, keep_text: bool, device: str = "cpu"):
-    for enc in [] if keep_text else _text_encoders(pipe):
-        enc.to(device)
-    pipe.vae.to(device)
-
-
-def _cache(pipe, items, c: TrainConfig, ti: bool) -> dict:
-    """Latent distributions of every image and (unless the text trains) the text embeddings of every prompt."""
-    vae = pipe.vae
-    latents = []
-    with torch.no_grad():
-        for item in items:
-            x = torch.from_numpy(np.asarray(item.image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-            dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
-            latents.append((dist.mean.float(), dist.std.float()))
-        texts = {}
-        if not ti:
-            for prompt in sorted({i.prompt for i in items}):
-                texts[prompt] = _encode(pipe, prompt)
-    return {"latents": latents, "texts": texts, "items": items}
-
-
-def _encode(pipe, prompts):
-    """Text embeddings (and SDXL's pooled embedding) exactly as the pipeline makes them for generation."""
-    out = pipe.encode_prompt(prompt=prompts, device=pipe.unet.device, num_images_per_prompt=1,
-                             do_classifier_free_guidance=False)  # fmt: skip
-    return (out[0], out[2]) if len(out) == 4 else (out[0], None)
-
-
-def _optimizer(preset, params, c: TrainConfig):
-    decay = 0.0 if c.kind == "textual-inversion" else 1e-2
-    if preset.optimizer == "adamw8bit":
-        import bitsandbytes as bnb
-
-        return bnb.optim.AdamW8bit(params, lr=c.lr, weight_decay=decay)
-    return torch.optim.AdamW(params, lr=c.lr, weight_decay=decay)
-
-
-def _training_scheduler(pipe):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler.from_config(pipe.scheduler.config)
-
-
-def _loss(pipe, cache, indices, scheduler, generator, c, ti, acc, dtype, n_instance):
-    """The denoising loss of one batch; with prior preservation the class half is weighted separately."""
-    dev = pipe.unet.device
-    scale = pipe.vae.config.scaling_factor
-    mean = torch.cat([cache["latents"][i][0] for i in indices]).cpu()
-    std = torch.cat([cache["latents"][i][1] for i in indices]).cpu()
-    latents = (mean + std * torch.randn(mean.shape, generator=generator)) * scale
-    noise = torch.randn(latents.shape, generator=generator)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
-    noisy = scheduler.add_noise(latents, noise, t)
-    target = scheduler.get_velocity(latents, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
-    items = [cache["items"][i] for i in indices]
-    if ti is not None:
-        prompts = [TI_TEMPLATES[i % len(TI_TEMPLATES)].format(ti.token) for i in indices]
-        embeds, pooled = _encode(pipe, prompts)
-    else:
-        pairs = [cache["texts"][item.prompt] for item in items]
-        embeds = torch.cat([p[0] for p in pairs])
-        pooled = torch.cat([p[1] for p in pairs]) if pairs[0][1] is not None else None
-    kwargs = {}
-    if pooled is not None:  # SDXL: the pooled text and the size/crop conditioning
-        ids = [list(i.original_size) + list(i.crop) + [i.image.height, i.image.width] for i in items]
-        kwargs["added_cond_kwargs"] = {
-            "text_embeds": pooled.to(dev, dtype),
-            "time_ids": torch.tensor(ids, device=dev, dtype=dtype),
-        }
-    with acc.autocast():
-        pred = pipe.unet(noisy.to(dev, dtype), t.to(dev), embeds.to(dev, dtype), **kwargs).sample
-    err = F.mse_loss(pred.float(), target.to(dev).float(), reduction="none").mean(dim=(1, 2, 3))
-    if len(indices) > n_instance:
-        return err[:n_instance].mean() + c.prior_loss_weight * err[n_instance:].mean()
-    return err.mean()
-
-
-def _sync_grads(acc, params):
-    """Average the trained parameters' gradients over processes (LoRA gradients are a few MB)."""
-    if acc.num_processes > 1:
-        for p in params:
-            if p.grad is not None:
-                p.grad.copy_(acc.reduce(p.grad, "mean"))
-
-
-def fixed_batch_loss(pipe, images: list[Image.Image], prompt: str, seed: int = 0, timesteps=(100, 500, 900)) -> float:
-    """The denoising loss of the pipeline's U-Net on fixed images, noise and timesteps: a fair before/after."""
-    from diffusers import DDPMScheduler
-
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    g = torch.Generator("cpu").manual_seed(seed)
-    dev, dtype = pipe.unet.device, pipe.unet.dtype
-    with torch.no_grad():
-        x = torch.stack(
-            [torch.from_numpy(np.asarray(i, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1) for i in images]
-        )
-        vae = pipe.vae
-        latents = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mean.float().cpu() * vae.config.scaling_factor
-        embeds, pooled = _encode(pipe, [prompt] * len(images))
-        total = 0.0
-        for step in timesteps:
-            noise = torch.randn(latents.shape, generator=g)
-            t = torch.full((len(images),), step)
-            noisy = scheduler.add_noise(latents, noise, t)
-            v = scheduler.config.prediction_type == "v_prediction"
-            target = scheduler.get_velocity(latents, noise, t) if v else noise
-            kwargs = {}
-            if pooled is not None:
-                h, w = images[0].height, images[0].width
-                ids = torch.tensor([[h, w, 0, 0, h, w]] * len(images), device=dev, dtype=dtype)
-                kwargs["added_cond_kwargs"] = {"text_embeds": pooled.to(dev, dtype), "time_ids": ids}
-            pred = pipe.unet(noisy.to(dev, dtype), t.to(dev), embeds.to(dev, dtype), **kwargs).sample
-            total += F.mse_loss(pred.float().cpu(), target.float()).item()
-    return total / len(timesteps)
-
-
 def _validate(pipe, c: TrainConfig, step: int, acc, ti) -> None:
     """Images from the fixed validation prompts and seeds, saved with their recipes under validation/."""
     acc.wait_for_everyone()
     if acc.is_main_process:
         dev = pipe.unet.device
-        for enc in _text_encoders(pipe):
+        for enc in trainsteps.text_encoders(pipe):
             enc.to(dev)
         pipe.vae.to(dev)
         pipe.unet.eval()
@@ -463,7 +277,7 @@ def _validate(pipe, c: TrainConfig, step: int, acc, ti) -> None:
             result.save(folder)
         pipe.unet.train()
         if dev.type != "cpu":
-            _offload(pipe, keep_text=ti is not None)
+            trainsteps.offload(pipe, keep_text=ti is not None)
     acc.wait_for_everyone()
 
 

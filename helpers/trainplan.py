@@ -30,9 +30,9 @@ GB = 2**30
 # U-Net, text encoder(s), VAE, and the LoRA parameters per unit of rank on the U-Net's attention
 # projections (to_q, to_k, to_v, to_out.0): sum of in + out features over those layers.
 PARAMS_M = {
-    "sd1": {"unet": 859.5, "text": 123.1, "vae": 83.7, "lora_per_rank": 0.1993, "vocab_dim": 49408 * 768},
-    "sd2": {"unet": 865.9, "text": 340.4, "vae": 83.7, "lora_per_rank": 0.2075, "vocab_dim": 49408 * 1024},
-    "sdxl": {"unet": 2567.5, "text": 817.8, "vae": 83.7, "lora_per_rank": 1.4515, "vocab_dim": 49408 * 2048},
+    "sd1": {"unet": 859.5, "text": 123.1, "vae": 83.7, "lora_per_rank": 0.1993, "token_dim": 768},
+    "sd2": {"unet": 865.9, "text": 340.4, "vae": 83.7, "lora_per_rank": 0.2075, "token_dim": 1024},
+    "sdxl": {"unet": 2567.5, "text": 817.8, "vae": 83.7, "lora_per_rank": 1.4515, "token_dim": 2048},
 }
 # Activations kept for the backward pass of one image at the family's native size, in GB at half precision:
 # with gradient checkpointing (only block inputs kept) and without. Orders of magnitude from the diffusers
@@ -130,10 +130,9 @@ def estimate(
     text = p["text"] * 1e6 * wbytes / GB
     vae = p["vae"] * 1e6 * wbytes / GB
     opt = OPTIMIZER_BYTES[preset.optimizer]
-    if kind == "textual-inversion":  # the text encoder trains in fp32; its embedding matrix gets a dense gradient
-        trained = p["vocab_dim"]
-        parts = {"frozen U-Net": unet, "text encoder (fp32)": p["text"] * 1e6 * 4 / GB,
-                 "embedding grads + optimizer": trained * (4 + opt) / GB}  # fmt: skip
+    if kind == "textual-inversion":  # the text encoder stays on the device (gradients flow through it)
+        trained = num_vectors * p["token_dim"]  # the new tokens' vectors only
+        parts = {"frozen U-Net": unet, "frozen text encoder": text, "token vectors + optimizer": trained * 16 / GB}
     else:
         trained = p["lora_per_rank"] * 1e6 * rank
         parts = {"frozen U-Net": unet, "LoRA weights + grads + optimizer": trained * (4 + 4 + opt) / GB}
