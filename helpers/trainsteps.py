@@ -131,15 +131,23 @@ def training_scheduler(pipe):
     return DDPMScheduler.from_config(pipe.scheduler.config)
 
 
+def _share(draw, acc):
+    """Each process makes every process's draw and keeps its own: one generator state for all, so a checkpoint
+    (which holds the main process's) resumes every process exactly."""
+    draws = [draw() for _ in range(acc.num_processes)]
+    return draws[acc.process_index]
+
+
 def loss(pipe, cache, indices, scheduler, generator, c, ti, acc, dtype, n_instance):
     """The denoising loss of one batch; with prior preservation the class half is weighted separately."""
     dev = pipe.unet.device
     scale = pipe.vae.config.scaling_factor
     mean = torch.cat([cache["latents"][i][0] for i in indices]).cpu()
     std = torch.cat([cache["latents"][i][1] for i in indices]).cpu()
-    latents = (mean + std * torch.randn(mean.shape, generator=generator)) * scale
-    noise = torch.randn(latents.shape, generator=generator)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
+    latents = (mean + std * _share(lambda: torch.randn(mean.shape, generator=generator), acc)) * scale
+    noise = _share(lambda: torch.randn(latents.shape, generator=generator), acc)
+    steps = scheduler.config.num_train_timesteps
+    t = _share(lambda: torch.randint(0, steps, (len(indices),), generator=generator), acc)
     noisy = scheduler.add_noise(latents, noise, t)
     target = scheduler.get_velocity(latents, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
     items = [cache["items"][i] for i in indices]
