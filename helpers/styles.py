@@ -147,7 +147,7 @@ def load_embedding(pipe, source: str, token: str | None = None, weight_name: str
         pipe.load_textual_inversion(spec.repo, weight_name=spec.weight_name, token=token, revision=spec.revision)
     elif _trained(pipe, source):
         token = token or trainexport.metadata(source).get("token")
-        pipe.load_textual_inversion(_trained(pipe, source), token=token)
+        trainexport.load_embedding_file(pipe, _trained(pipe, source), token)
     else:
         path = Path(source)
         if path.is_file():

@@ -90,8 +90,6 @@ class TrainConfig:
             raise ZooError(
                 "DreamBooth needs --instance-prompt ('a photo of sks dog') and --class-prompt ('a photo of a dog')"
             )
-        if c.kind == "textual-inversion" and spec.family == "sdxl":
-            raise ZooError("textual inversion is implemented for sd1 and sd2 models; for SDXL train a LoRA")
         c.validation_prompts = list(c.validation_prompts) or [c.instance_prompt or "a photo"]
         return c
 

@@ -84,15 +84,33 @@ def save_lora(pipe, unet_layers: dict, out_dir: Path, name: str, rank: int, alph
     return diffusers_path, kohya_path
 
 
-def save_embedding(vectors: torch.Tensor, token: str, out_dir: Path, name: str, step: int, base: str):
-    """Write textual-inversion vectors as diffusers ({token: vectors}) and A1111 (`string_to_param`) files."""
+def save_embedding(vectors: list, token: str, out_dir: Path, name: str, step: int, base: str):
+    """Write textual-inversion vectors: for one text encoder diffusers' {token: vectors} and A1111's
+    `string_to_param` .pt; for SDXL's two, one {"clip_l", "clip_g"} file, the layout A1111 and ComfyUI read."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    vectors = vectors.detach().to("cpu", torch.float32).contiguous()
-    diffusers_path, a1111_path = out_dir / f"{name}.safetensors", out_dir / f"{name}.pt"
-    save_file({token: vectors}, str(diffusers_path))
-    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": vectors}, "name": name, "step": step,
+    vectors = [v.detach().to("cpu", torch.float32).contiguous() for v in vectors]
+    path = out_dir / f"{name}.safetensors"
+    if len(vectors) == 2:
+        save_file({"clip_l": vectors[0], "clip_g": vectors[1]}, str(path))
+        return path, path
+    a1111_path = out_dir / f"{name}.pt"
+    save_file({token: vectors[0]}, str(path))
+    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": vectors[0]}, "name": name, "step": step,
                 "sd_checkpoint": None, "sd_checkpoint_name": base}, a1111_path)  # fmt: skip
-    return diffusers_path, a1111_path
+    return path, a1111_path
+
+
+def load_embedding_file(pipe, path: str | Path, token: str) -> None:
+    """Load an embedding file into a pipeline: one text encoder's, or SDXL's {"clip_l", "clip_g"} pair."""
+    data = load_file(str(path)) if str(path).endswith(".safetensors") else {}
+    if "clip_l" in data and "clip_g" in data:  # diffusers loads each half into its own encoder
+        pipe.load_textual_inversion(
+            data["clip_l"], token=token, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer
+        )
+        pipe.load_textual_inversion(data["clip_g"], token=token, text_encoder=pipe.text_encoder_2,
+                                    tokenizer=pipe.tokenizer_2)  # fmt: skip
+    else:
+        pipe.load_textual_inversion(str(path), token=token)
 
 
 def write_metadata(out_dir: Path, name: str, facts: dict) -> Path:

@@ -29,8 +29,7 @@ class Embedding:
     as before, and the optimizer holds state for a few vectors, not for the whole vocabulary.
     """
 
-    def __init__(self, pipe, token: str, init_word: str, num_vectors: int):
-        tok, enc = pipe.tokenizer, pipe.text_encoder
+    def __init__(self, tok, enc, token: str, init_word: str, num_vectors: int):
         tokens = [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
         if tok.add_tokens(tokens) != num_vectors:
             raise ZooError(f"the tokenizer already has the token '{token}'; choose another --token")
@@ -62,6 +61,24 @@ class Embedding:
         return self.param.detach()
 
 
+class TokenVectors:
+    """The new token in every text encoder of the pipeline (SDXL has two: CLIP-L and OpenCLIP-bigG)."""
+
+    def __init__(self, pipe, token: str, init_word: str, num_vectors: int):
+        pairs = [
+            (pipe.tokenizer, pipe.text_encoder),
+            (getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None)),
+        ]
+        self.parts = [
+            Embedding(t, e, token, init_word, num_vectors) for t, e in pairs if t is not None and e is not None
+        ]
+        self.token = token
+        self.params = {f"token_vectors_{i}": e.param for i, e in enumerate(self.parts)}
+
+    def vectors(self) -> list[torch.Tensor]:
+        return [e.vectors() for e in self.parts]
+
+
 def make_trainable(pipe, c: TrainConfig):
     """The trained tensors by name (LoRA layers through peft, or the token embedding), in fp32."""
     pipe.unet.requires_grad_(False)
@@ -69,8 +86,8 @@ def make_trainable(pipe, c: TrainConfig):
     for enc in text_encoders(pipe):
         enc.requires_grad_(False)
     if c.kind == "textual-inversion":
-        ti = Embedding(pipe, c.token, c.init_word, c.num_vectors)
-        return {"token_vectors": ti.param}, ti
+        ti = TokenVectors(pipe, c.token, c.init_word, c.num_vectors)
+        return ti.params, ti
     from peft import LoraConfig
 
     config = LoraConfig(r=c.rank, lora_alpha=c.alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS)

@@ -153,6 +153,22 @@ def test_textual_inversion_adds_a_token_that_changes_the_image_only_where_it_is_
     assert torch.allclose(loaded, a1111["string_to_param"]["*"][0], atol=1e-3)  # the repo's text encoder is fp16
 
 
+def test_sdxl_textual_inversion_puts_the_token_in_both_text_encoders(tmp_path, images, monkeypatch):
+    config = train.TrainConfig("textual-inversion", "sdxl-base", str(images), out=str(tmp_path / "xl" / "xl-star"),
+                               name="xl-star", token="<xl-star>", init_word="star", steps=2, lr=5e-2,
+                               validation_every=100, checkpoint_every=100,
+                               **{**FAST, "instance_prompt": None})  # fmt: skip
+    r = train.train(config)
+    assert set(load_file(str(r.files["embedding"]))) == {"clip_l", "clip_g"}  # the layout A1111 and ComfyUI read
+    monkeypatch.setenv(trainexport.ENV, str(tmp_path / "xl"))
+    pipe = load_pipeline("sdxl-base", device="cpu")
+    before = _px(helpers.generate(pipe, "a photo of a star", seed=1, **K).images[0])
+    assert styles.load_embedding(pipe, "xl-star") == "<xl-star>"  # by name; the token from the metadata
+    assert "<xl-star>" in pipe.tokenizer.get_vocab() and "<xl-star>" in pipe.tokenizer_2.get_vocab()
+    assert np.array_equal(_px(helpers.generate(pipe, "a photo of a star", seed=1, **K).images[0]), before)
+    assert not np.array_equal(_px(helpers.generate(pipe, "a photo of a <xl-star>", seed=1, **K).images[0]), before)
+
+
 def test_dreambooth_makes_class_images_with_recorded_seeds_and_trains_with_prior_preservation(tmp_path, images):
     config = train.TrainConfig("dreambooth", "sd15", str(images), out=str(tmp_path / "db"), steps=2,
                                class_prompt="a photo of a star", num_class_images=2, validation_every=100,
