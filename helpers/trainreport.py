@@ -17,6 +17,7 @@ from PIL import Image
 
 from . import styles, traindata, trainexport
 from .cache import get_pipeline
+from .errors import ZooError
 from .generate import generate
 from .grids import image_grid
 
@@ -78,3 +79,28 @@ def compare_to_base(
     cols = [base_label, f"{name} (CLIP {summary['clip_tuned']:.1f})"]
     grid = image_grid(cells, col_labels=cols, row_labels=labels, title="was it worth it? same prompts, same seeds")
     return Comparison(grid, table, summary, base, tuned)
+
+
+def language_drift(name: str, evaluator: str = "dinov2-base") -> dict:
+    """How far the class prompt moved towards the subject: no new images needed.
+
+    The base model's class images (made before training, DreamBooth's prior) against the last validation images
+    of the class prompt (made with the adapter on), each scored by similarity to the instance images. A rise
+    near 0 means no drift; a large one means the plain class word now draws your subject.
+    """
+    from . import metrics
+    from .records import read_record
+
+    meta = trainexport.metadata(name)
+    hp = meta.get("hyperparameters", {})
+    out, class_prompt = trainexport.find(name).parent, hp.get("class_prompt")
+    folders = sorted((out / "validation").glob("step-*"))
+    last = [p for p in sorted(folders[-1].glob("*.png")) if read_record(p).prompt == class_prompt] if folders else []
+    base = sorted((out / "class_images").glob("*.png"))
+    if not (class_prompt and last and base):
+        raise ZooError(f"'{name}': drift needs a DreamBooth run validated on its class prompt '{class_prompt}'")
+    refs = [i.image for i in traindata.load_folder(hp["images"], 224, default_prompt="-")]
+    before = metrics.image_similarity([Image.open(p) for p in base], refs, evaluator=evaluator)
+    after = metrics.image_similarity([Image.open(p) for p in last], refs, evaluator=evaluator)
+    b, a = sum(before) / len(before), sum(after) / len(after)
+    return {"class_prompt": class_prompt, "similarity_before": b, "similarity_after": a, "drift": a - b}

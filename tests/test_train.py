@@ -169,14 +169,22 @@ def test_sdxl_textual_inversion_puts_the_token_in_both_text_encoders(tmp_path, i
     assert not np.array_equal(_px(helpers.generate(pipe, "a photo of a <xl-star>", seed=1, **K).images[0]), before)
 
 
-def test_dreambooth_makes_class_images_with_recorded_seeds_and_trains_with_prior_preservation(tmp_path, images):
-    config = train.TrainConfig("dreambooth", "sd15", str(images), out=str(tmp_path / "db"), steps=2,
+def test_dreambooth_makes_class_images_with_recorded_seeds_and_trains_with_prior_preservation(
+    tmp_path, images, monkeypatch
+):
+    from helpers import trainreport
+
+    config = train.TrainConfig("dreambooth", "sd15", str(images), out=str(tmp_path / "db"), name="db", steps=2,
                                class_prompt="a photo of a star", num_class_images=2, validation_every=100,
-                               checkpoint_every=100, **FAST)  # fmt: skip
+                               checkpoint_every=100, validation_prompts=[PROMPT, "a photo of a star"],
+                               **FAST)  # fmt: skip
     r = train.train(config)
     seeds = sorted(read_record(p).seed for p in (tmp_path / "db" / "class_images").glob("*.png"))
     assert seeds == [10_000, 10_001] == r.metadata["class_image_seeds"]
     assert r.files["lora"].is_file() and np.isfinite(r.losses).all()
+    monkeypatch.setenv(trainexport.ENV, str(tmp_path))
+    drift = trainreport.language_drift("db")
+    assert drift["class_prompt"] == "a photo of a star" and np.isfinite(drift["drift"])
 
 
 def test_sdxl_lora_trains_and_loads_into_the_zoo(tmp_path, images, monkeypatch):
