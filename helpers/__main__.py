@@ -4,6 +4,7 @@ python -m helpers list --family sdxl --fits 16
 python -m helpers show sd15
 python -m helpers offline-hub ~/.cache/sdzoo-offline-hub
 python -m helpers readme --check
+python -m helpers evaluate outputs/compare --metrics clip,pickscore --out scores.csv
 """
 
 from __future__ import annotations
@@ -163,6 +164,18 @@ def _bench(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from . import evaluate
+
+    out = args.out or os.path.join(args.folder, "scores.csv")
+    table = evaluate.evaluate_folder(args.folder, args.metrics, args.reference, out, batch_size=args.batch_size,
+                                     device=None if args.device == "auto" else args.device)  # fmt: skip
+    print(evaluate.markdown(table), file=sys.stderr)
+    print(out)
+    print(os.path.splitext(out)[0] + ".md")
+    return 0
+
+
 def _cuda() -> bool:
     import torch
 
@@ -282,6 +295,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="insist on resuming (a rerun resumes by itself anyway)")
     s.add_argument("--device", default="auto")
     s.set_defaults(run=_train)
+
+    s = sub.add_parser("evaluate", help="score PNGs with recipes, grouped by model and settings (CSV/JSON + markdown)")
+    s.add_argument("folder", help="a folder of PNGs saved by helpers (or the A1111 web UI), searched recursively")
+    s.add_argument("--reference", help="a folder of reference images, for fid, kid, fd-dinov2, dino and clip-i")
+    s.add_argument("--metrics", type=_names, default=["clip", "pickscore"],
+                   help="comma-separated: clip clip-b16 pickscore dino clip-i fid kid fd-dinov2 is")  # fmt: skip
+    s.add_argument("--out", help="CSV, or JSON if it ends in .json; a .md table is written beside it "
+                   "(default: FOLDER/scores.csv)")  # fmt: skip
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(run=_evaluate)
 
     s = sub.add_parser("readme", help="regenerate README.md's model tables from models.yaml")
     s.add_argument("--check", action="store_true", help="only check; exit 1 if stale")

@@ -25,6 +25,7 @@ class CompareResult:
     seeds: list[int]
     sweep: SweepResult
     grid_paths: list[Path]
+    scores: object = None  # a DataFrame of metric columns per model (helpers.evaluate), when metrics were asked for
 
     @property
     def grid(self) -> Image.Image:
@@ -60,14 +61,27 @@ class CompareResult:
                     **used,
                 }
             )
-        return pd.DataFrame(out).set_index("model")
+        table = pd.DataFrame(out).set_index("model")
+        if self.scores is not None:
+            table = table.join(self.scores.drop(columns=["images"], errors="ignore"))
+            table.attrs = dict(self.scores.attrs)
+        return table
+
+    def cost_plot(self, metric: str):
+        """Quality against cost: each model a point, `metric` against seconds per image, the frontier joined."""
+        from .evaluate import quality_cost_plot
+
+        return quality_cost_plot(self.table, metric)
 
     def chart(self):
         """Bar charts of seconds per image and peak memory per model (a matplotlib figure)."""
         import matplotlib.pyplot as plt
 
         table = self.table
-        fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(table) + 1.8))
+        scored = [c for c in (self.scores.columns if self.scores is not None else []) if f"{c}_std" in table]
+        fig, axes = plt.subplots(1, 2 + len(scored), figsize=(5.5 * (2 + len(scored)), 0.5 * len(table) + 1.8))
+        for ax, metric in zip(axes[2:], scored, strict=True):
+            table[metric].plot.barh(ax=ax, xerr=table[f"{metric}_std"], color="#55a868", title=metric)
         table["s_per_image"].plot.barh(ax=axes[0], color="#4c72b0", title="seconds per image (lower is faster)")
         memory = table["peak_memory_gb"].fillna(0)
         memory.plot.barh(ax=axes[1], color="#dd8452", title="peak GPU memory, GB (0: not measured on CPU)")
@@ -90,9 +104,15 @@ def compare(
     out_dir: str | Path | None = None,
     device: str = "auto",
     on_cell=None,
+    metrics: list[str] | None = None,
+    reference=None,
     **overrides,
 ) -> CompareResult:
-    """Generate every prompt and seed with every model (each with its own registry defaults unless overridden)."""
+    """Generate every prompt and seed with every model (each with its own registry defaults unless overridden).
+
+    `metrics` (see `helpers.metrics.METRICS`, e.g. ["clip", "pickscore"]) scores each model's images; set
+    metrics such as "fid" and "kid" compare them with `reference` (a folder or a list of images).
+    """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     if out_dir is None:
@@ -121,4 +141,9 @@ def compare(
         path = out / f"compare-seed{seed}.png"
         grid.save(path)
         paths.append(path)
-    return CompareResult(list(models), prompts, seeds, result, paths)
+    scores = None
+    if metrics:
+        from .evaluate import score_rows
+
+        scores = score_rows(result.rows, out, metrics, reference, by=("model",), device=device)
+    return CompareResult(list(models), prompts, seeds, result, paths, scores)

@@ -12,7 +12,8 @@ out: pytorch-fid, clean-fid and torch-fidelity all import torchvision, which has
 torchmetrics' CLIPScore crashes on transformers 5 (torchmetrics#3407), so CLIP score is computed here from
 CLIPModel's own embeddings. FID/KID/IS images are resized as clean-fid does (PIL bicubic, antialiased, 299 px);
 the formulas are in `helpers.metricmath`. Every set-level number carries its extractor, resize and
-implementation (`SetScore`).
+implementation (`SetScore`). On CUDA the judges run in float16, except the FID network (float32, as the
+reference implementations; `dtype=torch.float16` for speed).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +75,12 @@ class Judge:
 # --- loading the judges -----------------------------------------------------------------------------------------
 
 
-def _device_and_dtype(device) -> tuple[str, torch.dtype]:
-    dev = pick_device(device or "auto")
-    return dev, torch.float16 if dev.startswith("cuda") else torch.float32
+def _device_and_dtype(key: str, device, dtype) -> tuple[str, torch.dtype]:
+    """float16 on CUDA, except the FID network: float32, as the reference implementations compute FID."""
+    dev = pick_device(device or "auto")  # None and "auto": cuda, then mps, then cpu
+    if dtype is not None:
+        return dev, dtype
+    return dev, torch.float16 if dev.startswith("cuda") and key != "fid-inception" else torch.float32
 
 
 @functools.cache
@@ -114,9 +118,9 @@ def _load_inception(spec) -> inception.FIDInceptionV3:
     return inception.load_weights(inception.FIDInceptionV3(), state)
 
 
-def judge(key: str, device=None) -> Judge:
-    """The loaded evaluator `key` of the registry (loaded once per device)."""
-    return _load(key, *_device_and_dtype(device))
+def judge(key: str, device=None, dtype: torch.dtype | None = None) -> Judge:
+    """The loaded evaluator `key` of the registry (loaded once per device and dtype)."""
+    return _load(key, *_device_and_dtype(key, device, dtype))
 
 
 def free() -> None:
@@ -127,9 +131,23 @@ def free() -> None:
 # --- inputs -----------------------------------------------------------------------------------------------------
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _expand(item) -> list:
+    """A folder stands for the images in it (PNG, JPEG, WebP), sorted by name."""
+    if isinstance(item, (str, Path)) and Path(item).is_dir():
+        found = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ZooError(f"{item}: no images (PNG, JPEG or WebP) in this folder")
+        return found
+    return [item]
+
+
 def as_images(items) -> list[Image.Image]:
-    """PIL images from images or paths (one image or path is a list of one)."""
+    """PIL images from images, paths or folders of images (one image, path or folder is a list of one)."""
     items = [items] if isinstance(items, (str, Path, Image.Image)) else list(items)
+    items = [path for item in items for path in _expand(item)]
     out = []
     for item in items:
         if isinstance(item, Image.Image):
@@ -239,12 +257,12 @@ def image_similarity(images, references, *, evaluator="dinov2-base", batch_size=
 
 
 @torch.inference_mode()
-def inception_outputs(images, batch_size: int = 32, device=None) -> tuple[np.ndarray, np.ndarray]:
-    """FID Inception pool3 features (N x 2048) and class probabilities (N x 1008), clean-fid resize."""
-    j = judge("fid-inception", device)
+def inception_outputs(images, batch_size=32, device=None, resize="clean", dtype=None) -> tuple[np.ndarray, np.ndarray]:
+    """FID Inception pool3 features (N x 2048) and class probabilities (N x 1008), clean-fid resize by default."""
+    j = judge("fid-inception", device, dtype)
     feats, logits = [], []
     for batch in _batches(as_images(images), batch_size):
-        pool, logit = j.model(inception.to_batch(batch).to(j.device, j.dtype))
+        pool, logit = j.model(inception.to_batch(batch, resize).to(j.device, j.dtype))
         feats.append(pool.double().cpu())
         logits.append(logit.double().cpu())
     return torch.cat(feats).numpy(), torch.softmax(torch.cat(logits), dim=1).numpy()
@@ -274,30 +292,49 @@ def _small_set_warning(metric: str, n: int, n_ref: int | None) -> str | None:
     return text
 
 
+@dataclass
+class Reference:
+    """Reference images whose features are computed once, however many sets are compared with them."""
+
+    images: list
+    features: dict = field(default_factory=dict)
+
+    def inception(self, batch_size=32, device=None) -> np.ndarray:
+        if "inception" not in self.features:
+            self.features["inception"] = inception_outputs(self.images, batch_size, device)[0]
+        return self.features["inception"]
+
+    def dinov2(self, batch_size=32, device=None) -> np.ndarray:
+        if "dinov2" not in self.features:
+            self.features["dinov2"] = image_embeddings(judge("dinov2-base", device), self.images, batch_size)
+        return self.features["dinov2"]
+
+
 def set_scores(images, references=None, metrics=("fid", "kid"), *, batch_size=32, device=None, **kid_options):
-    """Set-level metrics of `images` (against `references` where the metric needs them), features computed once."""
+    """Set-level metrics of `images` (against `references` where the metric needs them), features computed once.
+
+    `references`: images, paths, a folder, or a `Reference` (to reuse its features across several sets).
+    """
     unknown = set(metrics) - set(PER_SET)
     if unknown:
         raise ZooError(f"unknown set metric(s) {sorted(unknown)}; choose from {sorted(PER_SET)}")
     images = as_images(images)
-    refs = as_images(references) if references is not None else None
-    if refs is None and any(PER_SET[m] for m in metrics):
+    ref = references if isinstance(references, Reference) or references is None else Reference(as_images(references))
+    if ref is None and any(PER_SET[m] for m in metrics):
         raise ZooError(f"{[m for m in metrics if PER_SET[m]]} compare two sets: give reference images")
     inc = inception_outputs(images, batch_size, device) if {"fid", "kid", "is"} & set(metrics) else None
-    inc_ref = inception_outputs(refs, batch_size, device) if {"fid", "kid"} & set(metrics) else None
     out = {}
     for m in metrics:
-        n_ref = len(refs) if PER_SET[m] else None
+        n_ref = len(ref.images) if PER_SET[m] else None
         if m == "fid":
-            value, std = metricmath.frechet_distance(inc[0], inc_ref[0]), None
+            value, std = metricmath.frechet_distance(inc[0], ref.inception(batch_size, device)), None
         elif m == "kid":
-            value, std = metricmath.kid(inc[0], inc_ref[0], **kid_options)
+            value, std = metricmath.kid(inc[0], ref.inception(batch_size, device), **kid_options)
         elif m == "is":
             value, std = metricmath.inception_score(inc[1])
         else:
-            dino = judge("dinov2-base", device)
-            a, b = image_embeddings(dino, images, batch_size), image_embeddings(dino, refs, batch_size)
-            value, std = metricmath.frechet_distance(a, b), None
+            a = image_embeddings(judge("dinov2-base", device), images, batch_size)
+            value, std = metricmath.frechet_distance(a, ref.dinov2(batch_size, device)), None
         warning = _small_set_warning(m, len(images), n_ref)
         out[m] = SetScore(m, value, std, len(images), n_ref, *_describe(m), warning)
     return out
@@ -345,7 +382,8 @@ def score(images, prompts=None, metrics=("clip",), references=None, *, batch_siz
         else:
             if references is None:
                 raise ZooError(f"metric '{m}' compares images with references: give reference images")
-            out[m] = image_similarity(images, references, evaluator=evaluator, batch_size=batch_size, device=device)
+            refs = references.images if isinstance(references, Reference) else references
+            out[m] = image_similarity(images, refs, evaluator=evaluator, batch_size=batch_size, device=device)
     sets = [m for m in metrics if m in PER_SET]
     if sets:
         out |= set_scores(images, references, sets, batch_size=batch_size, device=device)

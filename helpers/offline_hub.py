@@ -277,7 +277,10 @@ def _write_processor(folder: Path, kind: str, pad_token: str = "<|endoftext|>") 
 def write_evaluator_folder(spec: EvaluatorSpec, folder: Path) -> None:
     """A tiny judge at the evaluator's repo: CLIP or DINOv2 with its processor; PickScore's model alone."""
     seed = zlib.crc32(spec.repo.encode())
-    model = tiny.seeded(tiny.dinov2, seed=seed) if spec.kind == "dinov2" else tiny.seeded(tiny.clip_model, seed=seed)
+    if spec.kind == "dinov2":
+        model = tiny.seeded(tiny.dinov2, seed=seed)
+    else:  # PickScore is a CLIP-H, whose activation is gelu (OpenAI's CLIPs use quick_gelu)
+        model = tiny.seeded(tiny.clip_model, "gelu" if spec.kind == "preference" else "quick_gelu", seed=seed)
     model.save_pretrained(str(folder))
     if spec.kind in ("clip", "dinov2"):
         _write_processor(folder, spec.kind)

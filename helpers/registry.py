@@ -278,7 +278,10 @@ class Registry:
 
     def evaluator(self, key: str) -> EvaluatorSpec:
         if key not in self.evaluators:
-            raise UnknownModelError(_unknown("evaluator", key, self.evaluators))
+            close = difflib.get_close_matches(str(key), sorted(self.evaluators), n=2, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            known = ", ".join(self.evaluators)
+            raise UnknownModelError(f"Unknown evaluator '{key}'.{hint} The evaluators of models.yaml: {known}")
         return self.evaluators[key]
 
     def list(

@@ -198,10 +198,12 @@ def sweep(
     device: str = "auto",
     title: str | None = None,
     on_cell=None,
+    metrics: list[str] | None = None,
 ):
     """Run every cell not already done in `out_dir`, then write the merged manifest and the grids.
 
     `on_cell(row)` is called with each cell's manifest row as it finishes (to fill a grid as it goes).
+    `metrics` (per-image ones, e.g. ["clip"]) gives each finished cell `scores` (see `helpers.evaluate.sweep_plot`).
     """
     from accelerate import PartialState
 
@@ -219,6 +221,10 @@ def sweep(
     result = SweepResult(out, [])
     if state.is_main_process:
         result = _finish(out, axis_list, cells, title)
+        if metrics:
+            from .evaluate import score_cells
+
+            score_cells(result, metrics)
     state.wait_for_everyone()
     if not state.is_main_process:
         result = SweepResult(out, [read_manifest(out)[c.key] for c in cells])

@@ -10,6 +10,7 @@ from scipy import linalg
 
 from helpers import metricmath, metrics
 from helpers.errors import ZooError
+from helpers.registry import default as registry_default
 
 
 def _features(n, d, seed, shift=0.0):
@@ -125,7 +126,7 @@ def test_set_metrics_carry_how_they_were_made_and_warn_on_small_sets(images):
     assert out["fd-dinov2"].value > 0 and "dinov2-base" in out["fd-dinov2"].extractor
 
 
-def test_scoring_errors_say_what_to_give(images):
+def test_scoring_errors_say_what_to_give(images, tmp_path):
     with pytest.raises(ZooError, match="give reference images"):
         metrics.score(images, metrics=["fid"])
     with pytest.raises(ZooError, match="give prompts"):
@@ -134,3 +135,44 @@ def test_scoring_errors_say_what_to_give(images):
         metrics.clip_score(images, ["a", "b"])
     with pytest.raises(ZooError, match="unknown metric"):
         metrics.score(images, ["x"], metrics=["fidd"])
+    with pytest.raises(ZooError, match="no images \\(PNG, JPEG or WebP\\) in this folder"):
+        metrics.image_similarity(images, tmp_path)
+    images[0].save(tmp_path / "ref.png")
+    assert metrics.image_similarity(images[:1], tmp_path) == pytest.approx([1.0], abs=1e-5)  # a folder of references
+    with pytest.raises(ZooError, match="Unknown evaluator 'clip-vit-l14'. Did you mean 'clip-vit-l-14'"):
+        metrics.clip_score(images, "a fox", evaluator="clip-vit-l14")
+
+
+def test_the_fid_resize_is_pil_bicubic_with_antialiasing_and_differs_from_bilinear():
+    from helpers import inception
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 255, (512, 384, 3), dtype=np.uint8))
+    smooth = image.resize((12, 16)).resize((384, 512), Image.BILINEAR)  # no overshoot for uint8 PIL to clip
+    direct = np.asarray(smooth.resize((299, 299), Image.BICUBIC), np.float64)
+    assert np.abs(inception.clean_resize(smooth) - direct).max() <= 1  # the same filter, up to uint8 rounding
+    clean = inception.clean_resize(image)
+    assert clean.shape == (299, 299, 3)
+    bilinear = inception.to_batch([image], "bilinear")[0].permute(1, 2, 0).numpy() * 128 + 128
+    assert np.abs(bilinear - clean).mean() > 10  # no antialiasing: noise aliases instead of averaging out
+    grey = inception.to_batch([Image.new("RGB", (64, 64), (128, 0, 255))])  # TF's scaling: (x - 128) / 128
+    assert grey[0, :, 100, 100].tolist() == pytest.approx([0, -1, 127 / 128], abs=1e-6)
+
+
+@pytest.mark.parametrize("key", list(registry_default().evaluators))
+def test_every_evaluator_stands_in_the_offline_hub_at_its_pinned_revision(offline_hub_dir, key):
+    from huggingface_hub import try_to_load_from_cache
+
+    spec = registry_default().evaluator(key)
+    if spec.repo:
+        assert isinstance(try_to_load_from_cache(spec.repo, "config.json", revision=spec.revision), str)
+    j = metrics.judge(key)
+    assert j.spec is spec and not j.model.training
+
+
+def test_a_reference_computes_its_features_once_for_every_set(images):
+    ref = metrics.Reference(images[2:])  # FD-DINOv2 here: the tiny DINOv2 is faster than the full-size Inception
+    first = metrics.set_scores(images[:2], ref, ["fd-dinov2"])["fd-dinov2"]
+    features = ref.features["dinov2"]
+    second = metrics.set_scores(images[1:3], ref, ["fd-dinov2"])["fd-dinov2"]
+    assert ref.features["dinov2"] is features and second.value != first.value and second.n_reference == 2
