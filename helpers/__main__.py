@@ -17,7 +17,7 @@ import sys
 import torch
 import yaml
 
-from . import doctor, evaluate, offline_hub, readme, sweepfile
+from . import doctor, evaluate, offline_hub, readme, sweepfile, train
 from .errors import ZooError
 from .families import FAMILIES
 from .generate import generate
@@ -172,6 +172,24 @@ def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _train(args) -> int:
+    config = train.TrainConfig(
+        args.kind, args.key, args.images, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
+        lr=args.lr, batch_size=args.batch_size, resolution=args.resolution, buckets=args.buckets,
+        instance_prompt=args.instance_prompt, class_prompt=args.class_prompt, num_class_images=args.num_class_images,
+        token=args.token, init_word=args.init_word, num_vectors=args.num_vectors, seed=args.seed,
+        validation_prompts=args.validation_prompt or [], validation_every=args.validation_every,
+        validation_inference_steps=args.validation_steps, checkpoint_every=args.checkpoint_every, device=args.device,
+    )  # fmt: skip
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the paths of the files written
+        if args.resume:
+            train.require_checkpoint(config)
+        result = train.train(config)
+    for path in result.files.values():
+        print(path)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers", description="The Stable Diffusion model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -234,6 +252,33 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config-dir", help="with --random-weights: checkpoint configs, e.g. ../shared/real-configs")
     s.add_argument("--hub-cache", default=".cache/bench-hub", help="with --random-weights: where the models go")
     s.set_defaults(run=_bench)
+
+    s = sub.add_parser("train", help="fine-tune on a folder of images: LoRA, DreamBooth-LoRA, textual inversion")
+    s.add_argument("kind", choices=["lora", "dreambooth", "textual-inversion"])
+    s.add_argument("key", help="the base model (sd1, sd2 or sdxl family)")
+    s.add_argument("--images", required=True, help="folder of images; NAME.txt beside NAME.png is its caption")
+    s.add_argument("--out", help="output folder (default: adapters/NAME, where the zoo finds it by name)")
+    s.add_argument("--name", help="the adapter's name (default: KEY-KIND)")
+    s.add_argument("--steps", type=int, default=500)
+    s.add_argument("--rank", type=int, default=4, help="LoRA rank")
+    s.add_argument("--lr", type=float, help="learning rate (default: 1e-4 for LoRA, 5e-4 for textual inversion)")
+    s.add_argument("--batch-size", type=int, default=1)
+    s.add_argument("--resolution", type=int, help="training size (default: the model's native size)")
+    s.add_argument("--buckets", action="store_true", help="aspect-ratio buckets instead of centre crops")
+    s.add_argument("--instance-prompt", help="prompt of images without a caption; DreamBooth: 'a photo of sks dog'")
+    s.add_argument("--class-prompt", help="DreamBooth prior preservation: 'a photo of a dog'")
+    s.add_argument("--num-class-images", type=int, default=100)
+    s.add_argument("--token", help="textual inversion: the new token (default: <NAME>)")
+    s.add_argument("--init-word", default="object", help="textual inversion: the word the token starts from")
+    s.add_argument("--num-vectors", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--validation-prompt", action="append", help="repeat for several (default: the instance prompt)")
+    s.add_argument("--validation-every", type=int, default=100)
+    s.add_argument("--validation-steps", type=int, help="inference steps of validation images (default: model's)")
+    s.add_argument("--checkpoint-every", type=int, default=100)
+    s.add_argument("--resume", action="store_true", help="insist on resuming (a rerun resumes by itself anyway)")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(run=_train)
 
     s = sub.add_parser("evaluate", help="score PNGs with recipes, grouped by model and settings (CSV/JSON + markdown)")
     s.add_argument("folder", help="a folder of PNGs saved by helpers (or the A1111 web UI), searched recursively")

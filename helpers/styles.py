@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import fast
+from . import fast, trainexport
 from .errors import ZooError
 from .loaded import record, spec_of
 from .registry import default as default_registry
@@ -48,6 +48,7 @@ def load_lora(pipe, source: str, weight_name: str | None = None, name: str | Non
     Returns its adapter name. A LoRA made for another family (an SD 1.5 LoRA into SDXL) is an error.
     """
     reg = default_registry()
+    source = _trained(pipe, source) or source  # an adapter trained with helpers.train, by name
     if source in reg.adapters:
         spec = reg.adapter(source)
         if spec.kind != "lora":
@@ -145,6 +146,9 @@ def load_embedding(pipe, source: str, token: str | None = None, weight_name: str
         spec = reg.adapter(source)
         token = token or spec.token
         pipe.load_textual_inversion(spec.repo, weight_name=spec.weight_name, token=token, revision=spec.revision)
+    elif _trained(pipe, source):
+        token = token or trainexport.metadata(source).get("token")
+        trainexport.load_embedding_file(pipe, _trained(pipe, source), token)
     else:
         path = Path(source)
         if path.is_file():
@@ -165,3 +169,14 @@ def trigger_words_missing(pipe, prompt: str) -> list[str]:
         if name in reg.adapters:
             words += reg.adapter(name).trigger_words
     return [w for w in words if w.lower() not in prompt.lower()]
+
+
+def _trained(pipe, source: str) -> str | None:
+    """The weights file of an adapter trained with `helpers.train` when `source` is its name (not a registry key)."""
+    path = None if source in default_registry().adapters else trainexport.find(source)
+    if path is None:
+        return None
+    family = trainexport.metadata(path).get("family")
+    if family and _family(pipe) and family != _family(pipe):
+        raise ZooError(f"'{source}' was trained on a {family} model; this pipeline is {_family(pipe)}")
+    return str(path)
