@@ -21,7 +21,8 @@ from .errors import ZooError
 from .families import FAMILIES
 from .generate import generate
 from .images import parse_size
-from .registry import default
+from .registry import REGISTRY_ENV, default
+from .registry import load as load_registry
 
 
 def _list(args) -> int:
@@ -200,7 +201,6 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("doctor", help="check registry entries against the Hub (needs network)")
     s.add_argument("keys", nargs="*")
     s.add_argument("--pin", action="store_true", help="write each branch entry's current commit into the registry")
-    s.add_argument("--registry", help="registry file (default: models.yaml)")
     s.set_defaults(run=_doctor)
 
     s = sub.add_parser("offline-hub", help="build tiny random-weight stand-ins of every model, for no-network use")
@@ -224,6 +224,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--hub-cache", default=".cache/bench-hub", help="with --random-weights: where the models go")
     s.set_defaults(run=_bench)
 
+    for name in ("list", "show", "generate", "sweep", "doctor"):
+        sub.choices[name].add_argument(
+            "--registry", metavar="FILE", help=f"registry file (default: ${REGISTRY_ENV}, else models.yaml)"
+        )
+
     s = sub.add_parser("readme", help="regenerate README.md's model tables from models.yaml")
     s.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
     s.set_defaults(run=_readme)
@@ -233,6 +238,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
+        if getattr(args, "registry", None):  # every command then reads this file (see helpers.registry.default)
+            os.environ[REGISTRY_ENV] = args.registry
+            load_registry(args.registry)  # a missing or bad file fails here, naming it
         return args.run(args)
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)

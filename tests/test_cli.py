@@ -62,3 +62,17 @@ def test_list_and_show(capsys):
     assert main(["show", "sdxl-lightning-4step"]) == 0
     out = capsys.readouterr().out
     assert "timestep_spacing: trailing" in out and "schedulers: default, Euler" in out
+
+
+def test_registry_option_and_missing_file(tmp_path, capsys):
+    assert main(["doctor", "--registry", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.yaml: no such registry file" in err and "Traceback" not in err
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        (ROOT / "helpers" / "models.yaml").read_text().replace("name: Stable Diffusion 1.5", "name: Mine", 1)
+    )
+    code, out, err = run("show", "sd15", "--registry", str(small))
+    assert code == 0 and "# sd15: Mine" in out, err
+    code, out, err = run("show", "sd15", SDZOO_REGISTRY=str(small))
+    assert code == 0 and "# sd15: Mine" in out, err
