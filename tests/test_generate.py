@@ -148,3 +148,14 @@ def test_arguments_are_checked_before_anything_loads(kwargs, message):
     with pytest.raises(ZooError, match=message):
         generate("sdxl-base", "a cat", **{**SMALL, **kwargs})
     assert cache.CACHE.keys() == [], "nothing was loaded (online, nothing downloaded) before the error"
+
+
+def test_registry_argument_is_the_one_used(tmp_path):
+    text = registry.REGISTRY_PATH.read_text()
+    path = tmp_path / "mine.yaml"
+    sd15 = REG.get("sd15")
+    path.write_text(text.replace(f"steps: {sd15.defaults.steps}\n", "steps: 3\n", 1))
+    mine = registry.load(path)
+    assert mine.get("sd15").defaults.steps == 3 != sd15.defaults.steps
+    rec = generate("sd15", "a cat", seed=1, height=64, width=64, device="cpu", registry=mine).records[0]
+    assert rec.num_inference_steps == 3
