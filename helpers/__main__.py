@@ -21,6 +21,7 @@ from .errors import ZooError
 from .families import FAMILIES
 from .generate import generate
 from .images import parse_size
+from .records import check_folder
 from .registry import REGISTRY_ENV, default
 from .registry import load as load_registry
 
@@ -85,6 +86,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _generate(args) -> int:
     width, height = args.size if args.size else (None, None)
+    check_folder(args.out)  # before generating, so no finished image is lost to a bad folder
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the paths, for scripts
         result = _run_generate(args, width, height)
     for path in result.save(args.out):

@@ -56,7 +56,7 @@ class GenerationResult:
         Images listed in `problems` (black or NaN output) are not saved as if they were images.
         """
         pairs = enumerate(zip(self.images, self.records, strict=True))
-        return [records.save_image(im, rec, out_dir) for i, (im, rec) in pairs if i not in self.problems]
+        return records.save_images([(im, rec) for i, (im, rec) in pairs if i not in self.problems], out_dir)
 
 
 @dataclass

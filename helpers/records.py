@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +159,38 @@ def png_info(record: Record) -> PngImagePlugin.PngInfo:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "image"
+
+
+def check_folder(out_dir: str | Path) -> Path:
+    """Make sure images can be written into `out_dir` (creating it), before any work is done; say why not."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"{out} is a file, not a folder: choose a folder for the images (--out DIR)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ZooError(f"{out}: images cannot be written there ({e.strerror or e}); choose another folder") from None
+    return out
+
+
+def save_images(pairs, out_dir: str | Path = "outputs") -> list[Path]:
+    """Save (image, record) pairs; if the folder fails midway, save the rest in a new temporary folder and say so."""
+    pairs = list(pairs)
+    paths = []
+    for i, (image, record) in enumerate(pairs):
+        try:
+            paths.append(save_image(image, record, out_dir))
+        except OSError as e:
+            kept = Path(tempfile.mkdtemp(prefix="sdzoo-unsaved-"))
+            for im, rec in pairs[i:]:
+                save_image(im, rec, kept)
+            raise ZooError(
+                f"{out_dir}: saving failed ({e.strerror or e}); the {len(pairs) - i} unsaved image(s) were saved in "
+                f"{kept} instead" + (f" (and {len(paths)} in {out_dir})" if paths else "") + ": move them from there"
+            ) from None
+    return paths
 
 
 def save_image(image: Image.Image, record: Record, out_dir: str | Path = "outputs") -> Path:

@@ -76,3 +76,24 @@ def test_registry_option_and_missing_file(tmp_path, capsys):
     assert code == 0 and "# sd15: Mine" in out, err
     code, out, err = run("show", "sd15", SDZOO_REGISTRY=str(small))
     assert code == 0 and "# sd15: Mine" in out, err
+
+
+def _unwritable(tmp_path):
+    if os.geteuid() == 0:  # root writes through permission bits; sysfs refuses even root
+        return "/sys/sdzoo-out"
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    return str(folder)
+
+
+def test_out_folder_is_checked_before_generating(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    args = ["generate", "sd15", "x", "--steps", "1", "--size", "64", "--device", "cpu", "--out"]
+    assert main([*args, str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {a_file} is a file, not a folder" in err and err.count("\n") == 1
+    assert main([*args, _unwritable(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "images cannot be written there" in err and "choose another folder" in err and err.count("\n") == 1

@@ -1,9 +1,11 @@
 """Generation on the offline hub: defaults, seed rules, recipes that regenerate, schedulers, bad input."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import helpers
 from helpers import ZooError, cache, generate, read_record, regenerate, registry, set_scheduler
@@ -159,3 +161,14 @@ def test_registry_argument_is_the_one_used(tmp_path):
     assert mine.get("sd15").defaults.steps == 3 != sd15.defaults.steps
     rec = generate("sd15", "a cat", seed=1, height=64, width=64, device="cpu", registry=mine).records[0]
     assert rec.num_inference_steps == 3
+
+
+def test_images_are_kept_when_saving_fails(tmp_path):
+    result = generate("sd15", "a cat", seed=4, num_images=2, **SMALL)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(ZooError, match=r"the 2 unsaved image\(s\) were saved in .*sdzoo-unsaved-") as e:
+        result.save(blocked / "out")
+    kept = sorted(Path(str(e.value).split(" were saved in ")[1].split(" instead")[0]).glob("*.png"))
+    assert [read_record(p).seed for p in kept] == [4, 5]
+    assert np.array_equal(_px(Image.open(kept[1])), _px(result.images[1]))
