@@ -225,6 +225,8 @@ def write_vae_folder(spec: VaeSpec, folder: Path) -> None:
         model = tiny.seeded(tiny.tiny_autoencoder, ch, seed=7)
     else:
         model = _vae_for(fam)
+        if spec.fp16_fix_for:  # as madebyollin/sdxl-vae-fp16-fix's config: safe in float16, so no upcasting
+            model.register_to_config(force_upcast=False)
         torch.manual_seed(8)  # a different VAE from the pipeline's own, so swapping it shows
         for p in model.parameters():
             p.data.add_(0.01 * torch.randn_like(p))
