@@ -12,6 +12,7 @@ each image was made.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import random
 import warnings
@@ -233,6 +234,11 @@ def _edit_inputs(task: str, image, mask_image):
             raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.masks")
         mask = mask_image if isinstance(mask_image, Image.Image) else load_image(mask_image, "L")
         mask_image = masks.check(mask, image)
+        if mask_image.getextrema()[1] == 0:
+            raise ZooError(
+                "the mask_image is all black, so nothing would be repainted: paint white where the image should "
+                "change (helpers.masks.box, ellipse, polygon), or use img2img to change the whole image"
+            )
         inputs["mask_image"] = fingerprint(mask_image)
     return image, mask_image, inputs
 
@@ -472,4 +478,9 @@ def regenerate(source: str | Path | Record, image=None, mask_image=None, **overr
             raise ZooError(f"{source}: the {name} given is not the one this image was made from ({fp})")
         given[name] = loaded
     inputs = {k: v for k, v in given.items() if v is not None}
-    return generate(rec.model, **{**rec.generate_kwargs(), **inputs, **overrides})
+    result = generate(rec.model, **{**rec.generate_kwargs(), **inputs, **overrides})
+    if rec.blend:  # an outpainting: blended into its canvas after generation, so again here
+        canvas, mask = inputs["image"], inputs["mask_image"]
+        result.images = [masks.blend(canvas, im, mask, feather=rec.blend) for im in result.images]
+        result.records = [dataclasses.replace(r, blend=rec.blend) for r in result.records]
+    return result

@@ -48,6 +48,7 @@ class Record:
     revision: str = ""
     dtype: str = ""
     vae: str = ""  # the registry VAE used instead of the repo's, if any
+    blend: int = 0  # outpainting: the result was blended into the input image with this feather (0: not blended)
     device: str = ""
     versions: dict = field(default_factory=dict)
 
