@@ -87,6 +87,8 @@ def _size(text: str) -> tuple[int, int]:
 def _generate(args) -> int:
     width, height = args.size if args.size else (None, None)
     check_folder(args.out)  # before generating, so no finished image is lost to a bad folder
+    if args.mask and not args.image:
+        raise ZooError("--mask needs --image: the image to inpaint")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the paths, for scripts
         result = _run_generate(args, width, height)
     for path in result.save(args.out):
@@ -109,6 +111,9 @@ def _run_generate(args, width, height):
         scheduler=args.scheduler,
         num_images=args.num_images,
         device=args.device,
+        image=args.image,
+        mask_image=args.mask,
+        **({"strength": args.strength} if args.strength is not None else {}),
     )
 
 
@@ -191,6 +196,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=_size, help="N or WxH (default: the model's native size)")
     s.add_argument("--scheduler", help="a sampler name, e.g. 'DPM++ 2M Karras' (see `show KEY`)")
     s.add_argument("--num-images", type=int, default=1)
+    s.add_argument("--image", help="input image (path or URL): img2img, or inpainting with --mask")
+    s.add_argument("--mask", help="inpainting mask (path or URL): white is repainted, black kept; needs --image")
+    s.add_argument("--strength", type=float, help="with --image: how much to change it, in (0, 1]")
     s.add_argument("--device", default="auto")
     s.add_argument("--out", default="outputs", help="folder for the PNGs (existing files are never replaced)")
     s.set_defaults(run=_generate)

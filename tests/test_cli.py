@@ -4,7 +4,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import read_record
 from helpers.__main__ import main
@@ -97,3 +99,19 @@ def test_out_folder_is_checked_before_generating(tmp_path, capsys):
     assert main([*args, _unwritable(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "images cannot be written there" in err and "choose another folder" in err and err.count("\n") == 1
+
+
+def test_generate_inpaints_with_image_and_mask(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    mask = Image.new("L", (64, 64))
+    mask.paste(255, (16, 16, 48, 48))
+    mask.save(tmp_path / "mask.png")
+    code, out, err = run(
+        "generate", "sd15-inpainting", "a red apple", "--steps", "2", "--seed", "3", "--device", "cpu",
+        "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 0, err
+    rec = read_record(out.split()[0])
+    assert rec.task == "inpaint" and rec.model == "sd15-inpainting" and (rec.width, rec.height) == (64, 64)
+    assert set(rec.inputs) == {"image", "mask_image"}
+    assert main(["generate", "sd15", "x", "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path)]) == 2
