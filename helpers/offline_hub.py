@@ -331,6 +331,29 @@ def build(cache_dir: str | Path, registry: Registry | None = None, keys: list[st
     return cache
 
 
+def add_repo(cache_dir: str | Path, spec: ModelSpec, pickled: tuple[str, ...] = ()) -> None:
+    """Write one entry's tiny pipeline into an offline hub; the `pickled` components get only `.bin` weights.
+
+    Real repos mix layouts (the variant for some components only: `layout.variant_components`; pickled weights
+    for others), and tests load such mixtures from here.
+    """
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        folder = Path(tmp) / "repo"
+        write_pipeline_folder(spec, folder)
+        for name in pickled:
+            _pickle_weights(folder / name)
+        commit_to_cache(Path(cache_dir), spec.repo, spec.revision, spec.revision_kind, folder)
+
+
+def _pickle_weights(folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    for path in folder.glob("*.safetensors"):
+        name = path.name.replace("model.", "pytorch_model.", 1) if path.name.startswith("model.") else path.name
+        torch.save(load_file(str(path)), folder / name.replace(".safetensors", ".bin"))
+        path.unlink()
+
+
 def mark_built(cache: Path, comment: str) -> None:
     """Write the cache-directory tag that marks a finished build (and that backup tools skip)."""
     (cache / BUILD_MARK).write_text(f"Signature: 8a477f597d28d172789f06886806bc55\n# {comment}\n")
