@@ -13,6 +13,7 @@ each image was made.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import random
 import warnings
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from . import masks, previews, records, styles, timing
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
-from .errors import ZooError
+from .errors import UnknownModelError, ZooError
 from .families import FAMILIES
 from .images import fingerprint, load_image
 from .loaded import record as record_of
@@ -425,6 +426,30 @@ def _decode_again_in_float32(pipe, spec: ModelSpec, watch: timing.Stopwatch):
     return list(arrays), nsfw
 
 
+def _known(key: str, registry: Registry) -> bool:
+    try:
+        registry.get(key)
+    except UnknownModelError:
+        return False
+    return True
+
+
+def _registry_key_for(name: str, registry: Registry) -> str | None:
+    """The registry key a checkpoint name (e.g. A1111's 'v1-5-pruned-emaonly') most likely means, if any."""
+
+    def norm(text):
+        return "".join(c for c in text.lower() if c.isalnum())
+
+    target, best = norm(name), (2, 0.0, None)
+    for m in registry.models.values():
+        for cand in (m.key, *m.aliases, m.repo.split("/")[1]):
+            match = difflib.SequenceMatcher(None, target, norm(cand))
+            # versions decide ('v1-5' is sd15, not sd14): the longest common run that holds a digit
+            runs = [b.size for b in match.get_matching_blocks() if any(c.isdigit() for c in target[b.a : b.a + b.size])]
+            best = max(best, (max(runs, default=0), match.ratio(), m.key), key=lambda s: s[:2])
+    return best[2]
+
+
 def _broken(image: np.ndarray) -> bool:
     """NaN anywhere, or black everywhere: what an overflowing VAE makes."""
     return bool(np.isnan(image).any() or np.nanmax(image) < 1 / 255)
@@ -478,7 +503,16 @@ def regenerate(source: str | Path | Record, image=None, mask_image=None, **overr
             raise ZooError(f"{source}: the {name} given is not the one this image was made from ({fp})")
         given[name] = loaded
     inputs = {k: v for k, v in given.items() if v is not None}
-    result = generate(rec.model, **{**rec.generate_kwargs(), **inputs, **overrides})
+    model = overrides.pop("model", None) or rec.model
+    registry = overrides.get("registry") or default_registry()
+    if isinstance(model, str) and model == rec.model and not _known(model, registry):
+        guess = _registry_key_for(rec.model, registry)
+        raise UnknownModelError(
+            f"{source}: its recipe names model '{rec.model}', which the registry does not know"
+            + (f". Did you mean '{guess}'? Then: regenerate(path, model='{guess}')" if guess else "")
+            + "; pass model=KEY to regenerate it with a registry model (`python -m helpers list`)"
+        )
+    result = generate(model, **{**rec.generate_kwargs(), **inputs, **overrides})
     if rec.blend:  # an outpainting: blended into its canvas after generation, so again here
         canvas, mask = inputs["image"], inputs["mask_image"]
         result.images = [masks.blend(canvas, im, mask, feather=rec.blend) for im in result.images]

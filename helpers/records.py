@@ -130,7 +130,13 @@ def read_record(path: str | Path) -> Record:
     except (OSError, ValueError) as e:
         raise ZooError(f"{path}: cannot read it as an image ({e})") from None
     if JSON_KEY in text:
-        return Record.from_dict(json.loads(text[JSON_KEY]))
+        try:
+            return Record.from_dict(json.loads(text[JSON_KEY]))
+        except (json.JSONDecodeError, TypeError, AttributeError) as e:
+            raise ZooError(
+                f"{path}: its '{JSON_KEY}' recipe is damaged or incomplete ({str(e).splitlines()[0][:120]}); "
+                "it cannot be regenerated from it (read the prompt and settings by eye, or use generate())"
+            ) from None
     if "parameters" in text:
         p = parse_a1111(text["parameters"])
         try:

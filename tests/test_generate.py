@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 import helpers
 from helpers import ZooError, cache, generate, read_record, regenerate, registry, set_scheduler
@@ -172,3 +172,23 @@ def test_images_are_kept_when_saving_fails(tmp_path):
     kept = sorted(Path(str(e.value).split(" were saved in ")[1].split(" instead")[0]).glob("*.png"))
     assert [read_record(p).seed for p in kept] == [4, 5]
     assert np.array_equal(_px(Image.open(kept[1])), _px(result.images[1]))
+
+
+def _png_with(tmp_path, key, text):
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, text)
+    path = tmp_path / f"{key}.png"
+    Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+    return path
+
+
+def test_regenerate_explains_and_overrides_the_model(tmp_path):
+    a1111 = "a fox\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Model: v1-5-pruned-emaonly"
+    path = _png_with(tmp_path, "parameters", a1111)
+    with pytest.raises(ZooError, match=r"recipe names model 'v1-5-pruned-emaonly'.*Did you mean 'sd15'\?"):
+        regenerate(path)
+    result = regenerate(path, model="sd15", device="cpu")
+    assert result.records[0].model == "sd15" and result.records[0].seed == 5
+    partial = _png_with(tmp_path, "sdzoo", '{"prompt": "a fox", "seed": 1')
+    with pytest.raises(ZooError, match=r"sdzoo.png: its 'sdzoo' recipe is damaged or incomplete"):
+        regenerate(partial)
