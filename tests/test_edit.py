@@ -129,7 +129,12 @@ def test_regenerating_an_outpainting_gives_the_same_pixels(tmp_path):
 
 
 def test_sdxl_base_plus_refiner():
-    image = refine("a lighthouse", num_inference_steps=4, height=64, width=64, device="cpu")
-    assert image.size == (64, 64)
+    kw = {"num_inference_steps": 4, "height": 64, "width": 64, "device": "cpu"}
+    image = refine("a lighthouse", seed=2, **kw)
+    px = np.asarray(image).astype(int)
+    assert image.size == (64, 64) and px.std() > 0
+    assert np.array_equal(px, np.asarray(refine("a lighthouse", seed=2, **kw))), "a seed makes the same pixels"
+    other = np.asarray(refine("a lighthouse", seed=2, high_noise_frac=0.5, **kw)).astype(int)
+    assert np.abs(other - px).max() > 0, "the refiner's share of the steps changes the picture"
     with pytest.raises(ZooError, match="between 0 and 1"):
         refine("x", high_noise_frac=1.5)

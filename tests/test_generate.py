@@ -100,7 +100,7 @@ def test_every_scheduler_name_runs_for_its_family(family):
     assert len(names) > 2
     for name in names:
         out = generate(pipe, "a cat", scheduler=name, seed=3, **small(key))
-        assert np.isfinite(_px(out.images[0])).all() and out.records[0].scheduler == name
+        assert not out.problems and _px(out.images[0]).std() > 0 and out.records[0].scheduler == name
         if name != "default":
             assert type(pipe.scheduler).__name__ == SCHEDULERS[name].class_name
     assert (getattr(pipe, "unet", None) or pipe.transformer) is denoiser, "changing the scheduler never reloads"
