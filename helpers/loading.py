@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 
 import diffusers
@@ -278,6 +279,13 @@ def explain(spec, e: BaseException) -> str | None:
         )
     if isinstance(cause, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
         return _not_cached_message(what)
+    damaged = _damaged_file(e)
+    if damaged:
+        return (
+            f"Model {what}: the weight file {damaged} is damaged (cut short by an interrupted download, or corrupt). "
+            f"Delete it (or the model's whole folder: `hf cache delete`, or remove {_snapshot_folder(damaged)}) "
+            "and load the model again online to download it again."
+        )
     text = str(e)
     if (
         isinstance(e, (OSError, ValueError))
@@ -297,6 +305,28 @@ def explain(spec, e: BaseException) -> str | None:
     if isinstance(e, OSError) and ("not fully cached" in text or "offline" in text.lower()):
         return _not_cached_message(what)
     return None
+
+
+def _damaged_file(e: BaseException) -> str | None:
+    """The weight file named in an exception chain that says it could not be read (safetensors, torch.load)."""
+    seen, texts, damaged = set(), [], False
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        texts.append(str(e))
+        damaged |= type(e).__name__ in ("SafetensorError", "UnpicklingError", "HeaderTooLarge") or isinstance(
+            e, UnicodeDecodeError
+        )
+        e = e.__cause__ or e.__context__
+    joined = "\n".join(texts)
+    if not (damaged or "Unable to load weights from checkpoint file" in joined):
+        return None
+    found = re.search(r"""['"]?(/[^'"\n]+?\.(?:safetensors|bin))['"]?""", joined)
+    return found.group(1) if found else None
+
+
+def _snapshot_folder(path: str) -> str:
+    parts = Path(path).parts
+    return str(Path(*parts[: parts.index("snapshots") + 2])) if "snapshots" in parts else str(Path(path).parent)
 
 
 def _gated_message(spec, what: str) -> str:

@@ -279,3 +279,18 @@ def test_a_component_with_only_pickled_weights_is_refused_offline(offline_hub_di
     reg = _mixed(offline_hub_dir, "pickled-vae", None, pickled=("vae",))
     with pytest.raises(ModelAccessError, match=r"component .vae. has only pickled \.bin files.*weights: bin"):
         load_pipeline("sd15", registry=reg, device="cpu")
+
+
+def test_a_damaged_weight_file_is_named_with_what_to_do(offline_hub_dir):
+    reg = _mixed(offline_hub_dir, "damaged-unet", None)
+    snapshot = next((offline_hub_dir / "models--sdzoo-test--damaged-unet" / "snapshots").iterdir())
+    weights = snapshot / "unet" / "diffusion_pytorch_model.fp16.safetensors"  # the entry loads fp16
+    blob = weights.resolve()
+    data = blob.read_bytes()
+    blob.unlink()
+    blob.write_bytes(data[: len(data) // 3])  # a download cut short
+    with pytest.raises(ModelAccessError) as e:
+        load_pipeline("sd15", registry=reg, device="cpu")
+    msg = str(e.value)
+    assert "is damaged" in msg and "diffusion_pytorch_model.fp16.safetensors" in msg, msg
+    assert "hf cache delete" in msg and str(snapshot) in msg
