@@ -115,3 +115,9 @@ def test_generate_inpaints_with_image_and_mask(tmp_path):
     assert rec.task == "inpaint" and rec.model == "sd15-inpainting" and (rec.width, rec.height) == (64, 64)
     assert set(rec.inputs) == {"image", "mask_image"}
     assert main(["generate", "sd15", "x", "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path)]) == 2
+
+
+def test_no_library_noise_before_the_output():
+    code, out, err = run("show", "sd15")
+    assert code == 0 and out.startswith("# sd15:")
+    assert "gemm_4bit_forward" not in err and "requires torchvision" not in err, err
