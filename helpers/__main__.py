@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import os
 import sys
+import warnings
 
 import torch
 import yaml
@@ -245,7 +246,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line for people, without Python's file and line."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    warnings.showwarning = _show_warning
     args = parser().parse_args(argv)
     try:
         if getattr(args, "registry", None):  # every command then reads this file (see helpers.registry.default)

@@ -342,7 +342,8 @@ def _warn_long_prompt(pipe, spec: ModelSpec, prompt: str, max_sequence_length: i
     budget = limit - len(tok("", add_special_tokens=True).input_ids)  # room left by <bos>/<eos>
     if len(ids) <= budget:
         return
-    dropped = tok.decode(ids[budget:]).strip()
+    words = tok.decode(ids[budget:]).split()
+    dropped = " ".join(words[:8]) + (f" ... ({len(words) - 8} more words)" if len(words) > 8 else "")
     warnings.warn(
         f"The prompt is {len(ids)} tokens; '{spec.key}' reads {budget}. Dropped: \"{dropped}\". "
         "Shorten the prompt or put the important words first.",

@@ -121,3 +121,14 @@ def test_no_library_noise_before_the_output():
     code, out, err = run("show", "sd15")
     assert code == 0 and out.startswith("# sd15:")
     assert "gemm_4bit_forward" not in err and "requires torchvision" not in err, err
+
+
+def test_a_long_prompt_warns_in_one_short_line(tmp_path):
+    prompt = "a castle on a hill " * 20 + "with golden dragons " * 100
+    code, out, err = run(
+        "generate", "sd15", prompt, "--steps", "1", "--size", "64", "--out", str(tmp_path), "--device", "cpu"
+    )
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "Dropped" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: The prompt is") and len(lines[0]) < 260, err
+    assert "UserWarning" not in err
