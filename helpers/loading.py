@@ -278,7 +278,7 @@ def explain(spec, e: BaseException) -> str | None:
             f"{token} Run `python -m helpers doctor {spec.key}` to check the registry, and update models.yaml."
         )
     if isinstance(cause, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
-        return _not_cached_message(what)
+        return _not_cached_message(what) + _gated_note(spec)
     damaged = _damaged_file(e)
     if damaged:
         return (
@@ -303,7 +303,7 @@ def explain(spec, e: BaseException) -> str | None:
             "half-precision weights without a suffix."
         )
     if isinstance(e, OSError) and ("not fully cached" in text or "offline" in text.lower()):
-        return _not_cached_message(what)
+        return _not_cached_message(what) + _gated_note(spec)
     return None
 
 
@@ -338,6 +338,15 @@ def _gated_message(spec, what: str) -> str:
     return (
         f"Model {what} is gated and your token has no access to it. Accept the licence at {spec.url} "
         "with the account the token belongs to (see `hf auth whoami`), then try again."
+    )
+
+
+def _gated_note(spec) -> str:
+    if not getattr(spec, "gated", False):
+        return ""
+    return (
+        f" It is gated: once online, accept its licence at {spec.url} (logged in) and run `hf auth login`, "
+        "or the download will be refused."
     )
 
 

@@ -171,6 +171,9 @@ def test_not_cached_offline_is_explained(offline_hub_dir):
     reg = _registry_with(lambda d: d["models"]["sd15"].update(repo="someone/never-downloaded"))
     with pytest.raises(ModelNotCachedError, match=r"not in the local cache.*HF_HUB_OFFLINE=1.*offline-hub"):
         load_pipeline("sd15", registry=reg, device="cpu")
+    gated = _registry_with(lambda d: d["models"]["sd15"].update(repo="someone/never-downloaded", gated=True))
+    with pytest.raises(ModelNotCachedError, match=r"not in the local cache.*It is gated: once online, accept"):
+        load_pipeline("sd15", registry=gated, device="cpu")
 
 
 # The Hub's own refusals, served by a fake Hub on localhost (tests/fake_hub.py) to a fresh interpreter.
