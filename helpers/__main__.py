@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import os
 import sys
+import warnings
 
 import torch
 import yaml
@@ -22,7 +23,9 @@ from .errors import ZooError
 from .families import FAMILIES
 from .generate import generate
 from .images import parse_size
-from .registry import default
+from .records import check_folder
+from .registry import REGISTRY_ENV, default
+from .registry import load as load_registry
 
 
 def _list(args) -> int:
@@ -85,6 +88,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def _generate(args) -> int:
     width, height = args.size if args.size else (None, None)
+    check_folder(args.out)  # before generating, so no finished image is lost to a bad folder
+    if args.mask and not args.image:
+        raise ZooError("--mask needs --image: the image to inpaint")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the paths, for scripts
         result = _run_generate(args, width, height)
     for path in result.save(args.out):
@@ -107,6 +113,9 @@ def _run_generate(args, width, height):
         scheduler=args.scheduler,
         num_images=args.num_images,
         device=args.device,
+        image=args.image,
+        mask_image=args.mask,
+        **({"strength": args.strength} if args.strength is not None else {}),
     )
 
 
@@ -217,6 +226,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=_size, help="N or WxH (default: the model's native size)")
     s.add_argument("--scheduler", help="a sampler name, e.g. 'DPM++ 2M Karras' (see `show KEY`)")
     s.add_argument("--num-images", type=int, default=1)
+    s.add_argument("--image", help="input image (path or URL): img2img, or inpainting with --mask")
+    s.add_argument("--mask", help="inpainting mask (path or URL): white is repainted, black kept; needs --image")
+    s.add_argument("--strength", type=float, help="with --image: how much to change it, in (0, 1]")
     s.add_argument("--device", default="auto")
     s.add_argument("--out", default="outputs", help="folder for the PNGs (existing files are never replaced)")
     s.set_defaults(run=_generate)
@@ -229,7 +241,6 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("doctor", help="check registry entries against the Hub (needs network)")
     s.add_argument("keys", nargs="*")
     s.add_argument("--pin", action="store_true", help="write each branch entry's current commit into the registry")
-    s.add_argument("--registry", help="registry file (default: models.yaml)")
     s.set_defaults(run=_doctor)
 
     s = sub.add_parser("offline-hub", help="build tiny random-weight stand-ins of every model, for no-network use")
@@ -291,15 +302,29 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.set_defaults(run=_evaluate)
 
+    for name in ("list", "show", "generate", "sweep", "doctor", "train", "evaluate"):
+        sub.choices[name].add_argument(
+            "--registry", metavar="FILE", help=f"registry file (default: ${REGISTRY_ENV}, else models.yaml)"
+        )
+
     s = sub.add_parser("readme", help="regenerate README.md's model tables from models.yaml")
     s.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
     s.set_defaults(run=_readme)
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line for people, without Python's file and line."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    warnings.showwarning = _show_warning
     args = parser().parse_args(argv)
     try:
+        if getattr(args, "registry", None):  # every command then reads this file (see helpers.registry.default)
+            os.environ[REGISTRY_ENV] = args.registry
+            load_registry(args.registry)  # a missing or bad file fails here, naming it
         return args.run(args)
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -100,7 +100,7 @@ def check(spec, section: str, api: HfApi) -> Check:
 
 def run(keys: list[str] | None = None, pin: bool = False, path: str | Path | None = None) -> list[Check]:
     """Check entries (all, or `keys` of any section); with `pin`, write resolved commits into the registry file."""
-    path = Path(path) if path else registry_mod.REGISTRY_PATH
+    path = Path(path) if path else registry_mod.default_path()
     reg = registry_mod.load(path)
     api = HfApi()
     entries = []

@@ -11,9 +11,11 @@ PIL image. Other tasks of a loaded model share its weights (diffusers' `from_pip
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
-from PIL import Image, ImageChops, ImageFilter
+from PIL import Image, ImageFilter
 
 from . import masks
 from .cache import get_pipeline
@@ -76,16 +78,7 @@ def extend(image, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0, 
     return Image.fromarray(canvas), Image.fromarray(mask)
 
 
-def blend(canvas: Image.Image, painted: Image.Image, mask: Image.Image, feather: int = 8) -> Image.Image:
-    """The painted image where the mask is white, the canvas where it is black, with a soft edge between.
-
-    The soft edge lies inside the white area, so every pixel the mask keeps stays exactly the original.
-    """
-    soft = mask
-    if feather:
-        soft = mask.filter(ImageFilter.MinFilter(2 * feather + 1)).filter(ImageFilter.GaussianBlur(feather / 2))
-        soft = ImageChops.darker(soft, mask)
-    return Image.composite(painted.convert("RGB").resize(canvas.size), canvas.convert("RGB"), soft)
+blend = masks.blend  # where regenerate() can reach it too
 
 
 def outpaint(model, image, prompt: str, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0,
@@ -95,7 +88,9 @@ def outpaint(model, image, prompt: str, left: int = 0, top: int = 0, right: int 
     multiple = FAMILIES[family].size_multiple if family else 16
     canvas, mask = extend(image, left, top, right, bottom, fill, overlap, multiple, kwargs.get("seed") or 0)
     result = inpaint(model, canvas, mask, prompt, strength=strength, **kwargs)
-    result.images = [blend(canvas, im, mask, feather=max(1, overlap // 2)) for im in result.images]
+    feather = max(1, overlap // 2)
+    result.images = [blend(canvas, im, mask, feather=feather) for im in result.images]
+    result.records = [dataclasses.replace(r, blend=feather) for r in result.records]  # so regenerate() blends too
     return result
 
 

@@ -12,6 +12,8 @@ each image was made.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import inspect
 import random
 import warnings
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 from . import masks, previews, records, styles, timing
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
-from .errors import ZooError
+from .errors import UnknownModelError, ZooError
 from .families import FAMILIES
 from .images import fingerprint, load_image
 from .loaded import record as record_of
@@ -56,7 +58,7 @@ class GenerationResult:
         Images listed in `problems` (black or NaN output) are not saved as if they were images.
         """
         pairs = enumerate(zip(self.images, self.records, strict=True))
-        return [records.save_image(im, rec, out_dir) for i, (im, rec) in pairs if i not in self.problems]
+        return records.save_images([(im, rec) for i, (im, rec) in pairs if i not in self.problems], out_dir)
 
 
 @dataclass
@@ -233,6 +235,11 @@ def _edit_inputs(task: str, image, mask_image):
             raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.masks")
         mask = mask_image if isinstance(mask_image, Image.Image) else load_image(mask_image, "L")
         mask_image = masks.check(mask, image)
+        if mask_image.getextrema()[1] == 0:
+            raise ZooError(
+                "the mask_image is all black, so nothing would be repainted: paint white where the image should "
+                "change (helpers.masks.box, ellipse, polygon), or use img2img to change the whole image"
+            )
         inputs["mask_image"] = fingerprint(mask_image)
     return image, mask_image, inputs
 
@@ -335,7 +342,8 @@ def _warn_long_prompt(pipe, spec: ModelSpec, prompt: str, max_sequence_length: i
     budget = limit - len(tok("", add_special_tokens=True).input_ids)  # room left by <bos>/<eos>
     if len(ids) <= budget:
         return
-    dropped = tok.decode(ids[budget:]).strip()
+    words = tok.decode(ids[budget:]).split()
+    dropped = " ".join(words[:8]) + (f" ... ({len(words) - 8} more words)" if len(words) > 8 else "")
     warnings.warn(
         f"The prompt is {len(ids)} tokens; '{spec.key}' reads {budget}. Dropped: \"{dropped}\". "
         "Shorten the prompt or put the important words first.",
@@ -419,6 +427,30 @@ def _decode_again_in_float32(pipe, spec: ModelSpec, watch: timing.Stopwatch):
     return list(arrays), nsfw
 
 
+def _known(key: str, registry: Registry) -> bool:
+    try:
+        registry.get(key)
+    except UnknownModelError:
+        return False
+    return True
+
+
+def _registry_key_for(name: str, registry: Registry) -> str | None:
+    """The registry key a checkpoint name (e.g. A1111's 'v1-5-pruned-emaonly') most likely means, if any."""
+
+    def norm(text):
+        return "".join(c for c in text.lower() if c.isalnum())
+
+    target, best = norm(name), (2, 0.0, None)
+    for m in registry.models.values():
+        for cand in (m.key, *m.aliases, m.repo.split("/")[1]):
+            match = difflib.SequenceMatcher(None, target, norm(cand))
+            # versions decide ('v1-5' is sd15, not sd14): the longest common run that holds a digit
+            runs = [b.size for b in match.get_matching_blocks() if any(c.isdigit() for c in target[b.a : b.a + b.size])]
+            best = max(best, (max(runs, default=0), match.ratio(), m.key), key=lambda s: s[:2])
+    return best[2]
+
+
 def _broken(image: np.ndarray) -> bool:
     """NaN anywhere, or black everywhere: what an overflowing VAE makes."""
     return bool(np.isnan(image).any() or np.nanmax(image) < 1 / 255)
@@ -472,4 +504,18 @@ def regenerate(source: str | Path | Record, image=None, mask_image=None, **overr
             raise ZooError(f"{source}: the {name} given is not the one this image was made from ({fp})")
         given[name] = loaded
     inputs = {k: v for k, v in given.items() if v is not None}
-    return generate(rec.model, **{**rec.generate_kwargs(), **inputs, **overrides})
+    model = overrides.pop("model", None) or rec.model
+    registry = overrides.get("registry") or default_registry()
+    if isinstance(model, str) and model == rec.model and not _known(model, registry):
+        guess = _registry_key_for(rec.model, registry)
+        raise UnknownModelError(
+            f"{source}: its recipe names model '{rec.model}', which the registry does not know"
+            + (f". Did you mean '{guess}'? Then: regenerate(path, model='{guess}')" if guess else "")
+            + "; pass model=KEY to regenerate it with a registry model (`python -m helpers list`)"
+        )
+    result = generate(model, **{**rec.generate_kwargs(), **inputs, **overrides})
+    if rec.blend:  # an outpainting: blended into its canvas after generation, so again here
+        canvas, mask = inputs["image"], inputs["mask_image"]
+        result.images = [masks.blend(canvas, im, mask, feather=rec.blend) for im in result.images]
+        result.records = [dataclasses.replace(r, blend=rec.blend) for r in result.records]
+    return result

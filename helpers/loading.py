@@ -8,7 +8,11 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import json
 import os
+import re
+from pathlib import Path
 
 import diffusers
 import huggingface_hub
@@ -89,6 +93,12 @@ def load_pipeline(
     kwargs.update(from_pretrained_kwargs)
     print(f"[{spec.key}] memory: {policy.describe()}" + (f"; vae: {fix} (fp16-safe)" if fix else ""))
     with hub_errors_explained(spec):
+        full = weight_plan(spec, kwargs.get("cache_dir"), skip=set(kwargs))
+        for name, cls in full.items():  # no variant files: full precision for this component alone
+            kwargs[name] = cls.from_pretrained(
+                spec.repo, subfolder=name, revision=spec.revision, torch_dtype=torch_dtype, use_safetensors=True,
+                cache_dir=kwargs.get("cache_dir"),
+            )  # fmt: skip
         pipe = spec.pipeline_class.from_pretrained(spec.repo, **kwargs)
         for adapter_key in spec.adapters:
             _fuse_adapter(pipe, reg.adapter(adapter_key))
@@ -135,6 +145,71 @@ def load_vae(key: str, dtype: torch.dtype, registry: Registry | None = None):
         kwargs["subfolder"] = vae.subfolder
     with hub_errors_explained(vae):
         return cls.from_pretrained(vae.repo, **kwargs)
+
+
+def _repo_files(spec, cache_dir=None) -> list[str] | None:
+    """The repo's files: the local snapshot's offline, the Hub's listing online; None if unknown."""
+    try:
+        if huggingface_hub.constants.HF_HUB_OFFLINE:
+            root = Path(
+                huggingface_hub.snapshot_download(
+                    spec.repo, revision=spec.revision, cache_dir=cache_dir, local_files_only=True
+                )
+            )
+            return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+        return huggingface_hub.list_repo_files(spec.repo, revision=spec.revision)
+    except Exception:  # noqa: BLE001 - from_pretrained then says what is wrong (gated, not cached, ...)
+        return None
+
+
+def weight_plan(spec, cache_dir=None, skip=()) -> dict:
+    """Decide each component's files from the repo's listing: {component: class} of those without the variant.
+
+    Prints one line when components fall back to full precision; refuses a component with only pickled weights.
+    """
+    files = _repo_files(spec, cache_dir)
+    if files is None or "model_index.json" not in files:
+        return {}
+    by_folder = {}
+    for f in files:
+        folder, _, name = f.rpartition("/")
+        if folder and "/" not in folder and name.endswith((".safetensors", ".bin")):
+            by_folder.setdefault(folder, []).append(name)
+    what = f"'{spec.key}' ({spec.repo} at revision {spec.revision})"
+    fallback = []
+    for folder, names in sorted(by_folder.items()):
+        if folder in skip:
+            continue
+        safe = [n for n in names if n.endswith(".safetensors")]
+        if spec.weights == "safetensors" and not safe:
+            raise ModelAccessError(
+                f"Model {what}: component '{folder}' has only pickled .bin files ({', '.join(sorted(names))}), "
+                "which can run code when loaded. Only if you trust the repo, set `weights: bin` in its models.yaml "
+                "entry."
+            )
+        pool = safe if spec.weights == "safetensors" else names
+        v = spec.variant
+        if v and not any(f".{v}." in n or f".{v}-" in n for n in pool):
+            fallback.append(folder)
+    if not fallback:
+        return {}
+    index = json.loads(Path(huggingface_hub.hf_hub_download(
+        spec.repo, "model_index.json", revision=spec.revision, cache_dir=cache_dir
+    )).read_text())  # fmt: skip
+    used = sorted(set(by_folder) - set(fallback) - set(skip))
+    print(
+        f"[{spec.key}] weights: {spec.variant} for {', '.join(used) or 'none'}; full precision for "
+        f"{', '.join(fallback)} (the repo has no {spec.variant} files for them)"
+    )
+    return {name: _component_class(*index[name]) for name in fallback}
+
+
+def _component_class(library: str, name: str):
+    """A model_index.json entry's class: a library's ("diffusers", "transformers") or a diffusers pipeline's."""
+    try:
+        return getattr(importlib.import_module(library), name)
+    except ModuleNotFoundError:  # e.g. ["stable_diffusion", "StableDiffusionSafetyChecker"]
+        return getattr(importlib.import_module(f"diffusers.pipelines.{library}"), name)
 
 
 def hub_kwargs(spec) -> dict:
@@ -203,7 +278,14 @@ def explain(spec, e: BaseException) -> str | None:
             f"{token} Run `python -m helpers doctor {spec.key}` to check the registry, and update models.yaml."
         )
     if isinstance(cause, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
-        return _not_cached_message(what)
+        return _not_cached_message(what) + _gated_note(spec)
+    damaged = _damaged_file(e)
+    if damaged:
+        return (
+            f"Model {what}: the weight file {damaged} is damaged (cut short by an interrupted download, or corrupt). "
+            f"Delete it (or the model's whole folder: `hf cache delete`, or remove {_snapshot_folder(damaged)}) "
+            "and load the model again online to download it again."
+        )
     text = str(e)
     if (
         isinstance(e, (OSError, ValueError))
@@ -221,8 +303,30 @@ def explain(spec, e: BaseException) -> str | None:
             "half-precision weights without a suffix."
         )
     if isinstance(e, OSError) and ("not fully cached" in text or "offline" in text.lower()):
-        return _not_cached_message(what)
+        return _not_cached_message(what) + _gated_note(spec)
     return None
+
+
+def _damaged_file(e: BaseException) -> str | None:
+    """The weight file named in an exception chain that says it could not be read (safetensors, torch.load)."""
+    seen, texts, damaged = set(), [], False
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        texts.append(str(e))
+        damaged |= type(e).__name__ in ("SafetensorError", "UnpicklingError", "HeaderTooLarge") or isinstance(
+            e, UnicodeDecodeError
+        )
+        e = e.__cause__ or e.__context__
+    joined = "\n".join(texts)
+    if not (damaged or "Unable to load weights from checkpoint file" in joined):
+        return None
+    found = re.search(r"""['"]?(/[^'"\n]+?\.(?:safetensors|bin))['"]?""", joined)
+    return found.group(1) if found else None
+
+
+def _snapshot_folder(path: str) -> str:
+    parts = Path(path).parts
+    return str(Path(*parts[: parts.index("snapshots") + 2])) if "snapshots" in parts else str(Path(path).parent)
 
 
 def _gated_message(spec, what: str) -> str:
@@ -234,6 +338,15 @@ def _gated_message(spec, what: str) -> str:
     return (
         f"Model {what} is gated and your token has no access to it. Accept the licence at {spec.url} "
         "with the account the token belongs to (see `hf auth whoami`), then try again."
+    )
+
+
+def _gated_note(spec) -> str:
+    if not getattr(spec, "gated", False):
+        return ""
+    return (
+        f" It is gated: once online, accept its licence at {spec.url} (logged in) and run `hf auth login`, "
+        "or the download will be refused."
     )
 
 

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from .errors import ZooError
 from .images import load_image
@@ -75,3 +75,15 @@ def check(mask, image: Image.Image, what: str = "mask") -> Image.Image:
         f"the {what} has mode {mask.mode}; it must be black and white (mode L: white is repainted). "
         "Use helpers.masks.from_image(...) to convert it"
     )
+
+
+def blend(canvas: Image.Image, painted: Image.Image, mask: Image.Image, feather: int = 8) -> Image.Image:
+    """The painted image where the mask is white, the canvas where it is black, with a soft edge between.
+
+    The soft edge lies inside the white area, so every pixel the mask keeps stays exactly the original.
+    """
+    soft = mask
+    if feather:
+        soft = mask.filter(ImageFilter.MinFilter(2 * feather + 1)).filter(ImageFilter.GaussianBlur(feather / 2))
+        soft = ImageChops.darker(soft, mask)
+    return Image.composite(painted.convert("RGB").resize(canvas.size), canvas.convert("RGB"), soft)

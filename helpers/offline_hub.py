@@ -225,6 +225,8 @@ def write_vae_folder(spec: VaeSpec, folder: Path) -> None:
         model = tiny.seeded(tiny.tiny_autoencoder, ch, seed=7)
     else:
         model = _vae_for(fam)
+        if spec.fp16_fix_for:  # as madebyollin/sdxl-vae-fp16-fix's config: safe in float16, so no upcasting
+            model.register_to_config(force_upcast=False)
         torch.manual_seed(8)  # a different VAE from the pipeline's own, so swapping it shows
         for p in model.parameters():
             p.data.add_(0.01 * torch.randn_like(p))
@@ -386,6 +388,29 @@ def build(cache_dir: str | Path, registry: Registry | None = None, keys: list[st
         f"{len(done)} repos. Images generated from these models are noise.",
     )
     return cache
+
+
+def add_repo(cache_dir: str | Path, spec: ModelSpec, pickled: tuple[str, ...] = ()) -> None:
+    """Write one entry's tiny pipeline into an offline hub; the `pickled` components get only `.bin` weights.
+
+    Real repos mix layouts (the variant for some components only: `layout.variant_components`; pickled weights
+    for others), and tests load such mixtures from here.
+    """
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        folder = Path(tmp) / "repo"
+        write_pipeline_folder(spec, folder)
+        for name in pickled:
+            _pickle_weights(folder / name)
+        commit_to_cache(Path(cache_dir), spec.repo, spec.revision, spec.revision_kind, folder)
+
+
+def _pickle_weights(folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    for path in folder.glob("*.safetensors"):
+        name = path.name.replace("model.", "pytorch_model.", 1) if path.name.startswith("model.") else path.name
+        torch.save(load_file(str(path)), folder / name.replace(".safetensors", ".bin"))
+        path.unlink()
 
 
 def mark_built(cache: Path, comment: str) -> None:

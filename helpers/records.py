@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class Record:
     revision: str = ""
     dtype: str = ""
     vae: str = ""  # the registry VAE used instead of the repo's, if any
+    blend: int = 0  # outpainting: the result was blended into the input image with this feather (0: not blended)
     device: str = ""
     versions: dict = field(default_factory=dict)
 
@@ -128,7 +130,13 @@ def read_record(path: str | Path) -> Record:
     except (OSError, ValueError) as e:
         raise ZooError(f"{path}: cannot read it as an image ({e})") from None
     if JSON_KEY in text:
-        return Record.from_dict(json.loads(text[JSON_KEY]))
+        try:
+            return Record.from_dict(json.loads(text[JSON_KEY]))
+        except (json.JSONDecodeError, TypeError, AttributeError) as e:
+            raise ZooError(
+                f"{path}: its '{JSON_KEY}' recipe is damaged or incomplete ({str(e).splitlines()[0][:120]}); "
+                "it cannot be regenerated from it (read the prompt and settings by eye, or use generate())"
+            ) from None
     if "parameters" in text:
         p = parse_a1111(text["parameters"])
         try:
@@ -158,6 +166,38 @@ def png_info(record: Record) -> PngImagePlugin.PngInfo:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "image"
+
+
+def check_folder(out_dir: str | Path) -> Path:
+    """Make sure images can be written into `out_dir` (creating it), before any work is done; say why not."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"{out} is a file, not a folder: choose a folder for the images (--out DIR)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ZooError(f"{out}: images cannot be written there ({e.strerror or e}); choose another folder") from None
+    return out
+
+
+def save_images(pairs, out_dir: str | Path = "outputs") -> list[Path]:
+    """Save (image, record) pairs; if the folder fails midway, save the rest in a new temporary folder and say so."""
+    pairs = list(pairs)
+    paths = []
+    for i, (image, record) in enumerate(pairs):
+        try:
+            paths.append(save_image(image, record, out_dir))
+        except OSError as e:
+            kept = Path(tempfile.mkdtemp(prefix="sdzoo-unsaved-"))
+            for im, rec in pairs[i:]:
+                save_image(im, rec, kept)
+            raise ZooError(
+                f"{out_dir}: saving failed ({e.strerror or e}); the {len(pairs) - i} unsaved image(s) were saved in "
+                f"{kept} instead" + (f" (and {len(paths)} in {out_dir})" if paths else "") + ": move them from there"
+            ) from None
+    return paths
 
 
 def save_image(image: Image.Image, record: Record, out_dir: str | Path = "outputs") -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -418,20 +419,64 @@ def _check_references(models, vaes, adapters, where):
                 )
 
 
+# Another registry file for the whole session (the CLI, notebooks): read here and nowhere else.
+REGISTRY_ENV = "SDZOO_REGISTRY"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    lines = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in lines:
+            raise RegistryError(
+                f"{loader.name}: '{key}' is given twice, at lines {lines[key]} and {line}: "
+                "remove or rename one of them (otherwise the last one would silently win)"
+            )
+        lines[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load(path: str | Path | None = None) -> Registry:
-    """Load and validate a registry file (default: the project's `models.yaml`)."""
-    path = Path(path) if path else REGISTRY_PATH
+    """Load and validate a registry file (default: `$SDZOO_REGISTRY`, else the project's `models.yaml`)."""
+    path = Path(path) if path else default_path()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: no such registry file; check the path (or unset ${REGISTRY_ENV})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RegistryError(f"{path}: cannot read the registry file: {e}") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)
+    try:
+        data = loader.get_single_data()
     except yaml.YAMLError as e:
         raise RegistryError(f"{path}: not valid YAML: {e}") from None
+    finally:
+        loader.dispose()
     return parse(data, path)
 
 
+def default_path() -> Path:
+    """The registry file in use: `$SDZOO_REGISTRY` where set, else the project's `models.yaml`."""
+    return Path(os.environ.get(REGISTRY_ENV) or REGISTRY_PATH)
+
+
 @functools.cache
+def _load_cached(path: Path) -> Registry:
+    return load(path)
+
+
 def default() -> Registry:
-    """The project's registry, loaded once."""
-    return load()
+    """The registry in use (`$SDZOO_REGISTRY` or the project's `models.yaml`), loaded once per file."""
+    return _load_cached(default_path())
 
 
 def get(key: str) -> ModelSpec:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from . import fast, trainexport
@@ -66,6 +67,13 @@ def load_lora(pipe, source: str, weight_name: str | None = None, name: str | Non
         args, kwargs = (str(path.parent),), {"weight_name": path.name}
         name = name or path.stem
     else:
+        if not _looks_like_repo_id(source):  # a mistyped path would otherwise be looked up on the Hub
+            family = _family(pipe)
+            known = [a.key for a in reg.adapters.values() if a.kind == "lora" and family in (a.family, None)]
+            raise ZooError(
+                f"no LoRA file '{source}' (from {Path.cwd()}) and no registry adapter of that name: check the path, "
+                f"or use a registry LoRA ({', '.join(known) or 'none for this family'}) or a Hub repo id 'owner/name'"
+            )
         args, kwargs = (source,), ({"weight_name": weight_name} if weight_name else {})
         name = name or source.replace("/", "--")
     if name in loras(pipe):
@@ -84,6 +92,10 @@ def load_lora(pipe, source: str, weight_name: str | None = None, name: str | Non
         raise
     set_scales(pipe, {**loras(pipe), name: 1.0 if scale is None else scale})
     return name
+
+
+def _looks_like_repo_id(source: str) -> bool:
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", source)) and not source.endswith((".safetensors", ".bin", ".pt"))
 
 
 def _denoiser_name(pipe) -> str:

@@ -18,9 +18,11 @@ import itertools
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -162,18 +164,37 @@ class SweepResult:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
-def read_manifest(out_dir: Path) -> dict[str, dict]:
-    """The latest row of every cell in a folder's manifests (merged and per-process)."""
-    rows = {}
+def read_manifest(out_dir: Path, warn: bool = True) -> dict[str, dict]:
+    """The latest row of every cell in a folder's manifests (merged and per-process); warns of lines cut short."""
+    rows, cut = {}, []
     for path in sorted(Path(out_dir).glob("manifest*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a crash
-                    continue
-                if row.get("status") == "ok" or row["key"] not in rows:
-                    rows[row["key"]] = row
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise ZooError(
+                f"{path}: not a sweep manifest (not UTF-8 text: {e.reason}); move it out of the folder"
+            ) from None
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash: that cell is run again
+                cut.append(f"{path.name}:{n}")
+                continue
+            if not (isinstance(row, dict) and isinstance(row.get("key"), str) and isinstance(row.get("status"), str)):
+                raise ZooError(
+                    f"{path}, line {n}: not a sweep manifest row (a JSON object with 'key' and 'status'); "
+                    "fix or delete that line, or move the file out of the folder"
+                )
+            if row["status"] == "ok" or row["key"] not in rows:
+                rows[row["key"]] = row
+    if cut and warn:
+        warnings.warn(
+            f"{Path(out_dir)}: {len(cut)} manifest line(s) cut short ({', '.join(cut[:3])}), probably by a crash; "
+            "those cells are run again",
+            stacklevel=2,
+        )
     return rows
 
 
@@ -200,11 +221,14 @@ def sweep(
     axis_list, cells = plan(params, axes)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    state = PartialState()
+    # Without cpu=True, processes that `accelerate launch --multi_gpu` starts on a machine without CUDA each
+    # think they are alone and every one of them runs every cell.
+    state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
     if device == "auto" and state.num_processes > 1:
         device = str(state.device)  # under accelerate launch: this process's own GPU (cuda:0, cuda:1, ...)
-    done = read_manifest(out)
+    done = read_manifest(out, warn=state.is_main_process)
     todo = [c for c in cells if not _done(done.get(c.key), out)]
+    state.wait_for_everyone()  # every process has read the manifest before any writes to it: the same split
     with state.split_between_processes(todo) as mine:
         _run_cells(mine, out, device, state.process_index, state.num_processes, len(cells) - len(todo), on_cell)
     state.wait_for_everyone()
@@ -215,7 +239,7 @@ def sweep(
             score_cells(result, metrics)
     state.wait_for_everyone()
     if not state.is_main_process:
-        result = SweepResult(out, [read_manifest(out)[c.key] for c in cells])
+        result = SweepResult(out, [read_manifest(out, warn=False)[c.key] for c in cells])
     return result
 
 
@@ -224,8 +248,10 @@ def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int,
     loaded = set()
     bar = tqdm(total=len(cells) + skipped, initial=skipped, desc="sweep", unit="cell", disable=rank != 0)
     with shard.open("a", encoding="utf-8") as log:
+        if log.tell() and not shard.read_bytes().endswith(b"\n"):
+            log.write("\n")  # after a line cut short by a crash, so the next row is not glued onto it
         for cell in cells:
-            row = {"key": cell.key, "x": cell.x, "y": cell.y, "z": cell.z, "params": cell.params}
+            row = {"key": cell.key, "x": cell.x, "y": cell.y, "z": cell.z, "params": cell.params, "process": rank}
             model = cell.params["model"]
             try:
                 if model not in loaded:
@@ -267,7 +293,7 @@ def _used(rec: records.Record) -> dict:
 
 
 def _finish(out: Path, axes: list[Axis], cells: list[Cell], title: str | None) -> SweepResult:
-    latest = read_manifest(out)
+    latest = read_manifest(out, warn=False)  # warned when the sweep began
     rows = [latest.get(c.key) or {"key": c.key, "status": "missing", "params": c.params} for c in cells]
     with (out / f"{MANIFEST}.tmp").open("w", encoding="utf-8") as f:
         for row in rows:

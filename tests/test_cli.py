@@ -4,7 +4,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import read_record
 from helpers.__main__ import main
@@ -62,3 +64,71 @@ def test_list_and_show(capsys):
     assert main(["show", "sdxl-lightning-4step"]) == 0
     out = capsys.readouterr().out
     assert "timestep_spacing: trailing" in out and "schedulers: default, Euler" in out
+
+
+def test_registry_option_and_missing_file(tmp_path, capsys):
+    assert main(["doctor", "--registry", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.yaml: no such registry file" in err and "Traceback" not in err
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        (ROOT / "helpers" / "models.yaml").read_text().replace("name: Stable Diffusion 1.5", "name: Mine", 1)
+    )
+    code, out, err = run("show", "sd15", "--registry", str(small))
+    assert code == 0 and "# sd15: Mine" in out, err
+    code, out, err = run("show", "sd15", SDZOO_REGISTRY=str(small))
+    assert code == 0 and "# sd15: Mine" in out, err
+
+
+def _unwritable(tmp_path):
+    if os.geteuid() == 0:  # root writes through permission bits; sysfs refuses even root
+        return "/sys/sdzoo-out"
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    return str(folder)
+
+
+def test_out_folder_is_checked_before_generating(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    args = ["generate", "sd15", "x", "--steps", "1", "--size", "64", "--device", "cpu", "--out"]
+    assert main([*args, str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {a_file} is a file, not a folder" in err and err.count("\n") == 1
+    assert main([*args, _unwritable(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "images cannot be written there" in err and "choose another folder" in err and err.count("\n") == 1
+
+
+def test_generate_inpaints_with_image_and_mask(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    mask = Image.new("L", (64, 64))
+    mask.paste(255, (16, 16, 48, 48))
+    mask.save(tmp_path / "mask.png")
+    code, out, err = run(
+        "generate", "sd15-inpainting", "a red apple", "--steps", "2", "--seed", "3", "--device", "cpu",
+        "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 0, err
+    rec = read_record(out.split()[0])
+    assert rec.task == "inpaint" and rec.model == "sd15-inpainting" and (rec.width, rec.height) == (64, 64)
+    assert set(rec.inputs) == {"image", "mask_image"}
+    assert main(["generate", "sd15", "x", "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path)]) == 2
+
+
+def test_no_library_noise_before_the_output():
+    code, out, err = run("show", "sd15")
+    assert code == 0 and out.startswith("# sd15:")
+    assert "gemm_4bit_forward" not in err and "requires torchvision" not in err, err
+
+
+def test_a_long_prompt_warns_in_one_short_line(tmp_path):
+    prompt = "a castle on a hill " * 20 + "with golden dragons " * 100
+    code, out, err = run(
+        "generate", "sd15", prompt, "--steps", "1", "--size", "64", "--out", str(tmp_path), "--device", "cpu"
+    )
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "Dropped" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: The prompt is") and len(lines[0]) < 260, err
+    assert "UserWarning" not in err

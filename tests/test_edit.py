@@ -66,6 +66,8 @@ def test_bad_inputs_are_explained():
         img2img("sd15", IMG, "x", strength=0.3, num_inference_steps=2, device="cpu")
     with pytest.raises(ZooError, match="cannot read an image"):
         img2img("sd15", "no-such-file.png", "x", **FAST)
+    with pytest.raises(ZooError, match=r"mask_image is all black, so nothing would be repainted"):
+        inpaint("sd15", IMG, Image.new("L", (64, 64)), "x", **FAST)
     with pytest.raises(ZooError, match="does not support task 'inpaint'"):
         inpaint("sdxl-refiner", IMG, masks.box(IMG.size, (0, 0, 8, 8)), "x", **FAST)
 
@@ -116,8 +118,23 @@ def test_outpaint_end_to_end_keeps_the_original():
     assert np.array_equal(out[8:56, 40:96], np.asarray(IMG)[8:56, 8:64]), "the original outside the band is intact"
 
 
+def test_regenerating_an_outpainting_gives_the_same_pixels(tmp_path):
+    result = outpaint("sd15-inpainting", IMG, "more meadow", left=32, bottom=16, overlap=8, **FAST)
+    path = result.save(tmp_path)[0]
+    assert read_record(path).blend == 4
+    canvas, mask = extend(IMG, left=32, bottom=16, overlap=8, multiple=8)
+    again = regenerate(path, image=canvas, mask_image=mask)
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(Image.open(path).convert("RGB")))
+    assert again.records[0].blend == 4
+
+
 def test_sdxl_base_plus_refiner():
-    image = refine("a lighthouse", num_inference_steps=4, height=64, width=64, device="cpu")
-    assert image.size == (64, 64)
+    kw = {"num_inference_steps": 4, "height": 64, "width": 64, "device": "cpu"}
+    image = refine("a lighthouse", seed=2, **kw)
+    px = np.asarray(image).astype(int)
+    assert image.size == (64, 64) and px.std() > 0
+    assert np.array_equal(px, np.asarray(refine("a lighthouse", seed=2, **kw))), "a seed makes the same pixels"
+    other = np.asarray(refine("a lighthouse", seed=2, high_noise_frac=0.5, **kw)).astype(int)
+    assert np.abs(other - px).max() > 0, "the refiner's share of the steps changes the picture"
     with pytest.raises(ZooError, match="between 0 and 1"):
         refine("x", high_noise_frac=1.5)

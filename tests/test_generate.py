@@ -1,9 +1,12 @@
 """Generation on the offline hub: defaults, seed rules, recipes that regenerate, schedulers, bad input."""
 
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, PngImagePlugin
 
 import helpers
 from helpers import ZooError, cache, generate, read_record, regenerate, registry, set_scheduler
@@ -83,9 +86,12 @@ def test_negative_prompt_changes_the_image():
 
 
 def test_long_prompt_names_dropped_words():
-    prompt = "a castle on a hill " * 20 + "with golden dragons"
-    with pytest.warns(UserWarning, match=r"reads 75\. Dropped: .*golden dragons"):
+    prompt = "a castle on a hill " * 20 + "with golden dragons " * 100
+    with pytest.warns(UserWarning) as caught:
         generate("sd15", prompt, seed=1, **SMALL)
+    (message,) = [str(w.message) for w in caught if "Dropped" in str(w.message)]
+    assert re.search(r'reads 75\. Dropped: "(\S+ ){7}\S+ \.\.\. \(\d+ more words\)"', message), message
+    assert len(message) < 250 and "more words)" in message, message
 
 
 @pytest.mark.parametrize("family", list(FAMILY_MODELS))
@@ -98,7 +104,7 @@ def test_every_scheduler_name_runs_for_its_family(family):
     assert len(names) > 2
     for name in names:
         out = generate(pipe, "a cat", scheduler=name, seed=3, **small(key))
-        assert np.isfinite(_px(out.images[0])).all() and out.records[0].scheduler == name
+        assert not out.problems and _px(out.images[0]).std() > 0 and out.records[0].scheduler == name
         if name != "default":
             assert type(pipe.scheduler).__name__ == SCHEDULERS[name].class_name
     assert (getattr(pipe, "unet", None) or pipe.transformer) is denoiser, "changing the scheduler never reloads"
@@ -148,3 +154,45 @@ def test_arguments_are_checked_before_anything_loads(kwargs, message):
     with pytest.raises(ZooError, match=message):
         generate("sdxl-base", "a cat", **{**SMALL, **kwargs})
     assert cache.CACHE.keys() == [], "nothing was loaded (online, nothing downloaded) before the error"
+
+
+def test_registry_argument_is_the_one_used(tmp_path):
+    text = registry.REGISTRY_PATH.read_text()
+    path = tmp_path / "mine.yaml"
+    sd15 = REG.get("sd15")
+    path.write_text(text.replace(f"steps: {sd15.defaults.steps}\n", "steps: 3\n", 1))
+    mine = registry.load(path)
+    assert mine.get("sd15").defaults.steps == 3 != sd15.defaults.steps
+    rec = generate("sd15", "a cat", seed=1, height=64, width=64, device="cpu", registry=mine).records[0]
+    assert rec.num_inference_steps == 3
+
+
+def test_images_are_kept_when_saving_fails(tmp_path):
+    result = generate("sd15", "a cat", seed=4, num_images=2, **SMALL)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(ZooError, match=r"the 2 unsaved image\(s\) were saved in .*sdzoo-unsaved-") as e:
+        result.save(blocked / "out")
+    kept = sorted(Path(str(e.value).split(" were saved in ")[1].split(" instead")[0]).glob("*.png"))
+    assert [read_record(p).seed for p in kept] == [4, 5]
+    assert np.array_equal(_px(Image.open(kept[1])), _px(result.images[1]))
+
+
+def _png_with(tmp_path, key, text):
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, text)
+    path = tmp_path / f"{key}.png"
+    Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+    return path
+
+
+def test_regenerate_explains_and_overrides_the_model(tmp_path):
+    a1111 = "a fox\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Model: v1-5-pruned-emaonly"
+    path = _png_with(tmp_path, "parameters", a1111)
+    with pytest.raises(ZooError, match=r"recipe names model 'v1-5-pruned-emaonly'.*Did you mean 'sd15'\?"):
+        regenerate(path)
+    result = regenerate(path, model="sd15", device="cpu")
+    assert result.records[0].model == "sd15" and result.records[0].seed == 5
+    partial = _png_with(tmp_path, "sdzoo", '{"prompt": "a fox", "seed": 1')
+    with pytest.raises(ZooError, match=r"sdzoo.png: its 'sdzoo' recipe is damaged or incomplete"):
+        regenerate(partial)

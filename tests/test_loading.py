@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import helpers
-from helpers import load_pipeline, pick_device, pick_dtype, registry
+from helpers import load_pipeline, offline_hub, pick_device, pick_dtype, registry
 from helpers.errors import ModelAccessError, ModelNotCachedError, ZooError
 from helpers.loaded import record
 from helpers.registry import REGISTRY_PATH
@@ -171,6 +171,9 @@ def test_not_cached_offline_is_explained(offline_hub_dir):
     reg = _registry_with(lambda d: d["models"]["sd15"].update(repo="someone/never-downloaded"))
     with pytest.raises(ModelNotCachedError, match=r"not in the local cache.*HF_HUB_OFFLINE=1.*offline-hub"):
         load_pipeline("sd15", registry=reg, device="cpu")
+    gated = _registry_with(lambda d: d["models"]["sd15"].update(repo="someone/never-downloaded", gated=True))
+    with pytest.raises(ModelNotCachedError, match=r"not in the local cache.*It is gated: once online, accept"):
+        load_pipeline("sd15", registry=gated, device="cpu")
 
 
 # The Hub's own refusals, served by a fake Hub on localhost (tests/fake_hub.py) to a fresh interpreter.
@@ -243,3 +246,54 @@ def test_missing_revision(hub_refusals):
     cls, msg = hub_refusals[0]["ssd-1b"]
     assert REG.get("ssd-1b").revision_kind == "commit"
     assert cls == "ModelAccessError" and "does not exist in the repo any more" in msg and "--pin" in msg
+
+
+def _mixed(offline_hub_dir, name, variant_components, pickled=()):
+    def mutate(d):
+        d["models"]["sd15"].update(repo=f"sdzoo-test/{name}", variant="fp16")
+        d["models"]["sd15"]["layout"] = {
+            **d["models"]["sd15"].get("layout", {}),
+            "variant_components": variant_components,
+        }
+
+    reg = _registry_with(mutate)
+    offline_hub.add_repo(offline_hub_dir, reg.get("sd15"), pickled=pickled)
+    return reg
+
+
+def test_each_component_falls_back_to_full_precision_on_its_own(offline_hub_dir, capsys):
+    reg = _mixed(offline_hub_dir, "mixed-layout", ["text_encoder"])
+    pipe = load_pipeline("sd15", registry=reg, device="cpu")
+    out = capsys.readouterr().out
+    line = "[sd15] weights: fp16 for text_encoder; full precision for safety_checker, unet, vae (the repo has no fp16"
+    assert line in out
+    hub = offline_hub_dir / "models--sdzoo-test--mixed-layout" / "snapshots"
+    folder = next(hub.iterdir())
+    full = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(full[k], v) for k, v in pipe.unet.state_dict().items() if k in full)
+    half = load_file(str(folder / "text_encoder" / "model.fp16.safetensors"))
+    te = pipe.text_encoder.state_dict()
+    assert all(torch.equal(half[k].float(), te[k]) for k in half if k in te)
+    image = pipe(**_inputs("text2img"), generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.std() > 0
+
+
+def test_a_component_with_only_pickled_weights_is_refused_offline(offline_hub_dir):
+    reg = _mixed(offline_hub_dir, "pickled-vae", None, pickled=("vae",))
+    with pytest.raises(ModelAccessError, match=r"component .vae. has only pickled \.bin files.*weights: bin"):
+        load_pipeline("sd15", registry=reg, device="cpu")
+
+
+def test_a_damaged_weight_file_is_named_with_what_to_do(offline_hub_dir):
+    reg = _mixed(offline_hub_dir, "damaged-unet", None)
+    snapshot = next((offline_hub_dir / "models--sdzoo-test--damaged-unet" / "snapshots").iterdir())
+    weights = snapshot / "unet" / "diffusion_pytorch_model.fp16.safetensors"  # the entry loads fp16
+    blob = weights.resolve()
+    data = blob.read_bytes()
+    blob.unlink()
+    blob.write_bytes(data[: len(data) // 3])  # a download cut short
+    with pytest.raises(ModelAccessError) as e:
+        load_pipeline("sd15", registry=reg, device="cpu")
+    msg = str(e.value)
+    assert "is damaged" in msg and "diffusion_pytorch_model.fp16.safetensors" in msg, msg
+    assert "hf cache delete" in msg and str(snapshot) in msg

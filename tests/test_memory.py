@@ -1,6 +1,7 @@
 """Memory: policies for real machines, a cache that really frees, no black images."""
 
 import gc
+import warnings
 import weakref
 
 import numpy as np
@@ -185,6 +186,32 @@ def test_vae_overflow_is_caught_and_decoded_again_in_float32(offline_hub_dir):
     with pytest.warns(UserWarning, match=r"VAE overflowed"):  # so it decodes again each time, saying so
         again = generate(pipe, "a cat", seed=4, num_inference_steps=2, height=64, width=64)
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(result.images[0]))
+    helpers.free()
+
+
+def test_sdxl_overflow_with_the_real_fp16_fix_config_is_decoded_again(offline_hub_dir):
+    helpers.free()
+    pipe = helpers.get_pipeline("sdxl-base", device="cpu", dtype="float16")
+    assert record(pipe).vae == "sdxl-vae-fp16-fix" and pipe.vae.config.force_upcast is False, "the real repo's config"
+    kw = {"seed": 4, "num_inference_steps": 2, "height": 64, "width": 64}
+    with torch.no_grad():
+        pipe.vae.decoder.conv_in.weight.mul_(3e4)  # activations past float16's 65504: inf, then NaN
+    calls = []
+    pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    with pytest.warns(
+        UserWarning, match=r"'sdxl-base': the VAE overflowed in float16.*float32, as it will from now on"
+    ):
+        result = generate(pipe, "a cat", **kw)
+    assert not result.problems and len(calls) == 2, "only the decode is redone: one U-Net call per step"
+    image = np.asarray(result.images[0]).astype(int)
+    assert image.std() > 0 and image.max() > 0
+    assert pipe.vae.config.force_upcast, "the pipeline upcasts by itself from now on"
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "error", message=".*VAE overflowed"
+        )  # no second warning: the pipeline's own upcast now decodes in float32
+        again = generate(pipe, "a cat", **kw)
+    assert not again.problems and np.abs(np.asarray(again.images[0]).astype(int) - image).max() <= 1
     helpers.free()
 
 

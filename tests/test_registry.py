@@ -137,3 +137,36 @@ def test_bad_yaml_names_the_file(tmp_path):
     bad.write_text("models:\n  sd15: [unclosed\n")
     with pytest.raises(RegistryError, match=str(bad)):
         reg_mod.load(bad)
+
+
+def test_duplicate_keys_are_refused_naming_both_lines(tmp_path):
+    text = REGISTRY_PATH.read_text()
+    copied = text.replace("models:\n", "models:\n  sd15:\n    name: copied from sd14\n", 1)
+    path = tmp_path / "dup.yaml"
+    path.write_text(copied)
+    with pytest.raises(RegistryError) as e:
+        reg_mod.load(path)
+    msg = str(e.value)
+    assert str(path) in msg and "'sd15' is given twice" in msg
+    first = copied.splitlines().index("  sd15:") + 1
+    assert f"lines {first} and " in msg
+    line = int(msg.split(" and ")[1].split(":")[0])
+    assert copied.splitlines()[line - 1] == "  sd15:" and line != first
+
+
+def test_missing_registry_file_is_named(tmp_path):
+    with pytest.raises(RegistryError, match=r"missing\.yaml: no such registry file"):
+        reg_mod.load(tmp_path / "missing.yaml")
+
+
+def test_environment_variable_chooses_the_registry(tmp_path, monkeypatch):
+    small = copy.deepcopy(RAW)
+    small["models"] = {"sd15": small["models"]["sd15"]}
+    small["models"]["sd15"]["name"] = "From the other file"
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(small))
+    monkeypatch.setenv(reg_mod.REGISTRY_ENV, str(path))
+    assert reg_mod.default().get("sd15").name == "From the other file"
+    assert list(reg_mod.default().models) == ["sd15"]
+    monkeypatch.delenv(reg_mod.REGISTRY_ENV)
+    assert reg_mod.default().get("sd15").name != "From the other file"

@@ -1,6 +1,7 @@
 """Styles on the offline hub: LoRAs change the image and unloading restores it; embeddings; trigger words."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -68,6 +69,9 @@ def test_loras_from_files_and_wrong_families():
     with pytest.raises(ZooError, match="does not fit this sdxl model.*another family"):
         styles.load_lora(xl, path)
     assert styles.loras(xl) == {} and helpers.generate(xl, "a fox", **K).images[0].size == (64, 64)
+    for typo in ("loras/my_style.safetensors", "./my-style.safetensors", "my_style"):
+        with pytest.raises(ZooError, match=rf"no LoRA file '{re.escape(typo)}'.*no registry adapter.*lcm-lora-sdv1-5"):
+            styles.load_lora(sd, typo)
 
 
 def test_textual_inversion_embedding(tmp_path):

@@ -12,7 +12,7 @@ from PIL import Image
 
 import helpers
 from helpers import ZooError, compare, read_record, sweep
-from helpers.sweep import plan
+from helpers.sweep import plan, read_manifest
 from helpers.sweepfile import load as load_sweep_file
 from helpers.sweepfile import write as write_sweep_file
 
@@ -127,7 +127,18 @@ def test_a_sweep_written_as_a_file_reads_back_the_same_and_never_replaces_anothe
     assert load_sweep_file(path).axes["x"].name == "num_inference_steps"
 
 
-def test_two_processes_give_the_same_manifest_as_one(tmp_path):
+def _launch_two(spec, out, env):
+    # accelerate 1.x refuses --cpu with --multi_gpu; --multi_gpu starts two processes (torchrun), and the sweep
+    # asks for the CPU (gloo) backend itself when there is no CUDA.
+    return subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "-m", "helpers", "sweep", str(spec), "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_two_processes_really_split_and_a_killed_one_resumes(tmp_path):
     spec = tmp_path / "sweep.yaml"
     spec.write_text(
         "out: unused\n"
@@ -143,12 +154,7 @@ def test_two_processes_give_the_same_manifest_as_one(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "helpers", "sweep", str(spec),
-         "--out", str(tmp_path / "two")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    two = _launch_two(spec, tmp_path / "two", env)
     assert two.returncode == 0, two.stderr[-3000:]
     assert not list((tmp_path / "two").glob("manifest-*.jsonl")), "per-process manifests are merged"
 
@@ -156,11 +162,35 @@ def test_two_processes_give_the_same_manifest_as_one(tmp_path):
         return [{k: r[k] for k in ("key", "x", "y", "z", "params", "status", "path", "used")} for r in _manifest(out)]
 
     assert comparable(tmp_path / "one") == comparable(tmp_path / "two")
+    rows = _manifest(tmp_path / "two")
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)) == 6, "each cell once in the merged manifest"
+    by_process = [[r["key"] for r in rows if r["process"] == p] for p in (0, 1)]
+    assert by_process == [keys[:3], keys[3:]], "process 0 ran the first half, process 1 the second: disjoint, complete"
     for row in _manifest(tmp_path / "one"):
         a = np.asarray(Image.open(tmp_path / "one" / row["path"]))
         b = np.asarray(Image.open(tmp_path / "two" / row["path"]))
         assert np.array_equal(a, b)
     assert (tmp_path / "two" / "grid.png").is_file()
+
+    # What a kill of process 1 after its first cell leaves: both logs, one cut short, and no merged manifest.
+    out = tmp_path / "two"
+    (out / "manifest.jsonl").unlink()
+    (out / "manifest-0-of-2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    (out / "manifest-1-of-2.jsonl").write_text(json.dumps(rows[3]) + "\n" + json.dumps(rows[4])[:40])
+    for row in rows[4:]:
+        (out / row["path"]).unlink()
+    kept = {r["key"]: (out / r["path"]).stat().st_mtime_ns for r in rows[:4]}
+    again = _launch_two(spec, out, env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = _manifest(out)
+    assert [r["key"] for r in resumed] == keys
+    assert [r["status"] for r in resumed] == ["ok"] * 6, (resumed, again.stderr[-3000:])
+    assert {r["key"]: (out / r["path"]).stat().st_mtime_ns for r in resumed[:4]} == kept, "done cells not redone"
+    assert [r["process"] for r in resumed[4:]] == [0, 1], "the two missing cells split between the processes"
+    for row in resumed[4:]:
+        a = np.asarray(Image.open(tmp_path / "one" / row["path"]))
+        assert np.array_equal(a, np.asarray(Image.open(out / row["path"])))
 
 
 def test_compare_four_models_across_two_families(tmp_path):
@@ -182,3 +212,29 @@ def test_example_sweep_files_are_valid(path):
     spec = load_sweep_file(path)
     _, cells = plan(spec.params, {k: (a.name, a.values) for k, a in spec.axes.items()})
     assert cells
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"key": "a", "status": "ok"}\n["a list"]\n', r"manifest\.jsonl, line 2: not a sweep manifest row"),
+        (b'{"status": "ok"}\n', r"manifest\.jsonl, line 1: not a sweep manifest row"),
+        (b'{"key": "a", "status": "ok", "x": "\xff\xfe"}\n', r"manifest\.jsonl: not a sweep manifest \(not UTF-8"),
+    ],
+)
+def test_bad_manifest_lines_give_one_clean_message(tmp_path, content, message):
+    (tmp_path / "manifest.jsonl").write_bytes(content)
+    with pytest.raises(ZooError, match=message):
+        read_manifest(tmp_path)
+
+
+def test_a_line_cut_short_warns_once_and_its_cell_is_redone(tmp_path):
+    params = {"model": "sd15", "prompt": "a fox", "height": 64, "width": 64, "num_inference_steps": 1}
+    first = sweep(params, {"x": ("seed", [1, 2])}, out_dir=tmp_path, device="cpu")
+    rows = first.rows
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[1])[:30])
+    with pytest.warns(UserWarning, match=r"1 manifest line\(s\) cut short \(manifest\.jsonl:2\)") as caught:
+        again = sweep(params, {"x": ("seed", [1, 2])}, out_dir=tmp_path, device="cpu")
+    assert len([w for w in caught if "cut short" in str(w.message)]) == 1
+    assert [r["status"] for r in again.rows] == ["ok", "ok"]
+    assert again.rows[0]["timings"] == rows[0]["timings"], "the whole line is kept, not redone"
