@@ -25,6 +25,7 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from tqdm.auto import tqdm
 
+from . import control as control_mod
 from . import masks, previews, records, styles, timing
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
@@ -79,6 +80,7 @@ class Request:
     mask_image: Image.Image | None = None
     inputs: dict = field(default_factory=dict)  # input name -> fingerprint, for the record
     pipeline_kwargs: dict = field(default_factory=dict)
+    controls: list = field(default_factory=list)  # helpers.control.Control, settled
 
     @property
     def batches(self) -> list[list[int]]:
@@ -110,6 +112,7 @@ def generate(
     on_step=None,
     on_preview=None,
     registry: Registry | None = None,
+    control=None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -123,6 +126,7 @@ def generate(
     `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing); `lora_scale` sets them
     all to one scale (a sweep axis). `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
     `registry` is the registry a key is looked up in (the project's `models.yaml` by default).
+    `control` steers the image with ControlNets: `{controlnet_key: image}` or `helpers.control.Control`s.
     Other keyword arguments go to the pipeline.
     """
     pipe = model if isinstance(model, diffusers.DiffusionPipeline) else None
@@ -138,8 +142,11 @@ def generate(
         spec, task, prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
         seed, seeds, num_images, batch_size, scheduler, scheduler_options, image, mask_image, pipeline_kwargs,
     )  # fmt: skip
+    request.controls = control_mod.settle(spec, task, control, registry)
     if pipe is None:
         pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
+    if request.controls:
+        pipe = control_mod.pipeline(pipe, request.controls, registry)
     call = prepare(pipe, request, loras, lora_scale)
     on_step_end = _step_callback(pipe, request, on_step, on_preview)
     if on_step_end is not None:
@@ -253,6 +260,7 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
             call["mask_image"] = request.mask_image
         if "height" not in params:  # img2img pipelines take the size from the image
             call.pop("height"), call.pop("width")
+    call |= control_mod.call_kwargs(pipe, request.controls)
     if spec.defaults.max_sequence_length and "max_sequence_length" in params:
         call["max_sequence_length"] = spec.defaults.max_sequence_length
     call.update(request.pipeline_kwargs)
@@ -451,14 +459,17 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         vae=record_of(pipe).vae,
         device=str(pipe.device),
         versions=versions(),
+        controls=[c.recipe() for c in request.controls],
     )
     return [Record.from_dict({**base.__dict__, "seed": s}) for s in request.seeds]
 
 
-def regenerate(source: str | Path | Record, image=None, mask_image=None, **overrides) -> GenerationResult:
+def regenerate(source: str | Path | Record, image=None, mask_image=None, control_images=None, **overrides
+               ) -> GenerationResult:  # fmt: skip
     """Make an image again from its PNG (or record): same model, prompt, seed and settings.
 
-    An edit (img2img, inpainting) needs its input image (and mask) again; their fingerprints must match.
+    An edit (img2img, inpainting) needs its input image (and mask) again; their fingerprints must match. So do
+    the control images of a ControlNet generation (`control_images`: a list in order, or {controlnet key: image}).
     """
     rec = source if isinstance(source, Record) else records.read_record(source)
     if not rec.model:
@@ -472,4 +483,6 @@ def regenerate(source: str | Path | Record, image=None, mask_image=None, **overr
             raise ZooError(f"{source}: the {name} given is not the one this image was made from ({fp})")
         given[name] = loaded
     inputs = {k: v for k, v in given.items() if v is not None}
+    if rec.controls:
+        inputs["control"] = control_mod.from_recipe(rec.controls, control_images)
     return generate(rec.model, **{**rec.generate_kwargs(), **inputs, **overrides})

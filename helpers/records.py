@@ -49,6 +49,7 @@ class Record:
     vae: str = ""  # the registry VAE used instead of the repo's, if any
     device: str = ""
     versions: dict = field(default_factory=dict)
+    controls: list = field(default_factory=list)  # ControlNets: model, scale, start, end, image fingerprint
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -96,6 +97,10 @@ class Record:
             fields["Task"] = self.task
             if "strength" in self.extra:
                 fields["Denoising strength"] = self.extra["strength"]
+        for i, c in enumerate(self.controls):  # A1111's ControlNet extension writes one quoted field per unit
+            short = c["image"].removeprefix("sha256:")[:8]
+            unit = f"Module: none, Model: {c['model']} [{short}], Weight: {c['scale']:g}"
+            fields[f"ControlNet {i}"] = f'"{unit}, Guidance Start: {c["start"]:g}, Guidance End: {c["end"]:g}"'
         if self.versions.get("diffusers"):
             fields["Version"] = f"diffusers {self.versions['diffusers']}"
         lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))

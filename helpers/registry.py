@@ -125,6 +125,21 @@ class AdapterSpec(_Pinned):
     size: Size
 
 
+class ControlNetSpec(_Pinned):
+    """A ControlNet: a copy of a family's denoiser encoder that steers it with an image (edges, depth, pose)."""
+
+    cls_name: Literal["ControlNetModel", "ControlNetUnionModel", "FluxControlNetModel"] = Field(alias="class")
+    kind: Literal["canny", "depth", "openpose", "lineart", "tile", "union"]
+    family: Family
+    subfolder: str | None = None
+    variant: str | None = None
+    weights: Literal["safetensors", "bin"] = "safetensors"
+    weight_name: str | None = None  # a single file in the repo root instead of a diffusers folder
+    size: Size
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class ModelSpec(_Pinned):
     aliases: list[str] = Field(default_factory=list)
     previous_repos: list[str] = Field(default_factory=list)
@@ -194,8 +209,9 @@ class ModelSpec(_Pinned):
 class Registry:
     """Validated models, VAEs and adapters, looked up by key or alias."""
 
-    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None):
+    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, controlnets=None):
         self.models, self.vaes, self.adapters, self.path = models, vaes, adapters, path
+        self.controlnets = controlnets or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
 
     def get(self, key: str) -> ModelSpec:
@@ -221,6 +237,11 @@ class Registry:
         if key not in self.adapters:
             raise UnknownModelError(_unknown("adapter", key, self.adapters))
         return self.adapters[key]
+
+    def controlnet(self, key: str) -> ControlNetSpec:
+        if key not in self.controlnets:
+            raise UnknownModelError(_unknown("ControlNet", key, self.controlnets))
+        return self.controlnets[key]
 
     def list(
         self,
@@ -301,7 +322,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     where = path or "registry"
     if not isinstance(data, dict) or "models" not in data:
         raise RegistryError(f"{where}: expected top-level sections 'models', 'vaes' and 'adapters'")
-    extra = set(data) - {"models", "vaes", "adapters"}
+    extra = set(data) - {"models", "vaes", "adapters", "controlnets"}
     if extra:
         raise RegistryError(f"{where}: unknown top-level section(s) {sorted(extra)}")
     vaes = _section(data.get("vaes") or {}, VaeSpec, "vaes", where)
@@ -320,7 +341,8 @@ def parse(data: dict, path: Path | None = None) -> Registry:
                     entry[field] = base[field]
     models = _section(raw_models, ModelSpec, "models", where)
     _check_references(models, vaes, adapters, where)
-    return Registry(models, vaes, adapters, path)
+    controlnets = _section(data.get("controlnets") or {}, ControlNetSpec, "controlnets", where)
+    return Registry(models, vaes, adapters, path, controlnets=controlnets)
 
 
 def _section(raw: dict, spec, name: str, where) -> dict:
