@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import diffusers
 import numpy as np
+import torch
+import transformers
 from PIL import Image
 
 from . import memory as memory_mod
@@ -25,7 +27,7 @@ from .errors import ZooError
 from .images import fingerprint, load_image
 from .loaded import attach, record
 from .loading import hub_errors_explained, hub_kwargs
-from .registry import ControlNetSpec, ModelSpec, Registry
+from .registry import ControlNetSpec, ModelSpec, PreprocessorSpec, Registry
 from .registry import default as default_registry
 
 # The ControlNet pipeline class of each family and task (diffusers' names).
@@ -59,12 +61,17 @@ class Control:
                 "image": fingerprint(self.image)}  # fmt: skip
 
 
-def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200) -> Image.Image:
-    """The control image for a ControlNet kind, to look at before generating: "canny" (OpenCV, no weights).
+def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200, estimator: str = "depth-anything-v2-small",
+               registry: Registry | None = None) -> Image.Image:  # fmt: skip
+    """The control image for a ControlNet kind, to look at before generating.
 
-    Kinds whose images are drawn already ("lineart", "tile", "openpose" renderings) pass through unchanged.
+    "canny": OpenCV's edge map between the `low` and `high` thresholds (no weights). "depth": the registry
+    depth `estimator`'s map, near bright, at the picture's size. Kinds whose images are drawn already
+    ("lineart", "tile", "openpose" renderings) pass through unchanged.
     """
     image = load_image(image)
+    if kind == "depth":
+        return _depth(image, (registry or default_registry()).preprocessor(estimator))
     if kind == "canny":
         import cv2  # OpenCV is large: loaded only for edge maps
 
@@ -72,7 +79,33 @@ def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200) -> I
         return Image.fromarray(edges).convert("RGB")
     if kind in ("lineart", "tile", "openpose"):
         return image
-    raise ZooError(f"No preprocessor for '{kind}' yet; give the control image itself (kinds: canny, lineart, tile)")
+    raise ZooError(
+        f"No preprocessor for '{kind}' yet; give the control image itself (kinds: canny, depth, lineart, tile)"
+    )
+
+
+@torch.no_grad()
+def _depth(image: Image.Image, spec: PreprocessorSpec) -> Image.Image:
+    processor, model = _estimator(spec)
+    out = model(**processor(images=image, return_tensors="pt"))
+    depth = processor.post_process_depth_estimation(out, target_sizes=[image.size[::-1]])[0]["predicted_depth"]
+    depth = (depth - depth.min()) / (depth.max() - depth.min()).clamp(min=1e-8)
+    return Image.fromarray((depth.numpy() * 255).round().astype(np.uint8)).convert("RGB")
+
+
+_ESTIMATORS: dict = {}  # (repo, revision) -> (image processor, model): loaded once per session
+
+
+def _estimator(spec: PreprocessorSpec):
+    """A registry estimator's image processor and model, loaded once (on the CPU: it runs once per picture)."""
+    ident = (spec.repo, spec.revision)
+    if ident not in _ESTIMATORS:
+        kwargs = {"revision": spec.revision}
+        with hub_errors_explained(spec):
+            processor = transformers.AutoImageProcessor.from_pretrained(spec.repo, **kwargs)
+            model = getattr(transformers, spec.cls_name).from_pretrained(spec.repo, **kwargs)
+        _ESTIMATORS[ident] = processor, model.eval()
+    return _ESTIMATORS[ident]
 
 
 def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None) -> list[Control]:

@@ -23,7 +23,7 @@ import diffusers
 import torch
 
 from . import tiny
-from .registry import AdapterSpec, ControlNetSpec, ModelSpec, Registry, VaeSpec
+from .registry import AdapterSpec, ControlNetSpec, ModelSpec, PreprocessorSpec, Registry, VaeSpec
 from .registry import default as default_registry
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".ckpt")
@@ -274,6 +274,12 @@ def write_controlnet_folder(spec: ControlNetSpec, base: ModelSpec, folder: Path)
     _save_model(model.eval(), target, spec.variant, spec.weights == "safetensors", 1, True)
 
 
+def write_preprocessor_folder(spec: PreprocessorSpec, folder: Path) -> None:
+    """A tiny depth estimator with its image processor, in the transformers layout (config, weights, processor)."""
+    tiny.seeded(tiny.depth_anything, seed=11).save_pretrained(str(folder))
+    tiny.depth_processor().save_pretrained(str(folder))
+
+
 def _control_base(reg: Registry, family: str) -> ModelSpec | None:
     """The plain text-to-image model of a family whose tiny denoiser its ControlNets are made from."""
     plain = [m for m in reg.models.values() if m.family == family and not m.adapters and not m.layout.missing]
@@ -400,6 +406,8 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                 base = _control_base(reg, cn.family)
                 if base is not None:
                     _once(done, cn, cache, tmp, lambda s, f, base=base: write_controlnet_folder(s, base, f))
+            for pre in reg.preprocessors.values():
+                _once(done, pre, cache, tmp, write_preprocessor_folder)
 
 
 def _once(done: set, spec, cache: Path, tmp: str, writer) -> None:

@@ -140,6 +140,16 @@ class ControlNetSpec(_Pinned):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class PreprocessorSpec(_Pinned):
+    """A model that makes control images from pictures (a depth estimator), loaded with transformers."""
+
+    cls_name: Literal["DepthAnythingForDepthEstimation", "DPTForDepthEstimation"] = Field(alias="class")
+    kind: Literal["depth"]
+    size: Size
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class ModelSpec(_Pinned):
     aliases: list[str] = Field(default_factory=list)
     previous_repos: list[str] = Field(default_factory=list)
@@ -209,9 +219,10 @@ class ModelSpec(_Pinned):
 class Registry:
     """Validated models, VAEs and adapters, looked up by key or alias."""
 
-    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, controlnets=None):
+    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, controlnets=None,
+                 preprocessors=None):  # fmt: skip
         self.models, self.vaes, self.adapters, self.path = models, vaes, adapters, path
-        self.controlnets = controlnets or {}
+        self.controlnets, self.preprocessors = controlnets or {}, preprocessors or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
 
     def get(self, key: str) -> ModelSpec:
@@ -242,6 +253,11 @@ class Registry:
         if key not in self.controlnets:
             raise UnknownModelError(_unknown("ControlNet", key, self.controlnets))
         return self.controlnets[key]
+
+    def preprocessor(self, key: str) -> PreprocessorSpec:
+        if key not in self.preprocessors:
+            raise UnknownModelError(_unknown("preprocessor", key, self.preprocessors))
+        return self.preprocessors[key]
 
     def list(
         self,
@@ -322,7 +338,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     where = path or "registry"
     if not isinstance(data, dict) or "models" not in data:
         raise RegistryError(f"{where}: expected top-level sections 'models', 'vaes' and 'adapters'")
-    extra = set(data) - {"models", "vaes", "adapters", "controlnets"}
+    extra = set(data) - {"models", "vaes", "adapters", "controlnets", "preprocessors"}
     if extra:
         raise RegistryError(f"{where}: unknown top-level section(s) {sorted(extra)}")
     vaes = _section(data.get("vaes") or {}, VaeSpec, "vaes", where)
@@ -342,7 +358,8 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     models = _section(raw_models, ModelSpec, "models", where)
     _check_references(models, vaes, adapters, where)
     controlnets = _section(data.get("controlnets") or {}, ControlNetSpec, "controlnets", where)
-    return Registry(models, vaes, adapters, path, controlnets=controlnets)
+    preprocessors = _section(data.get("preprocessors") or {}, PreprocessorSpec, "preprocessors", where)
+    return Registry(models, vaes, adapters, path, controlnets=controlnets, preprocessors=preprocessors)
 
 
 def _section(raw: dict, spec, name: str, where) -> dict:

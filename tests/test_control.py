@@ -100,3 +100,17 @@ def test_control_mistakes_are_explained(tmp_path):
         regenerate(path)
     with pytest.raises(ZooError, match="not the one this image was made with"):
         regenerate(path, control_images=[PICTURE])
+
+
+def test_depth_preprocessor_maps_the_picture_with_the_registry_estimator():
+    depth = preprocess(PICTURE, "depth")
+    a = np.asarray(depth)
+    assert depth.size == PICTURE.size and depth.mode == "RGB" and (a[..., 0] == a[..., 2]).all()
+    assert a.min() == 0 and a.max() == 255, "normalised: nearest white, farthest black"
+    assert np.array_equal(np.asarray(preprocess(PICTURE, "depth")), a)
+    rec = generate("sd15", "a room", control={"depth-sd15": depth}, **small("sd15", seed=2)).records[0]
+    assert rec.controls[0]["image"] == fingerprint(depth)
+    with pytest.raises(ZooError, match="Unknown preprocessor 'midas'"):
+        preprocess(PICTURE, "depth", estimator="midas")
+    with pytest.raises(ZooError, match="No preprocessor for 'normal'"):
+        preprocess(PICTURE, "normal")
