@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import control as control_mod
-from . import masks, previews, records, styles, timing
+from . import masks, previews, prompts, records, styles, timing
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
 from .errors import ZooError
@@ -274,7 +274,13 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
                 stacklevel=3,
             )
             request.negative_prompt = None
-    _warn_long_prompt(pipe, spec, request.prompt, call.get("max_sequence_length"))
+    guided = request.guidance > 1.0
+    embeds = prompts.embeddings(pipe, spec.family, request.prompt, call.get("negative_prompt"), guided)
+    if embeds:  # A1111 weights or a prompt beyond 77 tokens: encoded here (helpers.prompts), never cut
+        call.pop("negative_prompt", None)
+        call |= embeds
+    else:
+        _warn_long_prompt(pipe, spec, request.prompt, call.get("max_sequence_length"))
     if loras is not None or lora_scale is not None:
         styles.apply(pipe, styles.loras(pipe) if loras is None else loras, lora_scale)
     missing = styles.trigger_words_missing(pipe, request.prompt)
@@ -389,6 +395,7 @@ def _call(pipe, prompt, seeds, generator_device, call):
     """One pipeline call: float images in [0, 1], the safety checker's flags, and its stopwatch."""
     generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
     with timing.timed(pipe) as watch:
+        prompt = None if "prompt_embeds" in call else prompt
         out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type="np", **call)
     nsfw = getattr(out, "nsfw_content_detected", None) or [False] * len(seeds)
     return list(out.images), [bool(x) for x in nsfw], watch
