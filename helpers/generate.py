@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import control as control_mod
+from . import hires as hires_mod
 from . import masks, previews, prompts, records, styles, timing
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
@@ -81,6 +82,7 @@ class Request:
     inputs: dict = field(default_factory=dict)  # input name -> fingerprint, for the record
     pipeline_kwargs: dict = field(default_factory=dict)
     controls: list = field(default_factory=list)  # helpers.control.Control, settled
+    hires: dict = field(default_factory=dict)  # helpers.hires settings, settled
 
     @property
     def batches(self) -> list[list[int]]:
@@ -113,6 +115,7 @@ def generate(
     on_preview=None,
     registry: Registry | None = None,
     control=None,
+    hires=None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -127,6 +130,7 @@ def generate(
     all to one scale (a sweep axis). `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
     `registry` is the registry a key is looked up in (the project's `models.yaml` by default).
     `control` steers the image with ControlNets: `{controlnet_key: image}` or `helpers.control.Control`s.
+    `hires` ({"scale": 2, "strength": 0.5, "steps": N, "upscaler": "Lanczos"}) finishes each image larger.
     Other keyword arguments go to the pipeline.
     """
     pipe = model if isinstance(model, diffusers.DiffusionPipeline) else None
@@ -143,6 +147,7 @@ def generate(
         seed, seeds, num_images, batch_size, scheduler, scheduler_options, image, mask_image, pipeline_kwargs,
     )  # fmt: skip
     request.controls = control_mod.settle(spec, task, control, registry)
+    request.hires = hires_mod.settle(spec, hires, request.steps)
     if pipe is None:
         pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
     if request.controls:
@@ -152,7 +157,30 @@ def generate(
     if on_step_end is not None:
         call["callback_on_step_end"] = on_step_end
     images, problems, timings = run(pipe, request, call, generator_device)
-    return GenerationResult(images, record(pipe, request, images), timings, peak_gb(pipe.device), problems)
+    recipes = record(pipe, request, images)  # the first pass's size, as A1111 records it
+    if request.hires:
+        images = _hires_pass(request, images, device, memory, registry, generator_device)
+    return GenerationResult(images, recipes, timings, peak_gb(pipe.device), problems)
+
+
+def _hires_pass(request: Request, images, device, memory, registry, generator_device) -> list[Image.Image]:
+    """A1111's second pass: each image upscaled, then repainted by img2img at the hires strength, same seed."""
+    h, spec = request.hires, request.spec
+    pipe = get_pipeline(spec.key, task="img2img", device=device, memory=memory, registry=registry)
+    settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=h["steps"],
+                    guidance_scale=request.guidance, scheduler=request.scheduler,
+                    scheduler_options=request.scheduler_options, generator_device=generator_device)  # fmt: skip
+    return [
+        generate(
+            pipe,
+            request.prompt,
+            image=hires_mod.upscale(im, h, spec.family),
+            strength=h["strength"],
+            seed=s,
+            **settings,
+        ).images[0]  # fmt: skip
+        for im, s in zip(images, request.seeds, strict=True)
+    ]
 
 
 # --- 1. settle: the request checked against the registry entry, before anything loads ----------------------
@@ -467,6 +495,7 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         device=str(pipe.device),
         versions=versions(),
         controls=[c.recipe() for c in request.controls],
+        hires=dict(request.hires),
     )
     return [Record.from_dict({**base.__dict__, "seed": s}) for s in request.seeds]
 

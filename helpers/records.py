@@ -50,6 +50,7 @@ class Record:
     device: str = ""
     versions: dict = field(default_factory=dict)
     controls: list = field(default_factory=list)  # ControlNets: model, scale, start, end, image fingerprint
+    hires: dict = field(default_factory=dict)  # hires fix: scale, strength, steps, upscaler (helpers.hires)
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -68,6 +69,8 @@ class Record:
             kw["task"] = self.task
         if self.loras:
             kw["loras"] = dict(self.loras)
+        if self.hires:
+            kw["hires"] = dict(self.hires)
         return kw | dict(self.extra)
 
     def to_json(self) -> str:
@@ -101,6 +104,11 @@ class Record:
             short = c["image"].removeprefix("sha256:")[:8]
             unit = f"Module: none, Model: {c['model']} [{short}], Weight: {c['scale']:g}"
             fields[f"ControlNet {i}"] = f'"{unit}, Guidance Start: {c["start"]:g}, Guidance End: {c["end"]:g}"'
+        if self.hires:  # A1111's hires fix fields; Size stays the first pass's
+            fields["Denoising strength"] = f"{self.hires['strength']:g}"
+            fields["Hires upscale"] = f"{self.hires['scale']:g}"
+            fields["Hires steps"] = self.hires["steps"]
+            fields["Hires upscaler"] = self.hires["upscaler"]
         if self.versions.get("diffusers"):
             fields["Version"] = f"diffusers {self.versions['diffusers']}"
         lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))
