@@ -114,3 +114,40 @@ def test_depth_preprocessor_maps_the_picture_with_the_registry_estimator():
         preprocess(PICTURE, "depth", estimator="midas")
     with pytest.raises(ZooError, match="No preprocessor for 'normal'"):
         preprocess(PICTURE, "normal")
+
+
+def test_control_scale_and_hires_strength_are_sweep_axes(tmp_path):
+    from helpers.sweep import plan, sweep
+
+    params = {"model": "sd15", "prompt": "a house", "control": {"canny-sd15": EDGES}, **small("sd15", seed=1)}
+    params.pop("device")
+    axes = {"x": ("control_scale", [0.0, 1.0]), "y": ("hires_strength", [0.5, 1.0])}
+    _, cells = plan(params, axes)
+    assert [(c.params["control"][0].scale, c.params["hires"]["strength"]) for c in cells] == [
+        (0.0, 0.5),
+        (1.0, 0.5),
+        (0.0, 1.0),
+        (1.0, 1.0),
+    ]
+    result = sweep(params, {"x": ("control_scale", [0.0, 1.0])}, tmp_path, device="cpu")
+    assert not result.failed and len(result.rows) == 2, result.failed
+    images = [Image.open(tmp_path / r["path"]) for r in result.rows]
+    assert not np.array_equal(_px(images[0]), _px(images[1])), "the control scale changes the picture"
+    with pytest.raises(ZooError, match="control_scale axis needs control"):
+        plan({"model": "sd15", "prompt": "x"}, {"x": ("control_scale", [1.0])})
+
+
+def test_command_line_control_and_hires(tmp_path):
+    from .test_cli import run
+
+    EDGES.save(tmp_path / "edges.png")
+    code, out, err = run(
+        "generate", "sd15", "a house", "--steps", "4", "--size", "64", "--seed", "3", "--device", "cpu",
+        "--control", f"canny-sd15={tmp_path / 'edges.png'}", "--hires", "2", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, err
+    rec = read_record(out.split()[0])
+    assert rec.controls[0]["model"] == "canny-sd15" and rec.hires["scale"] == 2.0
+    assert Image.open(out.split()[0]).size == (128, 128)
+    code, _, err = run("generate", "sd15", "x", "--control", "canny-sd15")
+    assert code == 2 and "--control takes CONTROLNET=IMAGE" in err
