@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from . import control as control_mod
 from . import hires as hires_mod
-from . import masks, previews, prompts, records, styles, timing
+from . import masks, previews, prompt_weights, records, styles, timing
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
 from .errors import ZooError
@@ -303,8 +303,8 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
             )
             request.negative_prompt = None
     guided = request.guidance > 1.0
-    embeds = prompts.embeddings(pipe, spec.family, request.prompt, call.get("negative_prompt"), guided)
-    if embeds:  # A1111 weights or a prompt beyond 77 tokens: encoded here (helpers.prompts), never cut
+    embeds = prompt_weights.embeddings(pipe, spec.family, request.prompt, call.get("negative_prompt"), guided)
+    if embeds:  # A1111 weights or a prompt beyond 77 tokens: encoded here (helpers.prompt_weights), never cut
         call.pop("negative_prompt", None)
         call |= embeds
     else:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import helpers
-from helpers import generate, prompts, read_record, regenerate
+from helpers import generate, prompt_weights, read_record, regenerate
 
 from .common import small
 
@@ -25,21 +25,21 @@ def _px(image):
 
 
 def test_a1111_attention_syntax():
-    assert prompts.parse("a (red:1.5) cat, [blurry]") == [
+    assert prompt_weights.parse("a (red:1.5) cat, [blurry]") == [
         ("a ", 1.0),
         ("red", 1.5),
         (" cat, ", 1.0),
         ("blurry", pytest.approx(1 / 1.1)),
     ]
-    assert prompts.parse("((a)) b") == [("a", pytest.approx(1.21)), (" b", 1.0)]
-    assert prompts.parse(r"\(a\) (b:0.5) BREAK c") == [("(a) ", 1.0), ("b", 0.5), ("BREAK", -1), ("c", 1.0)]
-    assert prompts.is_plain("a cat, photo: sharp") and not prompts.is_plain("a (cat)")
+    assert prompt_weights.parse("((a)) b") == [("a", pytest.approx(1.21)), (" b", 1.0)]
+    assert prompt_weights.parse(r"\(a\) (b:0.5) BREAK c") == [("(a) ", 1.0), ("b", 0.5), ("BREAK", -1), ("c", 1.0)]
+    assert prompt_weights.is_plain("a cat, photo: sharp") and not prompt_weights.is_plain("a (cat)")
 
 
 def test_a_plain_prompt_is_left_to_the_pipeline_and_compel_agrees_with_it():
     pipe = helpers.get_pipeline("sd15", device="cpu")
-    assert prompts.embeddings(pipe, "sd1", "a cat", "a dog", True) == {}
-    ours = prompts._encode(prompts._encoders(pipe, "sd1"), "a cat")[0]
+    assert prompt_weights.embeddings(pipe, "sd1", "a cat", "a dog", True) == {}
+    ours = prompt_weights._encode(prompt_weights._encoders(pipe, "sd1"), "a cat")[0]
     theirs = pipe.encode_prompt("a cat", "cpu", 1, False)[0]
     assert torch.equal(ours, theirs), "compel's unweighted embeddings are the pipeline's own"
     kw = small("sd15", seed=4)
@@ -50,8 +50,8 @@ def test_a_plain_prompt_is_left_to_the_pipeline_and_compel_agrees_with_it():
 
 def test_a_weight_scales_its_tokens_away_from_the_empty_prompt():
     pipe = helpers.get_pipeline("sd15", device="cpu")
-    enc = prompts._encoders(pipe, "sd1")
-    plain, weighted = prompts._encode(enc, "a cat")[0], prompts._encode(enc, "a (cat:1.5)")[0]
+    enc = prompt_weights._encoders(pipe, "sd1")
+    plain, weighted = prompt_weights._encode(enc, "a cat")[0], prompt_weights._encode(enc, "a (cat:1.5)")[0]
     empty = enc[0].conditioning_provider.empty_z
     ids = pipe.tokenizer("a cat").input_ids
     cat = ids.index(pipe.tokenizer("cat", add_special_tokens=False).input_ids[0])
@@ -68,7 +68,7 @@ def test_a_weight_scales_its_tokens_away_from_the_empty_prompt():
 @pytest.mark.parametrize("key", ["sd15", "sdxl-base"])
 def test_long_weighted_prompts_are_read_whole_and_regenerate(key, tmp_path):
     pipe = helpers.get_pipeline(key, device="cpu")
-    embeds = prompts.embeddings(pipe, pipe_family := helpers.get(key).family, LONG, "(blurry:1.3)", True)
+    embeds = prompt_weights.embeddings(pipe, pipe_family := helpers.get(key).family, LONG, "(blurry:1.3)", True)
     assert (
         embeds["prompt_embeds"].shape[1] > 77
         and embeds["negative_prompt_embeds"].shape == embeds["prompt_embeds"].shape
