@@ -116,7 +116,19 @@ def _run_generate(args, width, height):
         image=args.image,
         mask_image=args.mask,
         **({"strength": args.strength} if args.strength is not None else {}),
+        control=_controls(args.control),
+        hires={"scale": args.hires, "strength": args.hires_strength} if args.hires else None,
     )
+
+
+def _controls(pairs):
+    """`--control KEY=IMAGE` pairs as generate's {controlnet key: image}; None when none are given."""
+    if not pairs:
+        return None
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise ZooError(f"--control takes CONTROLNET=IMAGE, e.g. canny-sd15=edges.png (got {bad[0]!r})")
+    return dict(p.split("=", 1) for p in pairs)
 
 
 def _doctor(args) -> int:
@@ -231,6 +243,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--strength", type=float, help="with --image: how much to change it, in (0, 1]")
     s.add_argument("--device", default="auto")
     s.add_argument("--out", default="outputs", help="folder for the PNGs (existing files are never replaced)")
+    s.add_argument("--control", action="append", metavar="CONTROLNET=IMAGE",
+                   help="steer with a registry ControlNet and its control image (repeat for several)")  # fmt: skip
+    s.add_argument("--hires", type=float, metavar="SCALE", help="hires fix: upscale by SCALE, then img2img")
+    s.add_argument("--hires-strength", type=float, default=0.5, help="hires fix denoising strength (default 0.5)")
     s.set_defaults(run=_generate)
 
     s = sub.add_parser("sweep", help="run an X/Y/Z sweep file (resumable; works under `accelerate launch`)")

@@ -27,7 +27,9 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import masks, previews, records, styles, timing
+from . import control as control_mod
+from . import hires as hires_mod
+from . import masks, previews, prompt_weights, records, styles, timing
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
 from .errors import UnknownModelError, ZooError
@@ -81,6 +83,8 @@ class Request:
     mask_image: Image.Image | None = None
     inputs: dict = field(default_factory=dict)  # input name -> fingerprint, for the record
     pipeline_kwargs: dict = field(default_factory=dict)
+    controls: list = field(default_factory=list)  # helpers.control.Control, settled
+    hires: dict = field(default_factory=dict)  # helpers.hires settings, settled
 
     @property
     def batches(self) -> list[list[int]]:
@@ -112,6 +116,8 @@ def generate(
     on_step=None,
     on_preview=None,
     registry: Registry | None = None,
+    control=None,
+    hires=None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -125,6 +131,8 @@ def generate(
     `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing); `lora_scale` sets them
     all to one scale (a sweep axis). `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
     `registry` is the registry a key is looked up in (the project's `models.yaml` by default).
+    `control` steers the image with ControlNets: `{controlnet_key: image}` or `helpers.control.Control`s.
+    `hires` ({"scale": 2, "strength": 0.5, "steps": N, "upscaler": "Lanczos"}) finishes each image larger.
     Other keyword arguments go to the pipeline.
     """
     pipe = model if isinstance(model, diffusers.DiffusionPipeline) else None
@@ -140,14 +148,41 @@ def generate(
         spec, task, prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
         seed, seeds, num_images, batch_size, scheduler, scheduler_options, image, mask_image, pipeline_kwargs,
     )  # fmt: skip
+    request.controls = control_mod.settle(spec, task, control, registry)
+    request.hires = hires_mod.settle(spec, hires, request.steps)
     if pipe is None:
         pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
+    if request.controls:
+        pipe = control_mod.pipeline(pipe, request.controls, registry)
     call = prepare(pipe, request, loras, lora_scale)
     on_step_end = _step_callback(pipe, request, on_step, on_preview)
     if on_step_end is not None:
         call["callback_on_step_end"] = on_step_end
     images, problems, timings = run(pipe, request, call, generator_device)
-    return GenerationResult(images, record(pipe, request, images), timings, peak_gb(pipe.device), problems)
+    recipes = record(pipe, request, images)  # the first pass's size, as A1111 records it
+    if request.hires:
+        images = _hires_pass(request, images, device, memory, registry, generator_device)
+    return GenerationResult(images, recipes, timings, peak_gb(pipe.device), problems)
+
+
+def _hires_pass(request: Request, images, device, memory, registry, generator_device) -> list[Image.Image]:
+    """A1111's second pass: each image upscaled, then repainted by img2img at the hires strength, same seed."""
+    h, spec = request.hires, request.spec
+    pipe = get_pipeline(spec.key, task="img2img", device=device, memory=memory, registry=registry)
+    settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=h["steps"],
+                    guidance_scale=request.guidance, scheduler=request.scheduler,
+                    scheduler_options=request.scheduler_options, generator_device=generator_device)  # fmt: skip
+    return [
+        generate(
+            pipe,
+            request.prompt,
+            image=hires_mod.upscale(im, h, spec.family),
+            strength=h["strength"],
+            seed=s,
+            **settings,
+        ).images[0]  # fmt: skip
+        for im, s in zip(images, request.seeds, strict=True)
+    ]
 
 
 # --- 1. settle: the request checked against the registry entry, before anything loads ----------------------
@@ -260,6 +295,7 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
             call["mask_image"] = request.mask_image
         if "height" not in params:  # img2img pipelines take the size from the image
             call.pop("height"), call.pop("width")
+    call |= control_mod.call_kwargs(pipe, request.controls)
     if spec.defaults.max_sequence_length and "max_sequence_length" in params:
         call["max_sequence_length"] = spec.defaults.max_sequence_length
     call.update(request.pipeline_kwargs)
@@ -273,7 +309,13 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
                 stacklevel=3,
             )
             request.negative_prompt = None
-    _warn_long_prompt(pipe, spec, request.prompt, call.get("max_sequence_length"))
+    guided = request.guidance > 1.0
+    embeds = prompt_weights.embeddings(pipe, spec.family, request.prompt, call.get("negative_prompt"), guided)
+    if embeds:  # A1111 weights or a prompt beyond 77 tokens: encoded here (helpers.prompt_weights), never cut
+        call.pop("negative_prompt", None)
+        call |= embeds
+    else:
+        _warn_long_prompt(pipe, spec, request.prompt, call.get("max_sequence_length"))
     if loras is not None or lora_scale is not None:
         styles.apply(pipe, styles.loras(pipe) if loras is None else loras, lora_scale)
     missing = styles.trigger_words_missing(pipe, request.prompt)
@@ -389,6 +431,7 @@ def _call(pipe, prompt, seeds, generator_device, call):
     """One pipeline call: float images in [0, 1], the safety checker's flags, and its stopwatch."""
     generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
     with timing.timed(pipe) as watch:
+        prompt = None if "prompt_embeds" in call else prompt
         out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type="np", **call)
     nsfw = getattr(out, "nsfw_content_detected", None) or [False] * len(seeds)
     return list(out.images), [bool(x) for x in nsfw], watch
@@ -483,14 +526,18 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         vae=record_of(pipe).vae,
         device=str(pipe.device),
         versions=versions(),
+        controls=[c.recipe() for c in request.controls],
+        hires=dict(request.hires),
     )
     return [Record.from_dict({**base.__dict__, "seed": s}) for s in request.seeds]
 
 
-def regenerate(source: str | Path | Record, image=None, mask_image=None, **overrides) -> GenerationResult:
+def regenerate(source: str | Path | Record, image=None, mask_image=None, control_images=None, **overrides
+               ) -> GenerationResult:  # fmt: skip
     """Make an image again from its PNG (or record): same model, prompt, seed and settings.
 
-    An edit (img2img, inpainting) needs its input image (and mask) again; their fingerprints must match.
+    An edit (img2img, inpainting) needs its input image (and mask) again; their fingerprints must match. So do
+    the control images of a ControlNet generation (`control_images`: a list in order, or {controlnet key: image}).
     """
     rec = source if isinstance(source, Record) else records.read_record(source)
     if not rec.model:
@@ -504,6 +551,8 @@ def regenerate(source: str | Path | Record, image=None, mask_image=None, **overr
             raise ZooError(f"{source}: the {name} given is not the one this image was made from ({fp})")
         given[name] = loaded
     inputs = {k: v for k, v in given.items() if v is not None}
+    if rec.controls:
+        inputs["control"] = control_mod.from_recipe(rec.controls, control_images)
     model = overrides.pop("model", None) or rec.model
     registry = overrides.get("registry") or default_registry()
     if isinstance(model, str) and model == rec.model and not _known(model, registry):

@@ -23,7 +23,7 @@ import diffusers
 import torch
 
 from . import tiny
-from .registry import SHA_RE, AdapterSpec, EvaluatorSpec, ModelSpec, Registry, VaeSpec
+from .registry import SHA_RE, AdapterSpec, ControlNetSpec, EvaluatorSpec, ModelSpec, PreprocessorSpec, Registry, VaeSpec
 from .registry import default as default_registry
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".ckpt")
@@ -317,6 +317,40 @@ def _build_evaluators(reg: Registry, cache: Path, tmp: str, done: set) -> None:
             commit_to_cache(cache, spec.processor, spec.processor_revision, kind, folder)
 
 
+def write_controlnet_folder(spec: ControlNetSpec, base: ModelSpec, folder: Path) -> None:
+    """A ControlNet made from the family's tiny denoiser, as diffusers' `from_unet` makes one to train."""
+    _, denoiser = _denoiser(base)
+    torch.manual_seed(zlib.crc32(spec.repo.encode()))
+    if spec.cls_name == "FluxControlNetModel":
+        model = diffusers.FluxControlNetModel.from_transformer(
+            denoiser, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2
+        )
+    else:
+        cls = getattr(diffusers, spec.cls_name)
+        model = cls.from_unet(denoiser, conditioning_embedding_out_channels=(8, 8, 16, 16))
+    for name, p in model.named_parameters():  # the zero convolutions start at zero: make the control show
+        if "zero" in name or "controlnet_" in name:
+            p.data = 0.05 * torch.randn_like(p)
+    target = folder / spec.subfolder if spec.subfolder else folder
+    _save_model(model.eval(), target, spec.variant, spec.weights == "safetensors", 1, True)
+
+
+def write_preprocessor_folder(spec: PreprocessorSpec, folder: Path) -> None:
+    """A tiny depth estimator with its image processor, in the transformers layout (config, weights, processor)."""
+    tiny.seeded(tiny.depth_anything, seed=11).save_pretrained(str(folder))
+    tiny.depth_processor().save_pretrained(str(folder))
+
+
+def _control_base(reg: Registry, family: str) -> ModelSpec | None:
+    """The plain text-to-image model of a family whose tiny denoiser its ControlNets are made from."""
+    plain = [m for m in reg.models.values() if m.family == family and not m.adapters and not m.layout.missing]
+    plain = [m for m in plain if m.pipeline in FAMILY_TEXT2IMG]
+    return plain[0] if plain else None
+
+
+FAMILY_TEXT2IMG = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "FluxPipeline"}
+
+
 # --- the cache layout ---------------------------------------------------------------------------
 
 
@@ -453,6 +487,12 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                 base = next((m for m in reg.models.values() if m.family == ad.family and not m.adapters), None)
                 if base is not None:
                     _once(done, ad, cache, tmp, lambda s, f, base=base: write_adapter_folder(s, base, f))
+            for cn in reg.controlnets.values():
+                base = _control_base(reg, cn.family)
+                if base is not None:
+                    _once(done, cn, cache, tmp, lambda s, f, base=base: write_controlnet_folder(s, base, f))
+            for pre in reg.preprocessors.values():
+                _once(done, pre, cache, tmp, write_preprocessor_folder)
 
 
 def _once(done: set, spec, cache: Path, tmp: str, writer) -> None:

@@ -51,6 +51,8 @@ class Record:
     blend: int = 0  # outpainting: the result was blended into the input image with this feather (0: not blended)
     device: str = ""
     versions: dict = field(default_factory=dict)
+    controls: list = field(default_factory=list)  # ControlNets: model, scale, start, end, image fingerprint
+    hires: dict = field(default_factory=dict)  # hires fix: scale, strength, steps, upscaler (helpers.hires)
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -69,6 +71,8 @@ class Record:
             kw["task"] = self.task
         if self.loras:
             kw["loras"] = dict(self.loras)
+        if self.hires:
+            kw["hires"] = dict(self.hires)
         return kw | dict(self.extra)
 
     def to_json(self) -> str:
@@ -98,6 +102,15 @@ class Record:
             fields["Task"] = self.task
             if "strength" in self.extra:
                 fields["Denoising strength"] = self.extra["strength"]
+        for i, c in enumerate(self.controls):  # A1111's ControlNet extension writes one quoted field per unit
+            short = c["image"].removeprefix("sha256:")[:8]
+            unit = f"Module: none, Model: {c['model']} [{short}], Weight: {c['scale']:g}"
+            fields[f"ControlNet {i}"] = f'"{unit}, Guidance Start: {c["start"]:g}, Guidance End: {c["end"]:g}"'
+        if self.hires:  # A1111's hires fix fields; Size stays the first pass's
+            fields["Denoising strength"] = f"{self.hires['strength']:g}"
+            fields["Hires upscale"] = f"{self.hires['scale']:g}"
+            fields["Hires steps"] = self.hires["steps"]
+            fields["Hires upscaler"] = self.hires["upscaler"]
         if self.versions.get("diffusers"):
             fields["Version"] = f"diffusers {self.versions['diffusers']}"
         lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))

@@ -173,6 +173,31 @@ class EvaluatorSpec(_Strict):
         return self
 
 
+class ControlNetSpec(_Pinned):
+    """A ControlNet: a copy of a family's denoiser encoder that steers it with an image (edges, depth, pose)."""
+
+    cls_name: Literal["ControlNetModel", "ControlNetUnionModel", "FluxControlNetModel"] = Field(alias="class")
+    kind: Literal["canny", "depth", "openpose", "lineart", "tile", "union"]
+    family: Family
+    subfolder: str | None = None
+    variant: str | None = None
+    weights: Literal["safetensors", "bin"] = "safetensors"
+    weight_name: str | None = None  # a single file in the repo root instead of a diffusers folder
+    size: Size
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PreprocessorSpec(_Pinned):
+    """A model that makes control images from pictures (a depth estimator), loaded with transformers."""
+
+    cls_name: Literal["DepthAnythingForDepthEstimation", "DPTForDepthEstimation"] = Field(alias="class")
+    kind: Literal["depth"]
+    size: Size
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class ModelSpec(_Pinned):
     aliases: list[str] = Field(default_factory=list)
     previous_repos: list[str] = Field(default_factory=list)
@@ -242,9 +267,11 @@ class ModelSpec(_Pinned):
 class Registry:
     """Validated models, VAEs and adapters, looked up by key or alias."""
 
-    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, evaluators=None):
+    def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, evaluators=None,
+                 controlnets=None, preprocessors=None):  # fmt: skip
         self.models, self.vaes, self.adapters, self.path = models, vaes, adapters, path
         self.evaluators = evaluators or {}
+        self.controlnets, self.preprocessors = controlnets or {}, preprocessors or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
 
     def get(self, key: str) -> ModelSpec:
@@ -278,6 +305,16 @@ class Registry:
             known = ", ".join(self.evaluators)
             raise UnknownModelError(f"Unknown evaluator '{key}'.{hint} The evaluators of models.yaml: {known}")
         return self.evaluators[key]
+
+    def controlnet(self, key: str) -> ControlNetSpec:
+        if key not in self.controlnets:
+            raise UnknownModelError(_unknown("ControlNet", key, self.controlnets))
+        return self.controlnets[key]
+
+    def preprocessor(self, key: str) -> PreprocessorSpec:
+        if key not in self.preprocessors:
+            raise UnknownModelError(_unknown("preprocessor", key, self.preprocessors))
+        return self.preprocessors[key]
 
     def list(
         self,
@@ -358,7 +395,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     where = path or "registry"
     if not isinstance(data, dict) or "models" not in data:
         raise RegistryError(f"{where}: expected top-level sections 'models', 'vaes' and 'adapters'")
-    extra = set(data) - {"models", "vaes", "adapters", "evaluators"}
+    extra = set(data) - {"models", "vaes", "adapters", "evaluators", "controlnets", "preprocessors"}
     if extra:
         raise RegistryError(f"{where}: unknown top-level section(s) {sorted(extra)}")
     vaes = _section(data.get("vaes") or {}, VaeSpec, "vaes", where)
@@ -378,7 +415,9 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     models = _section(raw_models, ModelSpec, "models", where)
     _check_references(models, vaes, adapters, where)
     evaluators = _section(data.get("evaluators") or {}, EvaluatorSpec, "evaluators", where)
-    return Registry(models, vaes, adapters, path, evaluators)
+    controlnets = _section(data.get("controlnets") or {}, ControlNetSpec, "controlnets", where)
+    preprocessors = _section(data.get("preprocessors") or {}, PreprocessorSpec, "preprocessors", where)
+    return Registry(models, vaes, adapters, path, evaluators, controlnets=controlnets, preprocessors=preprocessors)
 
 
 def _section(raw: dict, spec, name: str, where) -> dict:

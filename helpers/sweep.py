@@ -12,6 +12,7 @@ the cells are split between the processes, each writes its own manifest, and the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import itertools
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from . import records
 from .cache import get_pipeline
+from .control import Control
 from .errors import ZooError
 from .evaluate import score_cells
 from .generate import generate
@@ -40,7 +42,7 @@ AXIS_ALIASES = {
     "sampler": "scheduler",
     "negative": "negative_prompt",
 }
-SPECIAL_AXES = {"model", "prompt_sr", "size"}  # prompt_sr: A1111's "Prompt S/R"; size: "WxH"
+SPECIAL_AXES = {"model", "prompt_sr", "size", "control_scale", "hires_strength"}  # prompt_sr: A1111's "Prompt S/R"
 MANIFEST = "manifest.jsonl"
 _GENERATE_ARGS = set(inspect.signature(generate).parameters) - {"model", "pipeline_kwargs", "seeds", "num_images"}
 
@@ -89,6 +91,14 @@ class Axis:
             out["prompt"] = out["prompt"].replace(search, value)
         elif self.name == "size":
             out["width"], out["height"] = value
+        elif self.name == "control_scale":  # every ControlNet of the params at this scale
+            if not out.get("control"):
+                raise ZooError("a control_scale axis needs control in the params: {controlnet_key: image}")
+            controls = out["control"]
+            controls = [Control(k, v) for k, v in controls.items()] if isinstance(controls, dict) else controls
+            out["control"] = [dataclasses.replace(c, scale=value) for c in controls]
+        elif self.name == "hires_strength":
+            out["hires"] = {"scale": 2.0, **(out.get("hires") or {}), "strength": value}
         else:
             out[self.name] = value
         return out

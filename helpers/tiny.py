@@ -351,6 +351,46 @@ def fid_inception():
     return model.eval()
 
 
+def depth_anything():
+    """A Depth Anything estimator: a 4-layer DINOv2 backbone, its reassemble neck and the depth head."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    backbone = Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=56,
+        patch_size=14,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=16,
+        neck_hidden_sizes=[8, 8, 16, 16],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        patch_size=14,
+    )
+    return DepthAnythingForDepthEstimation(config).eval()
+
+
+def depth_processor():
+    """The DPT image processor Depth Anything ships, at 56 px instead of 518 (multiples of the 14 px patch)."""
+    from transformers import DPTImageProcessor
+
+    return DPTImageProcessor(
+        size={"height": 56, "width": 56},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        do_pad=False,
+    )
+
+
 def seeded(fn, *args, seed: int = 0, **kwargs):
     """Build a component with a fixed seed, so the offline hub is the same on every machine."""
     torch.manual_seed(seed)
