@@ -103,6 +103,13 @@ def confidence(judge, x: torch.Tensor, labels: torch.Tensor) -> float:
     return float(p[np.arange(len(x)), labels.numpy()].mean())
 
 
+def spread(x: torch.Tensor, labels: torch.Tensor) -> float:
+    """How different the images of one label are from each other: their mean pairwise distance, averaged over
+    the labels with two images or more (nan if none has). Falls as samples of a digit start to look alike."""
+    per_label = [torch.pdist(x[labels == y].flatten(1)).mean() for y in labels.unique() if (labels == y).sum() > 1]
+    return torch.stack(per_label).mean().item() if per_label else float("nan")
+
+
 def digit_score(judge, x: torch.Tensor) -> float:
     """exp E_x KL(p(y | x) || p(y)): the Inception Score (Salimans et al. 2016) with the digit judge in place of
     Inception. 10 for samples that are each clearly one digit and spread evenly over the ten; 1 for none."""

@@ -139,3 +139,10 @@ def test_the_digits_judge_and_likelihood(data, judge):
     levels = torch.linspace(-1, 1, digits.LEVELS)
     mass = torch.exp(-digits.discretized_gaussian_nll(levels, torch.tensor(0.3), torch.tensor(-2.0)))
     assert mass.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert digits.digit_score(judge, data.test_x) > 7 > 1.5 > digits.digit_score(judge, data.test_x[data.test_y == 3])
+
+
+def test_spread_measures_how_alike_the_images_of_a_label_are(data):
+    x, y = data.test_x[:100], data.test_y[:100]
+    assert digits.spread(x, y) > 2 * digits.spread(x * 0.1, y) > 0
+    assert math.isnan(digits.spread(x[:2], torch.tensor([0, 1])))
