@@ -170,18 +170,18 @@ class Run:
 
 
 def train(data: D.Digits, schedule: str = "linear", learned_variance: bool = False, conditional: bool = False,
-          steps: int = 2000, batch_size: int = 128, lr: float = 2e-3, label_dropout: float = 0.1, seed: int = 0,
-          width: int = 16,
-          snapshot_every: int = 0, callback: Callable | None = None) -> Run:  # fmt: skip
+          steps: int = 2000, batch_size: int = 128, lr: float = 2e-3, label_dropout: float = 0.1, width: int = 16,
+          seed: int = 0, snapshot_every: int = 0, callback: Callable | None = None) -> Run:  # fmt: skip
     """Train a `Denoiser` from scratch with Adam, the learning rate decaying to zero on a cosine.
 
     conditional=False trains an unconditional model (every label is dropped); conditional=True drops each label
     with probability `label_dropout`, so that one model learns both (classifier-free guidance's training).
     `snapshot_every` steps, 20 DDIM samples are kept; `callback(step, loss)` sees every step.
     """
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the initial weights from `seed`, the caller's random state untouched
+        torch.manual_seed(seed)
+        run = Run(Denoiser(schedule, learned_variance, width))
     g = torch.Generator().manual_seed(seed)
-    run = Run(Denoiser(schedule, learned_variance, width))
     model, drop = run.model.train(), label_dropout if conditional else 1.0
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))

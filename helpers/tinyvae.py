@@ -67,9 +67,10 @@ class Run:
 def train(data: D.Digits, latent_dim: int = 2, kl_weight: float = 1.0, steps: int = 3000, batch_size: int = 128,
           lr: float = 2e-3, seed: int = 0) -> Run:  # fmt: skip
     """Train a VAE from scratch with Adam, minimising reconstruction + kl_weight * KL (1: the ELBO itself)."""
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the initial weights from `seed`, the caller's random state untouched
+        torch.manual_seed(seed)
+        run = Run(VAE(latent_dim))
     g = torch.Generator().manual_seed(seed)
-    run = Run(VAE(latent_dim))
     opt = torch.optim.Adam(run.model.parameters(), lr=lr)
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
     start = time.perf_counter()
