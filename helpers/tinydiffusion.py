@@ -18,6 +18,7 @@ left after step t.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -33,6 +34,19 @@ from .unet import Config, UNet
 
 T = 1000
 NO_LABEL = 10  # the label token that stands for "no label"
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one CPU thread inside (as a decorator too): tensors this small gain little from more threads,
+    and lose much where threads wait on each other, on a busy machine (CI runs notebooks side by side)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 # --- noise schedules -----------------------------------------------------------------------------
 
@@ -169,6 +183,7 @@ class Run:
     seconds: float = 0.0
 
 
+@one_thread()
 def train(data: D.Digits, schedule: str = "linear", learned_variance: bool = False, conditional: bool = False,
           steps: int = 2000, batch_size: int = 128, lr: float = 2e-3, label_dropout: float = 0.1, width: int = 16,
           seed: int = 0, snapshot_every: int = 0, callback: Callable | None = None) -> Run:  # fmt: skip
@@ -240,6 +255,7 @@ def ddim_step(eps, x_t, ab_t, ab_prev, clip: bool = True):
 
 
 @torch.no_grad()
+@one_thread()
 def sample(model: Denoiser, labels: torch.Tensor | None = None, n: int | None = None, steps: int = 50,
            method: str = "ddpm", guidance_scale: float = 1.0, seed: int = 0) -> torch.Tensor:  # fmt: skip
     """Draw digits, (n, 1, 8, 8) in [-1, 1]: of the given labels, or unconditional (labels=None, n of them)."""
@@ -264,6 +280,7 @@ def sample(model: Denoiser, labels: torch.Tensor | None = None, n: int | None = 
 
 
 @torch.no_grad()
+@one_thread()
 def nll(model: Denoiser, x0: torch.Tensor, timesteps: int = 50, seed: int = 0, learned: bool = True) -> float:
     """The variational bound on held-out images' negative log-likelihood in bits per pixel (DDPM eq. 5): L_T, plus
     the KL terms estimated from about `timesteps` random t per image, one in each of as many slices of 1..T-1

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from . import digits as D
+from .tinydiffusion import one_thread
 
 
 class VAE(nn.Module):
@@ -64,6 +65,7 @@ class Run:
     seconds: float = 0.0
 
 
+@one_thread()
 def train(data: D.Digits, latent_dim: int = 2, kl_weight: float = 1.0, steps: int = 3000, batch_size: int = 128,
           lr: float = 2e-3, seed: int = 0) -> Run:  # fmt: skip
     """Train a VAE from scratch with Adam, minimising reconstruction + kl_weight * KL (1: the ELBO itself)."""
