@@ -335,8 +335,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv=None) -> int:
-    warnings.showwarning = _show_warning
     args = parser().parse_args(argv)
+    before = os.environ.get(REGISTRY_ENV), warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         if getattr(args, "registry", None):  # every command then reads this file (see helpers.registry.default)
             os.environ[REGISTRY_ENV] = args.registry
@@ -345,6 +346,12 @@ def main(argv=None) -> int:
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:  # called in-process (tests, notebooks), the command leaves the environment as it found it
+        warnings.showwarning = before[1]
+        if before[0] is None:
+            os.environ.pop(REGISTRY_ENV, None)
+        else:
+            os.environ[REGISTRY_ENV] = before[0]
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def test_registry_option_and_missing_file(tmp_path, capsys):
     assert main(["doctor", "--registry", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing.yaml: no such registry file" in err and "Traceback" not in err
+    assert "SDZOO_REGISTRY" not in os.environ, "an in-process command leaves the environment as it found it"
     small = tmp_path / "small.yaml"
     small.write_text(
         (ROOT / "helpers" / "models.yaml").read_text().replace("name: Stable Diffusion 1.5", "name: Mine", 1)
