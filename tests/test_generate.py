@@ -107,7 +107,8 @@ def test_every_scheduler_name_runs_for_its_family(family):
     names = scheduler_names(spec.family, spec.prediction)
     assert len(names) > 2
     for name in names:
-        out = generate(pipe, "a cat", scheduler=name, seed=3, **small(key))
+        # 3 steps: at 2, "DPM2 a" on linspace timesteps (PixArt) ends on NaN, which `problems` reports
+        out = generate(pipe, "a cat", scheduler=name, seed=3, **small(key, num_inference_steps=3))
         assert not out.problems and _px(out.images[0]).std() > 0 and out.records[0].scheduler == name
         if name != "default":
             assert type(pipe.scheduler).__name__ == SCHEDULERS[name].class_name
