@@ -20,6 +20,7 @@ from pathlib import Path
 import ipywidgets as w
 
 from . import registry as registry_mod
+from . import trainexport
 from .compare import compare
 from .devices import pick_device
 from .errors import ZooError
@@ -61,6 +62,18 @@ def presets(spec) -> list[str]:
     return [native] + [s for s in FAMILIES[spec.family].sizes if s != native]
 
 
+def lora_choices(spec, registry) -> list[tuple[str, str]]:
+    """The LoRAs a model can take in the panel: "none", its family's registry LoRAs, then adapters trained here."""
+    out = [("none", "")]
+    for a in registry.adapters.values():
+        if a.kind == "lora" and a.family == spec.family and a.key not in spec.adapters:  # not those fused in
+            out.append((f"{a.key} (registry)", a.key))
+    for name, meta in trainexport.available(spec.family).items():
+        if meta.get("kind") in ("lora", "dreambooth"):
+            out.append((f"{name} (trained)", name))
+    return out
+
+
 class _Background:
     """Work in a thread, so the buttons and the progress bar stay live; `wait` joins it (scripts, tests)."""
 
@@ -97,6 +110,8 @@ class GenerationPanel(_Background, w.VBox):
         self.dice = w.Button(description="new seed", tooltip="draw a random seed", layout=w.Layout(width="96px"))
         self.lock = w.ToggleButton(description="lock", tooltip="keep this seed for every Generate")
         self.num_images = w.IntSlider(description="Images", min=1, max=8, value=1)
+        self.lora = w.Dropdown(description="LoRA", layout=w.Layout(width="520px"))
+        self.lora_scale = w.FloatSlider(description="LoRA scale", min=0, max=1.5, step=0.05, value=1.0)
         self.live = w.Checkbox(description="live preview (tiny VAE)", value=True, indent=False)
         self.go = w.Button(description="Generate", button_style="primary")
         self.stop = w.Button(description="Cancel", disabled=True)
@@ -115,8 +130,8 @@ class GenerationPanel(_Background, w.VBox):
         seed_row = w.HBox([self.seed, self.dice, self.lock])
         buttons = w.HBox([self.go, self.stop, self.save_button, self.progress, self.live])
         super().__init__([self.filter, self.model, self.info, self.prompt, self.negative, self.steps, self.guidance,
-                          self.size, self.scheduler, seed_row, self.num_images, buttons, self.status, self.images,
-                          self.recipe])  # fmt: skip
+                          self.size, self.scheduler, seed_row, self.num_images, self.lora, self.lora_scale, buttons,
+                          self.status, self.images, self.recipe])  # fmt: skip
 
     # --- callbacks --------------------------------------------------------------------------------------
     def _refresh_models(self, select: str | None = None) -> None:
@@ -139,6 +154,8 @@ class GenerationPanel(_Background, w.VBox):
         self.scheduler.options = spec.schedulers
         self.scheduler.value = d.scheduler
         self.negative.disabled = not d.negative_prompt
+        self.lora.options = lora_choices(spec, self.reg)
+        self.lora.value = ""
         licence = html.escape(spec.license) + (" · <b>gated</b>: accept it on the Hub and log in" if spec.gated else "")
         self.info.value = (
             f"<b>{html.escape(spec.name)}</b> · {spec.family} · {licence} · about {spec.size.vram_gb:g} GB "
@@ -192,7 +209,7 @@ class GenerationPanel(_Background, w.VBox):
                 device=self.device,
                 on_step=self._on_step,
                 on_preview=self._on_preview if live else None,
-                **self.extra,
+                **{"loras": {self.lora.value: self.lora_scale.value} if self.lora.value else {}, **self.extra},
             )
             self.images.children = [w.Image(value=_png(im), format="png", width=256) for im in self.result.images]
             self.recipe.value = "<br>".join(

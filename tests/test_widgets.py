@@ -1,5 +1,9 @@
 """The panels, driven as a person would: set values, press buttons, read what they show and save."""
 
+import json
+import shutil
+
+import numpy as np
 import pytest
 
 import helpers
@@ -91,3 +95,28 @@ def test_compare_panel_fills_the_grid_opens_cells_and_exports(tmp_path):
     panel.seeds.value = "one"
     panel.run()
     assert "not whole numbers" in panel.status.value
+
+
+def test_the_lora_picker_offers_registry_and_trained_loras_and_uses_them(tmp_path, monkeypatch):
+    from huggingface_hub import hf_hub_download
+
+    lcm = helpers.registry.default().adapter("lcm-lora-sdv1-5")
+    weights = hf_hub_download(lcm.repo, lcm.weight_name, revision=lcm.revision)
+    (tmp_path / "adapters" / "mine").mkdir(parents=True)
+    shutil.copy(weights, tmp_path / "adapters" / "mine" / "mine.safetensors")
+    (tmp_path / "adapters" / "mine" / "mine.json").write_text(json.dumps({"kind": "lora", "family": "sd1"}))
+    monkeypatch.setenv("SDZOO_ADAPTERS", str(tmp_path / "adapters"))
+    panel = GenerationPanel("sd15", out_dir=str(tmp_path), device="cpu")
+    _small(panel)
+    assert [v for _, v in panel.lora.options] == ["", "lcm-lora-sdv1-5", "mine"]
+    panel.prompt.value, panel.lock.value, panel.seed.value = "a red fox", True, 7
+    panel.go.click()
+    panel.wait()
+    plain = np.asarray(panel.result.images[0]).astype(int)
+    panel.lora.value, panel.lora_scale.value = "mine", 0.8
+    panel.go.click()
+    panel.wait()
+    assert panel.result.records[0].loras == {"mine": 0.8} and "mine" in panel.recipe.value
+    assert np.abs(np.asarray(panel.result.images[0]).astype(int) - plain).max() > 0, "the trained LoRA is applied"
+    panel.model.value = "sdxl-base"
+    assert "mine" not in [v for _, v in panel.lora.options], "an SD 1.5 LoRA is not offered for SDXL"
