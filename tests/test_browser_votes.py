@@ -66,6 +66,14 @@ def _pixel(page, index: int) -> list[int]:
     )
 
 
+def _shows(page, index: int, want: list[int], timeout_s: float = 60) -> bool:
+    """Whether the index-th image comes to show `want` at its top-left pixel (the text can update before the image)."""
+    deadline = time.monotonic() + timeout_s
+    while _pixel(page, index) != want and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _pixel(page, index) == want
+
+
 def _pixel_of(path) -> list[int]:
     with Image.open(path) as image:
         return list(image.convert("RGB").getpixel((0, 0)))
@@ -110,8 +118,8 @@ def test_vote_by_click_and_key_in_a_real_browser(voila_votes):
         assert (votes[1]["pair"], votes[1]["vote"]) == (pairs[1].id, "right")
         page.wait_for_function("document.body.innerText.includes('2 of 6 pairs')", timeout=60_000)
         assert pairs[2].prompt in page.inner_text("body") and "keep voting" in page.inner_text("body")
-        assert _pixel(page, 0) == _pixel_of(pairs[2].left_image), "the third pair is on screen, left"
-        assert _pixel(page, 1) == _pixel_of(pairs[2].right_image), "and right"
+        assert _shows(page, 0, _pixel_of(pairs[2].left_image)), "the third pair is on screen, left"
+        assert _shows(page, 1, _pixel_of(pairs[2].right_image)), "and right"
         page.screenshot(path=str(tmp_path / "votes.png"), full_page=True)
         content = page.content()
         browser.close()
