@@ -69,6 +69,7 @@ def _pixel(page, index: int) -> list[int]:
 def _shows(page, index: int, want: list[int], timeout_s: float = 60) -> bool:
     """Whether the index-th image comes to show `want` at its top-left pixel (the text can update before the image)."""
     deadline = time.monotonic() + timeout_s
+    page.locator("img").nth(index).scroll_into_view_if_needed()  # Chromium may not decode an image out of view
     while _pixel(page, index) != want and time.monotonic() < deadline:
         time.sleep(0.2)
     return _pixel(page, index) == want
