@@ -50,6 +50,7 @@ class ABPanel(w.VBox):
         self.todo = remaining(self.pairs, self.votes)
         self.current: Pair | None = None
         self._shown_at = 0.0
+        self._last_event = None
         self.progress = w.HTML()
         self.prompt = w.HTML()
         self.left = w.Image(format="png", width=width)
@@ -83,11 +84,18 @@ class ABPanel(w.VBox):
             self.status.value = "keys need ipyevents (<code>pip install ipyevents</code>); the buttons work"
             return None
         keys = Event(source=self, watched_events=["keydown"], prevent_default_action=True)
-        keys.on_dom_event(lambda event: self.press(event.get("key", "")))
+        keys.on_dom_event(lambda event: self.press(event.get("key", ""), event.get("timeStamp")))
         return keys
 
-    def press(self, key: str) -> None:
-        """A key press: 1/← left, 2/→ right, 3/↓ tie, 4/x both bad; other keys do nothing."""
+    def press(self, key: str, stamp: float | None = None) -> None:
+        """A key press: 1/← left, 2/→ right, 3/↓ tie, 4/x both bad; other keys do nothing.
+
+        `stamp` is the browser's timeStamp of the key event: ipyevents can deliver one key press twice (one listener
+        per time it attached to the panel), and one press must be one vote, never a vote on the next pair unseen.
+        """
+        if stamp is not None and stamp == self._last_event:
+            return
+        self._last_event = stamp
         if key in KEYS:
             self.vote(KEYS[key])
 

@@ -66,13 +66,21 @@ def _pixel(page, index: int) -> list[int]:
     )
 
 
-def _shows(page, index: int, want: list[int], timeout_s: float = 60) -> bool:
-    """Whether the index-th image comes to show `want` at its top-left pixel (the text can update before the image)."""
+def _shows(page, index: int, want: list[int], timeout_s: float = 60) -> list[int]:
+    """The index-th image's top-left pixel once it shows `want`, or the last one seen (the text can update first)."""
     deadline = time.monotonic() + timeout_s
     page.locator("img").nth(index).scroll_into_view_if_needed()  # Chromium may not decode an image out of view
-    while _pixel(page, index) != want and time.monotonic() < deadline:
+    while (seen := _pixel(page, index)) != want and time.monotonic() < deadline:
         time.sleep(0.2)
-    return _pixel(page, index) == want
+    return seen
+
+
+def _wait_for_text(page, text: str, log, timeout_s: float = 120) -> None:
+    """Wait until the page shows `text`; if it never does, say what the page and the vote file showed instead."""
+    deadline = time.monotonic() + timeout_s
+    while text not in (body := page.inner_text("body")) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert text in body, f"{text!r} never shown; the page showed {body[:600]!r}; votes on disk: {read_votes(log)}"
 
 
 def _pixel_of(path) -> list[int]:
@@ -100,7 +108,7 @@ def test_vote_by_click_and_key_in_a_real_browser(voila_votes):
                 break
             except Exception:  # noqa: BLE001 - connection refused until Voilà listens
                 time.sleep(1)
-        page.wait_for_function("document.body.innerText.includes('0 of 6 pairs')", timeout=180_000)
+        _wait_for_text(page, "0 of 6 pairs", log, timeout_s=240)
         assert pairs[0].prompt in page.inner_text("body")
         assert not any(name in page.inner_text("body") for pair in pairs for name in (pair.left, pair.right))
         images = page.locator("img")
@@ -110,17 +118,20 @@ def test_vote_by_click_and_key_in_a_real_browser(voila_votes):
         page.get_by_role("button", name="Left").click()
         votes = _wait_for_votes(log, 1)
         assert (votes[0]["pair"], votes[0]["vote"]) == (pairs[0].id, "left")
-        page.wait_for_function("document.body.innerText.includes('1 of 6 pairs')", timeout=60_000)
+        _wait_for_text(page, "1 of 6 pairs", log, timeout_s=120)
         assert "saved: you voted left" in page.inner_text("body")
 
         page.locator("img").first.hover()  # ipyevents hears the keys while the pointer is over the panel
         page.keyboard.press("ArrowRight")
         votes = _wait_for_votes(log, 2)
         assert (votes[1]["pair"], votes[1]["vote"]) == (pairs[1].id, "right")
-        page.wait_for_function("document.body.innerText.includes('2 of 6 pairs')", timeout=60_000)
+        _wait_for_text(page, "2 of 6 pairs", log, timeout_s=120)
         assert pairs[2].prompt in page.inner_text("body") and "keep voting" in page.inner_text("body")
-        assert _shows(page, 0, _pixel_of(pairs[2].left_image)), "the third pair is on screen, left"
-        assert _shows(page, 1, _pixel_of(pairs[2].right_image)), "and right"
+        for side, path in enumerate((pairs[2].left_image, pairs[2].right_image)):
+            want = _pixel_of(path)
+            seen = _shows(page, side, want)
+            images = {p.name: _pixel_of(p) for pair in pairs for p in (pair.left_image, pair.right_image)}
+            assert seen == want, f"image {side} shows {seen}, not {path.name} {want}; colours: {images}; votes: {read_votes(log)}"
         page.screenshot(path=str(tmp_path / "votes.png"), full_page=True)
         content = page.content()
         browser.close()

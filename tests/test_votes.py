@@ -127,7 +127,8 @@ def test_panel_buttons_and_keys_write_each_vote_then_resume(tmp_path):
     panel.buttons["left"].click()
     assert json.loads(log.read_text().splitlines()[-1])["vote"] == "left"
     assert read_votes(log)[0]["left"] == first.left and panel.current == pairs[1]
-    panel.press("ArrowRight")
+    panel.press("ArrowRight", 1234.5)
+    panel.press("ArrowRight", 1234.5)  # the same key event delivered twice is one vote, not a vote on pair 3
     panel.press("q")  # not a voting key
     panel.buttons["tie"].click()
     assert [v["vote"] for v in read_votes(log)] == ["left", "right", "tie"]

@@ -1,0 +1,60 @@
+"""Both panels in JupyterLab, as a user sees them: headless chromium opens the notebook, runs it and clicks.
+
+Each test fails on a widget that cannot display, on a JavaScript error, or when what it clicked did not happen
+(an image on screen, a file on disk); its screenshots are left in outputs/browser/.
+"""
+
+from .browser import check_page, jupyterlab, needs, notebook, open_url, page, run_all_cells, screenshot, wait_for_text
+
+pytestmark = needs("jupyterlab")
+
+
+def _first_image_width(tab, selector: str = ".jp-OutputArea img") -> int:
+    return tab.locator(selector).first.evaluate("i => i.naturalWidth")
+
+
+def test_generation_panel_in_jupyterlab(offline_hub_dir, tmp_path):
+    out = tmp_path / "out"
+    source = (
+        "from helpers.widgets import GenerationPanel\n"
+        f"panel = GenerationPanel('sd15', out_dir={str(out)!r}, device='cpu')\n"
+        "panel.size.options = ['64x64']\npanel.steps.value = 2\npanel.prompt.value = 'a red fox'\npanel"
+    )
+    with jupyterlab(notebook(tmp_path / "panel.ipynb", source)) as url, page() as tab:
+        open_url(tab, url)
+        run_all_cells(tab)
+        tab.get_by_role("button", name="Generate").click(timeout=240_000)
+        wait_for_text(tab, "done in", context=" after Generate")
+        assert _first_image_width(tab) == 64, "the image rendered at its size"
+        assert "Seed:" in tab.inner_text(".jp-OutputArea"), "the recipe is shown"
+        tab.get_by_role("button", name="Save").click()
+        wait_for_text(tab, "saved", context=" after Save")
+        screenshot(tab, "jupyterlab-generation-panel")
+        check_page(tab)
+    saved = sorted(out.rglob("*.png"))
+    assert saved, f"Save wrote no PNG under {out}"
+
+
+def test_compare_panel_in_jupyterlab(offline_hub_dir, tmp_path):
+    out = tmp_path / "compare"
+    source = (
+        "from helpers.widgets import ComparePanel\n"
+        f"panel = ComparePanel(models=('sd15', 'dreamshaper-8'), out_dir={str(out)!r}, device='cpu',\n"
+        "                     width=64, height=64, num_inference_steps=2)\n"
+        "panel.prompts.value = 'a red fox'\npanel"
+    )
+    with jupyterlab(notebook(tmp_path / "compare.ipynb", source)) as url, page() as tab:
+        open_url(tab, url)
+        run_all_cells(tab)
+        tab.get_by_role("button", name="Run").first.click(timeout=240_000)
+        wait_for_text(tab, "done", timeout_s=300, context=" after Run")
+        cells = tab.locator(".jp-OutputArea .widget-gridbox img")
+        assert cells.count() == 2 and cells.first.evaluate("i => i.naturalWidth") == 64, "both cells rendered"
+        tab.locator(".jp-OutputArea .widget-gridbox button").first.click()
+        wait_for_text(tab, "Steps: 2", context=" after clicking a cell")
+        tab.get_by_role("button", name="Export").click()
+        wait_for_text(tab, "exported", context=" after Export")
+        screenshot(tab, "jupyterlab-compare-panel")
+        check_page(tab)
+    assert (out / "table.csv").is_file(), "Export wrote the table"
+    assert list(out.rglob("*grid*.png")), "Export wrote the grid image"
