@@ -80,7 +80,7 @@ class Gallery(w.VBox):
         small = image.copy()
         small.thumbnail((self.thumb, self.thumb))
         button = w.Button(description=f"#{index + 1} · seed {record.seed}", icon="search-plus",
-                          tooltip="open at full size", layout=w.Layout(width=f"{max(self.thumb, 120)}px"))  # fmt: skip
+                          tooltip="open at full size", layout=w.Layout(width=f"{max(self.thumb, 170)}px"))  # fmt: skip
         button.on_click(lambda _: self.show(index))
         return w.VBox([w.Image(value=png_bytes(small), format="png", width=self.thumb), button])
 

@@ -65,8 +65,9 @@ class GenerationPanel(Background, w.VBox):
         self.guidance = w.FloatSlider(description="Guidance", min=0, max=20, step=0.5)
         self.scheduler = w.Dropdown(description="Sampler")
         self.size = w.Dropdown(description="Size")
-        self.width = w.IntText(description="W", layout=w.Layout(width="140px"))
-        self.height = w.IntText(description="H", layout=w.Layout(width="140px"))
+        narrow = {"layout": w.Layout(width="110px"), "style": {"description_width": "16px"}}
+        self.width = w.IntText(description="W", tooltip="width in pixels", **narrow)
+        self.height = w.IntText(description="H", tooltip="height in pixels", **narrow)
         self.size_note = w.HTML()
         self.seed = w.IntText(description="Seed", value=-1, tooltip="-1: a new random seed for each Generate")
         self.dice = w.Button(description="⚄ random", tooltip="seed -1: a new random seed each time",
@@ -231,6 +232,9 @@ class GenerationPanel(Background, w.VBox):
                 self.lora.value, self.lora_scale.value = name, scale
             else:
                 notes.append(f"LoRA '{name}' is not offered for {key}")
+            net = record.controls[0] if record.controls else {"model": "", "scale": 1.0}
+            if net["model"] in [v for _, v in self.controlnet.options]:
+                self.controlnet.value, self.control_scale.value = net["model"], net["scale"]
             self.hires.value = bool(record.hires)
             if record.hires:
                 self.hires_scale.value, self.hires_strength.value = record.hires["scale"], record.hires["strength"]
