@@ -1,7 +1,7 @@
 """What the generation panel's inputs mean, without widgets: sizes, the progress line, uploads and PNG info.
 
 >>> progress_text(12, 30, 2.1)
-'step 12/30 · 2.1 it/s · 5 s left'
+'step 12/30 · 2.1 it/s · 9 s left'
 >>> size_problem(helpers.get("sd15"), 500, 512)
 'width 500 is not a multiple of 8, which sd1 models need: use 496 or 504'
 """
@@ -70,7 +70,7 @@ def size_problem(spec, width: int, height: int) -> str | None:
 
 
 def progress_text(done: int, total: int, rate: float | None) -> str:
-    """The progress line: "step 12/30 · 2.1 it/s · 5 s left" (the rate once it is known)."""
+    """The progress line: "step 12/30 · 2.1 it/s · 9 s left" (the rate once it is known)."""
     text = f"step {done}/{total}"
     if rate:
         text += f" · {rate:.1f} it/s · {(total - done) / rate:.0f} s left"

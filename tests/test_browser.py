@@ -102,6 +102,9 @@ def test_generate_in_a_real_browser(voila_app):
                                timeout=60_000)  # fmt: skip
         assert large.count() >= 1, "the enlarged image is shown at its full size"
         assert "download sd15-" in page.inner_text("body"), "the download link is offered"
+        page.get_by_text("done in").hover()  # keys reach the panel with the mouse over its results
+        page.keyboard.press("Control+Enter")
+        page.get_by_role("button", name="#2 · seed").wait_for(timeout=180_000)  # a second image, from the keys
         page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
         content = page.content()
         browser.close()
