@@ -225,7 +225,8 @@ class GenerationPanel(Background, w.VBox):
             if size in self.size.options:
                 self.size.value = size
             self.width.value, self.height.value = record.width, record.height
-            self.num_images.value, self.tasks.selected_index = 1, TASKS.index(record.task)
+            self.num_images.value = 1
+            self.tasks.selected_index = TASKS.index(record.task) if record.task in TASKS else 0
             self.strength.value = record.extra.get("strength", self.strength.value)
             name, scale = next(iter(record.loras.items()), ("", 1.0))
             if name in [v for _, v in self.lora.options]:
@@ -316,7 +317,7 @@ class GenerationPanel(Background, w.VBox):
         self._cancel.clear()
         self.clock.reset()
         self.go.disabled, self.stop.disabled, self.save_button.disabled = True, False, True
-        self.status.value, self.progress_line.value = "generating…", ""
+        self.status.value, self.progress_line.value, self.progress.value = "generating…", "", 0
         self._start(self._work, kwargs, wait=wait)
 
     def cancel(self) -> None:
