@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 
 import ipywidgets as w
+from ipyevents import Event
 
 from .records import Record, png_info, save_image
 
@@ -49,6 +50,7 @@ class Gallery(w.VBox):
         self.on_reuse, self.out_dir, self.thumb = on_reuse, Path(out_dir), thumb
         self.entries: list[tuple] = []  # (PIL image, Record), in the order made
         self.selected: int | None = None
+        self.clicks: list[Event] = []  # a click on a thumbnail opens it (ipyevents: images have no on_click)
         self.title = w.HTML("<b>Gallery</b> (this session): click an image to open it")
         self.thumbs = w.Box(layout=w.Layout(flex_flow="row wrap", grid_gap="4px"))
         self.large = w.Image(format="png", layout=w.Layout(max_width="none"))  # full size: no width is set
@@ -82,7 +84,11 @@ class Gallery(w.VBox):
         button = w.Button(description=f"#{index + 1} · seed {record.seed}", icon="search-plus",
                           tooltip="open at full size", layout=w.Layout(width=f"{max(self.thumb, 170)}px"))  # fmt: skip
         button.on_click(lambda _: self.show(index))
-        return w.VBox([w.Image(value=png_bytes(small), format="png", width=self.thumb), button])
+        picture = w.Image(value=png_bytes(small), format="png", width=self.thumb)
+        click = Event(source=picture, watched_events=["click"])
+        click.on_dom_event(lambda _: self.show(index))
+        self.clicks.append(click)
+        return w.VBox([picture, button])
 
     def show(self, index: int) -> None:
         """Show image `index` (in the order made) at full size, with its recipe and download link."""
