@@ -134,6 +134,26 @@ def parse_a1111(text: str) -> dict:
     return out
 
 
+def from_a1111(text: str) -> Record:
+    """The record in an AUTOMATIC1111 `parameters` text (the web UI's "PNG Info"): its prompt and main fields."""
+    p = parse_a1111(text)
+    try:
+        width, height = parse_size(p["Size"])
+        return Record(
+            prompt=p["prompt"],
+            negative_prompt=p["negative_prompt"],
+            seed=int(p["Seed"]),
+            num_inference_steps=int(p["Steps"]),
+            guidance_scale=float(p["CFG scale"]),
+            scheduler=p.get("Sampler", "default"),
+            width=width,
+            height=height,
+            model=p.get("Model", ""),
+        )
+    except (KeyError, ValueError, ZooError) as e:
+        raise ZooError(f"its 'parameters' text lacks a field this needs ({e})") from None
+
+
 def read_record(path: str | Path) -> Record:
     """The record of a PNG written by `helpers` (or the main fields of one from the A1111 web UI)."""
     path = Path(path)
@@ -151,22 +171,10 @@ def read_record(path: str | Path) -> Record:
                 "it cannot be regenerated from it (read the prompt and settings by eye, or use generate())"
             ) from None
     if "parameters" in text:
-        p = parse_a1111(text["parameters"])
         try:
-            width, height = parse_size(p["Size"])
-            return Record(
-                prompt=p["prompt"],
-                negative_prompt=p["negative_prompt"],
-                seed=int(p["Seed"]),
-                num_inference_steps=int(p["Steps"]),
-                guidance_scale=float(p["CFG scale"]),
-                scheduler=p.get("Sampler", "default"),
-                width=width,
-                height=height,
-                model=p.get("Model", ""),
-            )
-        except (KeyError, ValueError, ZooError) as e:
-            raise ZooError(f"{path}: its 'parameters' text lacks a field this needs ({e})") from None
+            return from_a1111(text["parameters"])
+        except ZooError as e:
+            raise ZooError(f"{path}: {e}") from None
     raise ZooError(f"{path}: the PNG holds no generation record (no 'parameters' or '{JSON_KEY}' text chunk)")
 
 

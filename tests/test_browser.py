@@ -1,6 +1,7 @@
 """The generation panel in a real browser: Voilà serves a notebook, headless Chromium presses Generate.
 
-Fails on "Error displaying widget", on a JavaScript error, or when no image appears. Needs Debian's
+Fails on "Error displaying widget", on a JavaScript error, when no image appears, or when the gallery does not
+open the image at full size. Needs Debian's
 chromium and the voila and playwright packages (`.ci/run` installs them); elsewhere it is skipped,
 except in CI, where a missing piece is a failure.
 """
@@ -91,7 +92,19 @@ def test_generate_in_a_real_browser(voila_app):
         page.wait_for_function("document.body.innerText.includes('done in')", timeout=180_000)
         images = page.locator("img")
         assert images.count() >= 1 and images.first.evaluate("i => i.naturalWidth") > 0, "the image rendered"
-        assert "Seed:" in page.inner_text("body"), "the recipe is shown"
+        body = page.inner_text("body")
+        assert "Seed:" in body, "the recipe is shown"
+        assert "step 2/2" in body and "it/s" in body, "the progress line counts steps"
+        page.locator("img[width='128']").first.click(timeout=60_000)  # the gallery's thumbnail
+        page.get_by_role("button", name="Reuse settings").wait_for(timeout=60_000)
+        large = page.locator("img[width='64']")
+        page.wait_for_function("[...document.querySelectorAll(\"img[width='64']\")].some(i => i.naturalWidth == 64)",
+                               timeout=60_000)  # fmt: skip
+        assert large.count() >= 1, "the enlarged image is shown at its full size"
+        assert "download sd15-" in page.inner_text("body"), "the download link is offered"
+        page.get_by_text("done in").hover()  # keys reach the panel with the mouse over its results
+        page.keyboard.press("Control+Enter")
+        page.get_by_role("button", name="#2 · seed").wait_for(timeout=180_000)  # a second image, from the keys
         page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
         content = page.content()
         browser.close()
