@@ -53,6 +53,7 @@ class GenerationPanel(Background, w.VBox):
     def __init__(self, model: str = "sd15", out_dir: str = "outputs/panel", device: str = "auto", **generate_kwargs):
         self.reg, self.out_dir, self.device, self.extra = registry_mod.default(), out_dir, device, generate_kwargs
         self.result, self._thread, self._cancel = None, None, threading.Event()
+        self._seen_stamp = None  # the last key event's timeStamp
         self.previews_shown, self.last_seed, self.clock = 0, None, StepClock()
         self.model = w.Dropdown(description="Model", layout=WIDE)
         self.filter = w.Text(placeholder="filter: family, tag or name", layout=w.Layout(width="220px"))
@@ -263,7 +264,11 @@ class GenerationPanel(Background, w.VBox):
 
     # --- running ---------------------------------------------------------------------------------------------
     def press(self, event: dict) -> None:
-        """A key over the results: Ctrl+Enter (or Cmd+Enter) generates."""
+        """A key over the results: Ctrl+Enter (or Cmd+Enter) generates (once: ipyevents may deliver a key twice)."""
+        stamp = event.get("timeStamp")
+        if stamp is not None and stamp == self._seen_stamp:
+            return
+        self._seen_stamp = stamp
         if event.get("key") == "Enter" and (event.get("ctrlKey") or event.get("metaKey")):
             self.generate()
 

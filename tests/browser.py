@@ -78,7 +78,7 @@ def voila(path: Path):
 
 @contextlib.contextmanager
 def jupyterlab(path: Path):
-    """JupyterLab (no token, settings and workspaces in a scratch folder) with the notebook at `path`; yields its URL."""
+    """JupyterLab (no token; settings and workspaces in a scratch folder) serving `path`; yields its URL."""
     port, scratch = free_port(), path.parent / "lab-state"
     args = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
             "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={path.parent}",
@@ -158,3 +158,22 @@ def check_page(tab) -> None:
     assert "Error displaying widget" not in tab.content()
     ours = [e for e in tab.errors if not any(i in e for i in IGNORED)]
     assert not ours, ours
+
+
+def image_data(image) -> list[int]:
+    """The RGBA bytes of an <img> (a playwright locator) at its natural size, as the browser decoded it."""
+    return image.evaluate(
+        "i => { const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;"
+        " const x = c.getContext('2d'); x.drawImage(i, 0, 0);"
+        " return Array.from(x.getImageData(0, 0, c.width, c.height).data); }"
+    )
+
+
+def set_slider(tab, label: str, value: int) -> None:
+    """Type a value into an ipywidgets slider's readout (the one whose description is `label`)."""
+    slider = tab.locator(".widget-slider", has=tab.locator(".widget-label", has_text=label)).first
+    readout = slider.locator(".widget-readout")
+    readout.click()
+    tab.keyboard.press("Control+A")
+    tab.keyboard.type(str(value))
+    tab.keyboard.press("Enter")
