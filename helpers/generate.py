@@ -149,7 +149,7 @@ def generate(
         seed, seeds, num_images, batch_size, scheduler, scheduler_options, image, mask_image, pipeline_kwargs,
     )  # fmt: skip
     request.controls = control_mod.settle(spec, task, control, registry)
-    request.hires = hires_mod.settle(spec, hires, request.steps)
+    request.hires = hires_mod.settle(spec, hires, request.steps, registry)
     if pipe is None:
         pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
     if request.controls:
@@ -176,7 +176,7 @@ def _hires_pass(request: Request, images, device, memory, registry, generator_de
         generate(
             pipe,
             request.prompt,
-            image=hires_mod.upscale(im, h, spec.family),
+            image=hires_mod.upscale(im, h, spec.family, request.prompt, s, device, registry),
             strength=h["strength"],
             seed=s,
             **settings,

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import helpers
 from helpers import ZooError, generate, read_record, regenerate
 from helpers.edit import img2img
 from helpers.hires import upscale
+from helpers.upscale import upscale as learned_upscale
 
 from .common import small
 
@@ -15,6 +17,7 @@ from .common import small
 def _hub(offline_hub_dir):
     yield
     helpers.free()
+    helpers.upscale.free()
 
 
 def _px(image):
@@ -41,10 +44,35 @@ def test_hires_fix_is_a_native_pass_an_upscale_and_an_img2img(key, tmp_path):
     assert np.array_equal(_px(regenerate(path).images[0]), _px(result.images[0]))
 
 
+def test_hires_fix_with_a_registry_upscaler(tmp_path):
+    kw = small("sd15", seed=5, num_inference_steps=4, height=32, width=32)
+    hires = {"scale": 2, "strength": 0.5, "upscaler": "sd-x4-upscaler", "upscaler_steps": 2}
+    result = generate("sd15", "a castle", hires=hires, **kw)
+    rec = result.records[0]
+    assert result.images[0].size == (64, 64) and "Hires upscaler: sd-x4-upscaler" in rec.a1111()
+    first = generate("sd15", "a castle", **kw).images[0]
+    learned = upscale_with("sd-x4-upscaler", first)
+    assert learned.size == (128, 128), "the x4 upscaler's own factor, then resized to the hires scale"
+    by_hand = img2img("sd15", learned.resize((64, 64), Image.Resampling.LANCZOS), "a castle", strength=0.5,
+                      num_inference_steps=4, seed=5, device="cpu").images[0]  # fmt: skip
+    assert np.array_equal(_px(result.images[0]), _px(by_hand)), "the learned upscaler's pixels, repainted"
+    lanczos = generate("sd15", "a castle", hires={"scale": 2, "strength": 0.5}, **kw).images[0]
+    assert not np.array_equal(_px(lanczos), _px(result.images[0]))
+    path = result.save(tmp_path)[0]
+    assert np.array_equal(_px(regenerate(path).images[0]), _px(result.images[0]))
+
+
+def upscale_with(key, image):
+    """The learned upscaler as the hires fix runs it: the image's prompt and seed, the entry's defaults."""
+    return learned_upscale(image, key, prompt="a castle", seed=5, num_inference_steps=2, device="cpu")
+
+
 def test_hires_mistakes_are_explained():
     with pytest.raises(ZooError, match="hires scale must be above 1"):
         generate("sd15", "x", hires={"scale": 1}, **small("sd15"))
-    with pytest.raises(ZooError, match="Unknown hires upscaler 'ESRGAN'; use one of Lanczos"):
+    with pytest.raises(ZooError, match="Unknown hires upscaler 'ESRGAN'; use one of Lanczos.*sd-x4-upscaler"):
         generate("sd15", "x", hires={"scale": 2, "upscaler": "ESRGAN"}, **small("sd15"))
     with pytest.raises(ZooError, match="runs no step"):
         generate("sd15", "x", hires={"scale": 2, "strength": 0.2}, **small("sd15"))
+    with pytest.raises(ZooError, match="upscaler_steps is for registry upscalers"):
+        generate("sd15", "x", hires={"scale": 2, "upscaler_steps": 2}, **small("sd15"))
