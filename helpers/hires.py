@@ -11,9 +11,12 @@ factor, guided by the prompt and seed; the result is then resized (Lanczos) to `
 
 from __future__ import annotations
 
+import dataclasses
+
 from PIL import Image
 
 from . import upscale as upscale_mod
+from .control import PIPELINES as CONTROL_PIPELINES
 from .errors import ZooError
 from .families import FAMILIES
 from .registry import Registry
@@ -26,8 +29,11 @@ UPSCALERS = {
 }
 
 
-def settle(spec, hires, steps: int, registry: Registry | None = None) -> dict:
-    """The hires settings checked against the model before anything loads: scale, strength, steps, upscaler."""
+def settle(spec, hires, steps: int, registry: Registry | None = None, controls=()) -> dict:
+    """The hires settings checked against the model before anything loads: scale, strength, steps, upscaler.
+
+    With ControlNets (`controls`, settled) the second pass runs the family's ControlNet img2img pipeline.
+    """
     if not hires:
         return {}
     if isinstance(hires, (int, float)):
@@ -39,6 +45,11 @@ def settle(spec, hires, steps: int, registry: Registry | None = None) -> dict:
            "steps": int(hires.get("steps") or steps), "upscaler": hires.get("upscaler", "Lanczos")}  # fmt: skip
     if "img2img" not in spec.tasks:
         raise ZooError(f"hires fix repaints with img2img, which '{spec.key}' does not support")
+    if controls and (spec.family, "img2img") not in CONTROL_PIPELINES:
+        raise ZooError(
+            f"hires fix with ControlNet repaints with a ControlNet img2img pipeline, which {spec.family} models "
+            "lack here: drop `hires`, or `control`"
+        )
     if not 1 < out["scale"] <= 4:
         raise ZooError(f"hires scale must be above 1 and at most 4 (got {out['scale']:g})")
     if not 0 < out["strength"] <= 1:
@@ -75,3 +86,8 @@ def upscale(image: Image.Image, hires: dict, family: str, prompt: str = "", seed
     big = upscale_mod.upscale(image, name, prompt, seed=seed, num_inference_steps=steps, device=device,
                               registry=registry)  # fmt: skip
     return big if big.size == size else big.resize(size, Image.Resampling.LANCZOS)
+
+
+def controls_at(controls: list, size: tuple[int, int]) -> list:
+    """The first pass's ControlNets for the second pass: the same ones, their control images resized to `size`."""
+    return [dataclasses.replace(c, image=c.image.resize(size, Image.Resampling.LANCZOS)) for c in controls]

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import helpers
 from helpers import ZooError, generate, read_record, regenerate
+from helpers.control import preprocess
 from helpers.edit import img2img
 from helpers.hires import upscale
 from helpers.upscale import upscale as learned_upscale
@@ -67,6 +68,29 @@ def upscale_with(key, image):
     return learned_upscale(image, key, prompt="a castle", seed=5, num_inference_steps=2, device="cpu")
 
 
+def test_hires_fix_keeps_the_control_in_its_second_pass(tmp_path):
+    edges = preprocess(_shapes(), "canny")
+    kw = small("sd15", seed=2, num_inference_steps=4)
+    hires = {"scale": 2, "strength": 0.5}
+    result = generate("sd15", "a house", control={"canny-sd15": edges}, hires=hires, **kw)
+    first = generate("sd15", "a house", control={"canny-sd15": edges}, **kw).images[0]
+    big = upscale(first, result.records[0].hires, "sd1")
+    again = dict(strength=0.5, num_inference_steps=4, seed=2, device="cpu")
+    upscaled_edges = edges.resize(big.size, Image.Resampling.LANCZOS)
+    controlled = img2img("sd15", big, "a house", control={"canny-sd15": upscaled_edges}, **again)
+    assert np.array_equal(_px(result.images[0]), _px(controlled.images[0])), "the control image, upscaled, again"
+    plain = img2img("sd15", big, "a house", **again).images[0]
+    assert not np.array_equal(_px(result.images[0]), _px(plain)), "the second pass is steered too"
+    path = result.save(tmp_path)[0]
+    assert np.array_equal(_px(regenerate(path, control_images=[edges]).images[0]), _px(result.images[0]))
+
+
+def _shapes() -> Image.Image:
+    image = Image.new("RGB", (64, 64), (30, 30, 30))
+    ImageDraw.Draw(image).rectangle((12, 12, 44, 40), fill=(220, 200, 40))
+    return image
+
+
 def test_hires_mistakes_are_explained():
     with pytest.raises(ZooError, match="hires scale must be above 1"):
         generate("sd15", "x", hires={"scale": 1}, **small("sd15"))
@@ -74,5 +98,7 @@ def test_hires_mistakes_are_explained():
         generate("sd15", "x", hires={"scale": 2, "upscaler": "ESRGAN"}, **small("sd15"))
     with pytest.raises(ZooError, match="runs no step"):
         generate("sd15", "x", hires={"scale": 2, "strength": 0.2}, **small("sd15"))
+    with pytest.raises(ZooError, match="hires fix with ControlNet .* flux models lack"):
+        generate("flux-schnell", "x", control={"canny-flux-dev": _shapes()}, hires=2, **small("flux-schnell"))
     with pytest.raises(ZooError, match="upscaler_steps is for registry upscalers"):
         generate("sd15", "x", hires={"scale": 2, "upscaler_steps": 2}, **small("sd15"))
