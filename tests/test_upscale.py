@@ -1,7 +1,11 @@
 """Learned upscalers on the offline hub, and tiled upscaling whose tile borders leave no seam."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from huggingface_hub import hf_hub_download
 from PIL import Image
 
 import helpers
@@ -100,3 +104,21 @@ def test_upscale_mistakes_are_explained():
         upscale(_picture(8, 8), "sd-x4-upscaler", tile=32, overlap=32)
     with pytest.raises(ZooError, match="takes no noise_level"):
         upscale(_picture(8, 8), "sd-x2-latent-upscaler", noise_level=20, device="cpu")
+
+
+def _snapshot_file(repo: str, name: str) -> dict:
+    return json.loads(Path(hf_hub_download(repo, name)).read_text())
+
+
+def test_stand_ins_have_the_real_layout():
+    x4, latent = REG.upscaler("sd-x4-upscaler").repo, REG.upscaler("sd-x2-latent-upscaler").repo
+    index = _snapshot_file(x4, "model_index.json")
+    assert index["low_res_scheduler"] == ["diffusers", "DDPMScheduler"] and index["max_noise_level"] == 350
+    assert index["scheduler"] == ["diffusers", "DDIMScheduler"]
+    unet = _snapshot_file(x4, "unet/config.json")
+    assert (unet["in_channels"], unet["out_channels"], unet["num_class_embeds"]) == (7, 4, 1000)
+    assert _snapshot_file(x4, "vae/config.json")["scaling_factor"] == 0.08333
+    assert _snapshot_file(x4, "scheduler/scheduler_config.json")["prediction_type"] == "v_prediction"
+    assert _snapshot_file(latent, "model_index.json")["scheduler"] == ["diffusers", "EulerDiscreteScheduler"]
+    unet = _snapshot_file(latent, "unet/config.json")
+    assert (unet["in_channels"], unet["out_channels"], unet["time_embedding_type"]) == (8, 5, "fourier")
