@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import helpers
-from helpers import ZooError, generate, read_record, regenerate
+from helpers import ZooError, generate, read_record, regenerate, sweep
 from helpers.control import preprocess
 from helpers.edit import img2img
 from helpers.hires import upscale
@@ -102,3 +102,14 @@ def test_hires_mistakes_are_explained():
         generate("flux-schnell", "x", control={"canny-flux-dev": _shapes()}, hires=2, **small("flux-schnell"))
     with pytest.raises(ZooError, match="upscaler_steps is for registry upscalers"):
         generate("sd15", "x", hires={"scale": 2, "upscaler_steps": 2}, **small("sd15"))
+
+
+def test_hires_upscaler_is_a_sweep_axis(tmp_path):
+    base = {"model": "sd15", "prompt": "a castle", "seed": 4, "height": 32, "width": 32, "num_inference_steps": 4}
+    result = sweep(base, {"x": ("hires_upscaler", ["Nearest", "Lanczos"])}, out_dir=tmp_path, device="cpu")
+    assert [r["status"] for r in result.rows] == ["ok", "ok"]
+    paths = sorted((tmp_path / "images").glob("*.png"))
+    records = [read_record(p) for p in paths]
+    assert sorted(r.hires["upscaler"] for r in records) == ["Lanczos", "Nearest"]
+    a, b = (Image.open(p) for p in paths)
+    assert a.size == (64, 64) and not np.array_equal(_px(a), _px(b))
