@@ -149,7 +149,7 @@ def generate(
         seed, seeds, num_images, batch_size, scheduler, scheduler_options, image, mask_image, pipeline_kwargs,
     )  # fmt: skip
     request.controls = control_mod.settle(spec, task, control, registry)
-    request.hires = hires_mod.settle(spec, hires, request.steps)
+    request.hires = hires_mod.settle(spec, hires, request.steps, registry, request.controls)
     if pipe is None:
         pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
     if request.controls:
@@ -172,17 +172,13 @@ def _hires_pass(request: Request, images, device, memory, registry, generator_de
     settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=h["steps"],
                     guidance_scale=request.guidance, scheduler=request.scheduler,
                     scheduler_options=request.scheduler_options, generator_device=generator_device)  # fmt: skip
-    return [
-        generate(
-            pipe,
-            request.prompt,
-            image=hires_mod.upscale(im, h, spec.family),
-            strength=h["strength"],
-            seed=s,
-            **settings,
-        ).images[0]  # fmt: skip
-        for im, s in zip(images, request.seeds, strict=True)
-    ]
+    out = []
+    for im, s in zip(images, request.seeds, strict=True):
+        big = hires_mod.upscale(im, h, spec.family, request.prompt, s, device, registry)
+        control = hires_mod.controls_at(request.controls, big.size) or None  # the same control, upscaled
+        out.append(generate(pipe, request.prompt, image=big, strength=h["strength"], seed=s, control=control,
+                            registry=registry, **settings).images[0])  # fmt: skip
+    return out
 
 
 # --- 1. settle: the request checked against the registry entry, before anything loads ----------------------

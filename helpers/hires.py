@@ -2,17 +2,25 @@
 
 `generate(..., hires={"scale": 2, "strength": 0.5})` runs it; the record keeps A1111's fields (`Hires upscale`,
 `Hires steps`, `Hires upscaler`, `Denoising strength`) so the PNG regenerates. Upscalers here are PIL's
-resampling filters, by A1111's names; learned upscalers (registry entries) are still to come.
+resampling filters, by A1111's names, or a registry upscaler by key (`helpers.upscale`), which upscales by its own
+factor, guided by the prompt and seed; the result is then resized (Lanczos) to `scale` times the first pass.
 
 >>> generate("sd15", "a castle", seed=1, hires={"scale": 2, "strength": 0.45, "steps": 15})
+>>> generate("sd15", "a castle", seed=1, hires={"scale": 2, "upscaler": "sd-x2-latent-upscaler"})
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from PIL import Image
 
+from . import upscale as upscale_mod
+from .control import PIPELINES as CONTROL_PIPELINES
 from .errors import ZooError
 from .families import FAMILIES
+from .registry import Registry
+from .registry import default as default_registry
 
 UPSCALERS = {
     "Lanczos": Image.Resampling.LANCZOS,
@@ -21,32 +29,65 @@ UPSCALERS = {
 }
 
 
-def settle(spec, hires, steps: int) -> dict:
-    """The hires settings checked against the model before anything loads: scale, strength, steps, upscaler."""
+def settle(spec, hires, steps: int, registry: Registry | None = None, controls=()) -> dict:
+    """The hires settings checked against the model before anything loads: scale, strength, steps, upscaler.
+
+    With ControlNets (`controls`, settled) the second pass runs the family's ControlNet img2img pipeline.
+    """
     if not hires:
         return {}
     if isinstance(hires, (int, float)):
         hires = {"scale": hires}
-    unknown = set(hires) - {"scale", "strength", "steps", "upscaler"}
+    unknown = set(hires) - {"scale", "strength", "steps", "upscaler", "upscaler_steps"}
     if unknown:
-        raise ZooError(f"hires takes scale, strength, steps and upscaler (got {sorted(unknown)})")
+        raise ZooError(f"hires takes scale, strength, steps, upscaler and upscaler_steps (got {sorted(unknown)})")
     out = {"scale": float(hires.get("scale", 2.0)), "strength": float(hires.get("strength", 0.5)),
            "steps": int(hires.get("steps") or steps), "upscaler": hires.get("upscaler", "Lanczos")}  # fmt: skip
     if "img2img" not in spec.tasks:
         raise ZooError(f"hires fix repaints with img2img, which '{spec.key}' does not support")
+    if controls and (spec.family, "img2img") not in CONTROL_PIPELINES:
+        raise ZooError(
+            f"hires fix with ControlNet repaints with a ControlNet img2img pipeline, which {spec.family} models "
+            "lack here: drop `hires`, or `control`"
+        )
     if not 1 < out["scale"] <= 4:
         raise ZooError(f"hires scale must be above 1 and at most 4 (got {out['scale']:g})")
     if not 0 < out["strength"] <= 1:
         raise ZooError(f"hires strength must be in (0, 1] (got {out['strength']:g})")
     if int(out["steps"] * out["strength"]) < 1:
         raise ZooError(f"hires strength {out['strength']:g} of {out['steps']} steps runs no step: use more steps")
-    if out["upscaler"] not in UPSCALERS:
-        raise ZooError(f"Unknown hires upscaler '{out['upscaler']}'; use one of {', '.join(UPSCALERS)}")
+    learned = (registry or default_registry()).upscalers
+    if out["upscaler"] not in UPSCALERS and out["upscaler"] not in learned:
+        raise ZooError(
+            f"Unknown hires upscaler '{out['upscaler']}'; use one of {', '.join(UPSCALERS)}, "
+            f"or a registry upscaler: {', '.join(learned) or 'none'}"
+        )
+    if hires.get("upscaler_steps") is not None:  # a learned upscaler's own denoising steps (its entry's otherwise)
+        if out["upscaler"] not in learned:
+            raise ZooError(f"hires upscaler_steps is for registry upscalers ({', '.join(learned)}), not a filter")
+        out["upscaler_steps"] = int(hires["upscaler_steps"])
+        if out["upscaler_steps"] < 1:
+            raise ZooError(f"hires upscaler_steps must be at least 1 (got {out['upscaler_steps']})")
     return out
 
 
-def upscale(image: Image.Image, hires: dict, family: str) -> Image.Image:
-    """The image at `scale` times its size, rounded to the multiple the family needs, by the named filter."""
+def upscale(image: Image.Image, hires: dict, family: str, prompt: str = "", seed: int = 0, device: str = "auto",
+            registry: Registry | None = None) -> Image.Image:  # fmt: skip
+    """The image at `scale` times its size, rounded to the multiple the family needs, by the named upscaler.
+
+    A registry upscaler runs with the image's prompt and seed; its output is then resized to that size.
+    """
     m = FAMILIES[family].size_multiple
-    size = [max(m, round(v * hires["scale"] / m) * m) for v in image.size]
-    return image.resize(tuple(size), UPSCALERS[hires["upscaler"]])
+    size = tuple(max(m, round(v * hires["scale"] / m) * m) for v in image.size)
+    name = hires["upscaler"]
+    if name in UPSCALERS:
+        return image.resize(size, UPSCALERS[name])
+    steps = hires.get("upscaler_steps")
+    big = upscale_mod.upscale(image, name, prompt, seed=seed, num_inference_steps=steps, device=device,
+                              registry=registry)  # fmt: skip
+    return big if big.size == size else big.resize(size, Image.Resampling.LANCZOS)
+
+
+def controls_at(controls: list, size: tuple[int, int]) -> list:
+    """The first pass's ControlNets for the second pass: the same ones, their control images resized to `size`."""
+    return [dataclasses.replace(c, image=c.image.resize(size, Image.Resampling.LANCZOS)) for c in controls]

@@ -23,7 +23,17 @@ import diffusers
 import torch
 
 from . import tiny
-from .registry import SHA_RE, AdapterSpec, ControlNetSpec, EvaluatorSpec, ModelSpec, PreprocessorSpec, Registry, VaeSpec
+from .registry import (
+    SHA_RE,
+    AdapterSpec,
+    ControlNetSpec,
+    EvaluatorSpec,
+    ModelSpec,
+    PreprocessorSpec,
+    Registry,
+    UpscalerSpec,
+    VaeSpec,
+)
 from .registry import default as default_registry
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".ckpt")
@@ -341,6 +351,48 @@ def write_preprocessor_folder(spec: PreprocessorSpec, folder: Path) -> None:
     tiny.depth_processor().save_pretrained(str(folder))
 
 
+def write_upscaler_folder(spec: UpscalerSpec, folder: Path) -> None:
+    """A tiny upscaler pipeline in the real repo's layout: the x4 one (two schedulers) or the x2 latent one."""
+    common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
+    seed = zlib.crc32(spec.repo.encode())
+    if spec.pipeline == "StableDiffusionUpscalePipeline":
+        comps = {
+            "unet": tiny.seeded(tiny.unet_x4_upscaler, seed=seed),
+            "vae": tiny.seeded(tiny.vae_x4, seed=1),
+            "text_encoder": tiny.seeded(tiny.clip_text, act="gelu", seed=3),  # OpenCLIP-ViT/H, as SD 2
+            "scheduler": diffusers.DDIMScheduler(**common, prediction_type="v_prediction", clip_sample=False,
+                                                 set_alpha_to_one=False, steps_offset=1),
+            "low_res_scheduler": diffusers.DDPMScheduler(beta_schedule="linear", num_train_timesteps=1000),
+        }  # fmt: skip
+        pad = "!"
+    else:
+        comps = {
+            "unet": tiny.seeded(tiny.unet_latent_upscaler, seed=seed),
+            "vae": _vae_for("sd1"),
+            "text_encoder": tiny.seeded(tiny.clip_text, seed=3),  # CLIP ViT-L/14, as SD 1.x
+            "scheduler": diffusers.EulerDiscreteScheduler(**common, prediction_type="sample", steps_offset=1),
+        }
+        pad = "<|endoftext|>"
+    expected, _ = diffusers.DiffusionPipeline._get_signature_keys(spec.pipeline_class)
+    index = {"_class_name": spec.pipeline, "_diffusers_version": diffusers.__version__}
+    for name in sorted(expected):
+        obj = comps.get(name)
+        if name == "tokenizer":
+            tiny.write_clip_tokenizer(folder / name, pad_token=pad)
+            index[name] = ["transformers", "CLIPTokenizer"]
+        elif obj is None:
+            index[name] = [None, None]
+        elif isinstance(obj, torch.nn.Module):
+            index[name] = _library(obj)
+            _save_model(obj, folder / name, spec.variant, spec.weights == "safetensors", 1, True)
+        else:
+            index[name] = _library(obj)
+            obj.save_pretrained(str(folder / name))
+    if spec.pipeline == "StableDiffusionUpscalePipeline":
+        index["max_noise_level"] = 350
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+
+
 def _control_base(reg: Registry, family: str) -> ModelSpec | None:
     """The plain text-to-image model of a family whose tiny denoiser its ControlNets are made from."""
     plain = [m for m in reg.models.values() if m.family == family and not m.adapters and not m.layout.missing]
@@ -493,6 +545,8 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                     _once(done, cn, cache, tmp, lambda s, f, base=base: write_controlnet_folder(s, base, f))
             for pre in reg.preprocessors.values():
                 _once(done, pre, cache, tmp, write_preprocessor_folder)
+            for up in reg.upscalers.values():
+                _once(done, up, cache, tmp, write_upscaler_folder)
 
 
 def _once(done: set, spec, cache: Path, tmp: str, writer) -> None:

@@ -198,6 +198,32 @@ class PreprocessorSpec(_Pinned):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class UpscalerDefaults(_Strict):
+    steps: int = Field(ge=1)
+    guidance_scale: float = Field(ge=0)
+    noise_level: int | None = Field(default=None, ge=0)  # the x4 upscaler's noise added to its input
+    tile: int = Field(gt=0)  # input tile edge (px) for pictures larger than this: what the model was trained at
+
+
+class UpscalerSpec(_Pinned):
+    """A learned image upscaler: a diffusers pipeline that takes a picture (and a prompt) and returns it larger."""
+
+    pipeline: Literal["StableDiffusionUpscalePipeline", "StableDiffusionLatentUpscalePipeline"]
+    scale: Literal[2, 4]
+    family: Family  # whose text encoder and VAE it shares: what its memory is planned by
+    dtype: Literal["float16", "bfloat16"]
+    variant: Literal["fp16"] | None = None
+    weights: Literal["safetensors", "bin"] = "safetensors"
+    resolution: int = Field(gt=0)  # the output size it was trained at
+    defaults: UpscalerDefaults
+    layout: Layout = Field(default_factory=Layout)
+    size: Size
+
+    @property
+    def pipeline_class(self):
+        return getattr(diffusers, self.pipeline)
+
+
 class ModelSpec(_Pinned):
     aliases: list[str] = Field(default_factory=list)
     previous_repos: list[str] = Field(default_factory=list)
@@ -273,6 +299,7 @@ class Registry:
         self.evaluators = evaluators or {}
         self.controlnets, self.preprocessors = controlnets or {}, preprocessors or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
+        self.upscalers: dict[str, UpscalerSpec] = {}  # filled by `parse` (`_upscalers`)
 
     def get(self, key: str) -> ModelSpec:
         """The model for a key or alias; an unknown key gets a 'did you mean'."""
@@ -315,6 +342,11 @@ class Registry:
         if key not in self.preprocessors:
             raise UnknownModelError(_unknown("preprocessor", key, self.preprocessors))
         return self.preprocessors[key]
+
+    def upscaler(self, key: str) -> UpscalerSpec:
+        if key not in self.upscalers:
+            raise UnknownModelError(_unknown("upscaler", key, self.upscalers))
+        return self.upscalers[key]
 
     def list(
         self,
@@ -395,7 +427,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     where = path or "registry"
     if not isinstance(data, dict) or "models" not in data:
         raise RegistryError(f"{where}: expected top-level sections 'models', 'vaes' and 'adapters'")
-    extra = set(data) - {"models", "vaes", "adapters", "evaluators", "controlnets", "preprocessors"}
+    extra = set(data) - {"models", "vaes", "adapters", "evaluators", "controlnets", "preprocessors", *_OPTIONAL}
     if extra:
         raise RegistryError(f"{where}: unknown top-level section(s) {sorted(extra)}")
     vaes = _section(data.get("vaes") or {}, VaeSpec, "vaes", where)
@@ -417,7 +449,17 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     evaluators = _section(data.get("evaluators") or {}, EvaluatorSpec, "evaluators", where)
     controlnets = _section(data.get("controlnets") or {}, ControlNetSpec, "controlnets", where)
     preprocessors = _section(data.get("preprocessors") or {}, PreprocessorSpec, "preprocessors", where)
-    return Registry(models, vaes, adapters, path, evaluators, controlnets=controlnets, preprocessors=preprocessors)
+    reg = Registry(models, vaes, adapters, path, evaluators, controlnets=controlnets, preprocessors=preprocessors)
+    reg.upscalers = _upscalers(data, where)
+    return reg
+
+
+_OPTIONAL = ("upscalers",)  # sections parsed by their own functions below
+
+
+def _upscalers(data: dict, where) -> dict:
+    """The `upscalers` section: learned upscalers, each with the family whose memory plan it follows."""
+    return _section(data.get("upscalers") or {}, UpscalerSpec, "upscalers", where)
 
 
 def _section(raw: dict, spec, name: str, where) -> dict:

@@ -42,7 +42,8 @@ AXIS_ALIASES = {
     "sampler": "scheduler",
     "negative": "negative_prompt",
 }
-SPECIAL_AXES = {"model", "prompt_sr", "size", "control_scale", "hires_strength"}  # prompt_sr: A1111's "Prompt S/R"
+# prompt_sr: A1111's "Prompt S/R"
+SPECIAL_AXES = {"model", "prompt_sr", "size", "control_scale", "hires_strength", "hires_upscaler"}
 MANIFEST = "manifest.jsonl"
 _GENERATE_ARGS = set(inspect.signature(generate).parameters) - {"model", "pipeline_kwargs", "seeds", "num_images"}
 
@@ -97,8 +98,8 @@ class Axis:
             controls = out["control"]
             controls = [Control(k, v) for k, v in controls.items()] if isinstance(controls, dict) else controls
             out["control"] = [dataclasses.replace(c, scale=value) for c in controls]
-        elif self.name == "hires_strength":
-            out["hires"] = {"scale": 2.0, **(out.get("hires") or {}), "strength": value}
+        elif self.name in ("hires_strength", "hires_upscaler"):  # A1111's "Denoising" and "Hires upscaler" axes
+            out["hires"] = {"scale": 2.0, **(out.get("hires") or {}), self.name.removeprefix("hires_"): value}
         else:
             out[self.name] = value
         return out

@@ -255,6 +255,68 @@ def unet_sdxl(in_channels: int = 4, refiner: bool = False, sample_size: int = 12
     ).eval()
 
 
+def vae_x4():
+    """The x4 upscaler's `AutoencoderKL`: three blocks (4x down-sampling), scaling factor 0.08333."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(8, 8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=0.08333,
+    ).eval()
+
+
+def unet_x4_upscaler():
+    """The x4 upscaler's U-Net: 7 input channels (latents + the noised picture), the noise level as a class label."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=32,
+        in_channels=7,
+        out_channels=4,
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 3,
+        up_block_types=("CrossAttnUpBlock2D",) * 3 + ("UpBlock2D",),
+        only_cross_attention=(True, True, True, False),
+        layers_per_block=1,
+        cross_attention_dim=CLIP_HIDDEN,
+        attention_head_dim=2,
+        norm_num_groups=4,
+        use_linear_projection=True,
+        num_class_embeds=1000,
+    ).eval()
+
+
+def unet_latent_upscaler():
+    """The x2 latent upscaler's U-Net: k-diffusion blocks, 8 channels in (noisy + image latents), 5 out."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        act_fn="gelu",
+        attention_head_dim=8,
+        norm_num_groups=None,
+        block_out_channels=(32, 32, 64, 64),  # k-diffusion blocks norm in groups of 32 channels
+        time_cond_proj_dim=128 + CLIP_HIDDEN,  # the noise-level embedding, then the pooled prompt
+        conv_in_kernel=1,
+        conv_out_kernel=1,
+        cross_attention_dim=CLIP_HIDDEN,
+        down_block_types=("KDownBlock2D",) + ("KCrossAttnDownBlock2D",) * 3,
+        up_block_types=("KCrossAttnUpBlock2D",) * 3 + ("KUpBlock2D",),
+        in_channels=8,
+        out_channels=5,
+        mid_block_type=None,
+        only_cross_attention=False,
+        resnet_time_scale_shift="scale_shift",
+        time_embedding_type="fourier",
+        timestep_post_act="gelu",
+    ).eval()
+
+
 def sd3_transformer(qk_norm: str | None = None, dual_attention_layers: tuple = ()):
     from diffusers import SD3Transformer2DModel
 

@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 import helpers
-from helpers import ZooError, generate, read_record, regenerate
+from helpers import ZooError, generate, read_record, regenerate, sweep
+from helpers.control import preprocess
 from helpers.edit import img2img
 from helpers.hires import upscale
+from helpers.upscale import upscale as learned_upscale
 
 from .common import small
 
@@ -15,6 +18,7 @@ from .common import small
 def _hub(offline_hub_dir):
     yield
     helpers.free()
+    helpers.upscale.free()
 
 
 def _px(image):
@@ -41,10 +45,71 @@ def test_hires_fix_is_a_native_pass_an_upscale_and_an_img2img(key, tmp_path):
     assert np.array_equal(_px(regenerate(path).images[0]), _px(result.images[0]))
 
 
+def test_hires_fix_with_a_registry_upscaler(tmp_path):
+    kw = small("sd15", seed=5, num_inference_steps=4, height=32, width=32)
+    hires = {"scale": 2, "strength": 0.5, "upscaler": "sd-x4-upscaler", "upscaler_steps": 2}
+    result = generate("sd15", "a castle", hires=hires, **kw)
+    rec = result.records[0]
+    assert result.images[0].size == (64, 64) and "Hires upscaler: sd-x4-upscaler" in rec.a1111()
+    first = generate("sd15", "a castle", **kw).images[0]
+    learned = upscale_with("sd-x4-upscaler", first)
+    assert learned.size == (128, 128), "the x4 upscaler's own factor, then resized to the hires scale"
+    by_hand = img2img("sd15", learned.resize((64, 64), Image.Resampling.LANCZOS), "a castle", strength=0.5,
+                      num_inference_steps=4, seed=5, device="cpu").images[0]  # fmt: skip
+    assert np.array_equal(_px(result.images[0]), _px(by_hand)), "the learned upscaler's pixels, repainted"
+    lanczos = generate("sd15", "a castle", hires={"scale": 2, "strength": 0.5}, **kw).images[0]
+    assert not np.array_equal(_px(lanczos), _px(result.images[0]))
+    path = result.save(tmp_path)[0]
+    assert np.array_equal(_px(regenerate(path).images[0]), _px(result.images[0]))
+
+
+def upscale_with(key, image):
+    """The learned upscaler as the hires fix runs it: the image's prompt and seed, the entry's defaults."""
+    return learned_upscale(image, key, prompt="a castle", seed=5, num_inference_steps=2, device="cpu")
+
+
+def test_hires_fix_keeps_the_control_in_its_second_pass(tmp_path):
+    edges = preprocess(_shapes(), "canny")
+    kw = small("sd15", seed=2, num_inference_steps=4)
+    hires = {"scale": 2, "strength": 0.5}
+    result = generate("sd15", "a house", control={"canny-sd15": edges}, hires=hires, **kw)
+    first = generate("sd15", "a house", control={"canny-sd15": edges}, **kw).images[0]
+    big = upscale(first, result.records[0].hires, "sd1")
+    again = dict(strength=0.5, num_inference_steps=4, seed=2, device="cpu")
+    upscaled_edges = edges.resize(big.size, Image.Resampling.LANCZOS)
+    controlled = img2img("sd15", big, "a house", control={"canny-sd15": upscaled_edges}, **again)
+    assert np.array_equal(_px(result.images[0]), _px(controlled.images[0])), "the control image, upscaled, again"
+    plain = img2img("sd15", big, "a house", **again).images[0]
+    assert not np.array_equal(_px(result.images[0]), _px(plain)), "the second pass is steered too"
+    path = result.save(tmp_path)[0]
+    assert np.array_equal(_px(regenerate(path, control_images=[edges]).images[0]), _px(result.images[0]))
+
+
+def _shapes() -> Image.Image:
+    image = Image.new("RGB", (64, 64), (30, 30, 30))
+    ImageDraw.Draw(image).rectangle((12, 12, 44, 40), fill=(220, 200, 40))
+    return image
+
+
 def test_hires_mistakes_are_explained():
     with pytest.raises(ZooError, match="hires scale must be above 1"):
         generate("sd15", "x", hires={"scale": 1}, **small("sd15"))
-    with pytest.raises(ZooError, match="Unknown hires upscaler 'ESRGAN'; use one of Lanczos"):
+    with pytest.raises(ZooError, match="Unknown hires upscaler 'ESRGAN'; use one of Lanczos.*sd-x4-upscaler"):
         generate("sd15", "x", hires={"scale": 2, "upscaler": "ESRGAN"}, **small("sd15"))
     with pytest.raises(ZooError, match="runs no step"):
         generate("sd15", "x", hires={"scale": 2, "strength": 0.2}, **small("sd15"))
+    with pytest.raises(ZooError, match="hires fix with ControlNet .* flux models lack"):
+        generate("flux-schnell", "x", control={"canny-flux-dev": _shapes()}, hires=2, **small("flux-schnell"))
+    with pytest.raises(ZooError, match="upscaler_steps is for registry upscalers"):
+        generate("sd15", "x", hires={"scale": 2, "upscaler_steps": 2}, **small("sd15"))
+
+
+def test_hires_upscaler_is_a_sweep_axis(tmp_path):
+    base = {"model": "sd15", "prompt": "a castle", "seed": 4, "height": 32, "width": 32, "num_inference_steps": 4}
+    result = sweep(base, {"x": ("hires_upscaler", ["Nearest", "Lanczos"])}, out_dir=tmp_path, device="cpu")
+    assert [r["status"] for r in result.rows] == ["ok", "ok"]
+    paths = sorted((tmp_path / "images").glob("*.png"))
+    records = [read_record(p) for p in paths]
+    assert sorted(r.hires["upscaler"] for r in records) == ["Lanczos", "Nearest"]
+    a, b = (Image.open(p) for p in paths)
+    assert a.size == (64, 64) and not np.array_equal(_px(a), _px(b))
