@@ -117,7 +117,11 @@ def _run_generate(args, width, height):
         mask_image=args.mask,
         **({"strength": args.strength} if args.strength is not None else {}),
         control=_controls(args.control),
-        hires={"scale": args.hires, "strength": args.hires_strength} if args.hires else None,
+        hires=(
+            {"scale": args.hires, "strength": args.hires_strength, "upscaler": args.hires_upscaler}
+            if args.hires
+            else None
+        ),
     )
 
 
@@ -247,6 +251,9 @@ def parser() -> argparse.ArgumentParser:
                    help="steer with a registry ControlNet and its control image (repeat for several)")  # fmt: skip
     s.add_argument("--hires", type=float, metavar="SCALE", help="hires fix: upscale by SCALE, then img2img")
     s.add_argument("--hires-strength", type=float, default=0.5, help="hires fix denoising strength (default 0.5)")
+    s.add_argument("--hires-upscaler", default="Lanczos",
+                   help="hires fix upscaler: Lanczos (default), Nearest, Bicubic, or a registry upscaler such as "
+                        "sd-x4-upscaler")  # fmt: skip
     s.set_defaults(run=_generate)
 
     s = sub.add_parser("sweep", help="run an X/Y/Z sweep file (resumable; works under `accelerate launch`)")

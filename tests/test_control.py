@@ -143,11 +143,14 @@ def test_command_line_control_and_hires(tmp_path):
     EDGES.save(tmp_path / "edges.png")
     code, out, err = run(
         "generate", "sd15", "a house", "--steps", "4", "--size", "64", "--seed", "3", "--device", "cpu",
-        "--control", f"canny-sd15={tmp_path / 'edges.png'}", "--hires", "2", "--out", str(tmp_path),
+        "--control", f"canny-sd15={tmp_path / 'edges.png'}", "--hires", "2", "--hires-upscaler", "Nearest",
+        "--out", str(tmp_path),
     )  # fmt: skip
     assert code == 0, err
     rec = read_record(out.split()[0])
-    assert rec.controls[0]["model"] == "canny-sd15" and rec.hires["scale"] == 2.0
+    assert rec.controls[0]["model"] == "canny-sd15" and rec.hires["scale"] == 2.0 and rec.hires["upscaler"] == "Nearest"
     assert Image.open(out.split()[0]).size == (128, 128)
     code, _, err = run("generate", "sd15", "x", "--control", "canny-sd15")
     assert code == 2 and "--control takes CONTROLNET=IMAGE" in err
+    code, _, err = run("generate", "sd15", "x", "--hires", "2", "--hires-upscaler", "esrgan")
+    assert code == 2 and "Unknown hires upscaler 'esrgan'" in err and "sd-x4-upscaler" in err
