@@ -34,6 +34,7 @@ __all__ = [
     "smoke",
     "styles",
     "sweepfile",
+    "timestats",
     "CompareResult",
     "SweepResult",
     "compare",

@@ -16,32 +16,8 @@ from PIL import Image
 
 from .evaluate import quality_cost_plot, score_rows
 from .grids import image_grid
-from .sweep import SweepResult, sweep
+from .sweep import SweepResult, settings_labels, sweep
 from .timestats import cost_table, spread
-
-SETTINGS = (  # what a row label can say of a model's settings, and how
-    ("scheduler", str),
-    ("steps", lambda n: f"{n} step{'s' if n != 1 else ''}"),
-    ("guidance_scale", lambda g: f"CFG {g:g}"),
-    ("size", str),
-)
-
-
-def settings_labels(used: dict[str, dict]) -> tuple[dict[str, str], str]:
-    """Row labels (model, then the settings in which the models differ) and the settings they all share.
-
-    `used` maps each model to the settings its images were made with (a sweep row's `used`).
-    """
-    known = {m: u for m, u in used.items() if u}
-    differ = [k for k, _ in SETTINGS if len({repr(u.get(k)) for u in known.values()}) > 1]
-    shared = [k for k, _ in SETTINGS if k not in differ]
-
-    def text(u, keys):
-        return " · ".join(fmt(u[k]) for k, fmt in SETTINGS if k in keys and u.get(k) is not None)
-
-    labels = {m: "\n".join(filter(None, [m, text(used[m], differ) if used.get(m) else ""])) for m in used}
-    first = next(iter(known.values()), None)
-    return labels, (text(first, shared) if first and len(known) > 1 else "")
 
 
 def column_labels(prompts: list[str], seeds: list[int]) -> list[str]:

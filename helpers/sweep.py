@@ -47,6 +47,9 @@ AXIS_ALIASES = {
 }
 SPECIAL_AXES = {"model", "prompt_sr", "size", "control_scale", "hires_strength"}  # prompt_sr: A1111's "Prompt S/R"
 MANIFEST = "manifest.jsonl"
+# The axes that are also settings a row label names (a cell's `used`), under their names there.
+USED_BY_AXIS = {"num_inference_steps": "steps", "guidance_scale": "guidance_scale", "scheduler": "scheduler"}
+USED_BY_AXIS["size"] = "size"
 _GENERATE_ARGS = set(inspect.signature(generate).parameters) - {"model", "pipeline_kwargs", "seeds", "num_images"}
 
 
@@ -105,6 +108,31 @@ class Axis:
         else:
             out[self.name] = value
         return out
+
+
+SETTINGS = (  # what a row label can say of a model's settings, and how
+    ("scheduler", str),
+    ("steps", lambda n: f"{n} step{'s' if n != 1 else ''}"),
+    ("guidance_scale", lambda g: f"CFG {g:g}"),
+    ("size", str),
+)
+
+
+def settings_labels(used: dict[str, dict]) -> tuple[dict[str, str], str]:
+    """Row labels (model, then the settings in which the models differ) and the settings they all share.
+
+    `used` maps each model to the settings its images were made with (a sweep row's `used`).
+    """
+    known = {m: u for m, u in used.items() if u}
+    differ = [k for k, _ in SETTINGS if len({repr(u.get(k)) for u in known.values()}) > 1]
+    shared = [k for k, _ in SETTINGS if k not in differ]
+
+    def text(u, keys):
+        return " · ".join(fmt(u[k]) for k, fmt in SETTINGS if k in keys and u.get(k) is not None)
+
+    labels = {m: "\n".join(filter(None, [m, text(used[m], differ) if used.get(m) else ""])) for m in used}
+    first = next(iter(known.values()), None)
+    return labels, (text(first, shared) if first and len(known) > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -349,8 +377,8 @@ def _finish(out: Path, axes: list[Axis], cells: list[Cell], title: str | None) -
         name = f"{title} · {z.name} = {z.label(zv)}" if z and title else (f"{z.name} = {z.label(zv)}" if z else title)
         grid = image_grid(
             grid_cells,
-            col_labels=[x.label(v) for v in x.values] if x else None,
-            row_labels=[y.label(v) for v in y.values] if y else None,
+            col_labels=_axis_labels(x, axes, rows),
+            row_labels=_axis_labels(y, axes, rows),
             title=name,
             x_title=x.name if x else None,
             y_title=y.name if y else None,
@@ -359,3 +387,16 @@ def _finish(out: Path, axes: list[Axis], cells: list[Cell], title: str | None) -
         grid.save(path)
         paths.append(path)
     return SweepResult(out, rows, paths)
+
+
+def _axis_labels(axis: Axis | None, axes: list[Axis], rows: list[dict]) -> list[str] | None:
+    """An axis's labels; a model axis also says the settings in which its models differ (not those swept)."""
+    if axis is None:
+        return None
+    if axis.name != "model":
+        return [axis.label(v) for v in axis.values]
+    swept = {USED_BY_AXIS.get(a.name) for a in axes}
+    used = {m: next((r["used"] for r in rows if r["params"]["model"] == m and r["status"] == "ok"), {})
+            for m in axis.values}  # fmt: skip
+    labels, _ = settings_labels({m: {k: v for k, v in u.items() if k not in swept} for m, u in used.items()})
+    return [labels[m] for m in axis.values]

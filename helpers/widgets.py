@@ -21,7 +21,7 @@ import ipywidgets as w
 
 from . import registry as registry_mod
 from . import trainexport
-from .compare import column_labels, compare, settings_labels
+from .compare import column_labels, compare
 from .devices import pick_device
 from .errors import ZooError
 from .families import FAMILIES
@@ -29,6 +29,7 @@ from .generate import generate
 from .images import parse_size
 from .previews import preview_vae_key
 from .records import read_record
+from .sweep import settings_labels
 from .timestats import readable
 from .versions import __version__
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from helpers.compare import CompareResult, column_labels, comparison_grid, settings_labels
 from helpers.grids import BACKGROUND
-from helpers.sweep import SweepResult
+from helpers.sweep import Axis, SweepResult, _axis_labels
 
 MODELS = ["sd15", "sdxl-turbo"]
 PROMPTS = ["a red fox", "a castle"]
@@ -77,3 +77,13 @@ def test_table_and_chart_one_figure_no_memory_panel_when_not_measured(tmp_path):
     assert plt.get_fignums() == before, "closed in pyplot: a notebook shows it once, as the cell's value"
     assert len(fig.axes) == 1, "no empty memory panel"
     assert "median of 4" in fig.axes[0].get_title()
+
+
+def test_a_sweep_over_models_labels_them_with_the_settings_not_swept():
+    rows = [{"params": {"model": m}, "status": "ok", "used": USED[m]} for m in MODELS]
+    models, steps = Axis.make("model", MODELS), Axis.make("steps", [1, 2])
+    assert _axis_labels(models, [steps, models], rows) == [
+        "sd15\nDPM++ 2M Karras · CFG 7.5",
+        "sdxl-turbo\nEuler a · CFG 0",
+    ]
+    assert _axis_labels(steps, [steps, models], rows) == ["1", "2"]
