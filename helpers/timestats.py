@@ -157,5 +157,8 @@ READABLE = {
 
 
 def readable(table):
-    """A cost table for people: its index as the first column, the columns named in words with their units."""
-    return table.reset_index().rename(columns=READABLE)
+    """A cost table for people: the columns named in words with their units, the index (models) unnamed.
+
+    An unnamed index adds no header row of its own (pandas draws a named one as a row with nothing else in it).
+    """
+    return table.rename(columns=READABLE).rename_axis(None)

@@ -335,7 +335,8 @@ class ComparePanel(_Background, w.VBox):
                 cols = len(prompts) * len(seeds)
                 if row["y"] * cols + row.get("z", 0) * len(prompts) + row["x"] not in self._cells:
                     self._on_cell(row, prompts, seeds)
-            self.table.value = readable(self.result.table).to_html(index=False, na_rep="", border=0)
+            table = readable(self.result.table).reset_index(names="model")
+            self.table.value = table.to_html(index=False, na_rep="", border=0)
             self.status.value = "done"
             self.export_button.disabled = False
         except ZooError as e:

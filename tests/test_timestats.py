@@ -67,7 +67,8 @@ def test_cost_table_has_no_none_and_units_in_its_column_names():
     units = ("load_s", "warmup_s", "s_per_image", "s_per_image_spread", "it_per_s")
     assert list(table.columns) == ["images", *units, "timing_note"]
     shown = readable(table)
-    assert list(shown.columns[:2]) == ["model", "images"] and "s / image (median)" in shown.columns
+    assert shown.index.name is None and list(shown.index) == ["a", "b"], "no index row of its own when shown"
+    assert shown.columns[0] == "images" and "s / image (median)" in shown.columns
     assert "None" not in shown.to_html(index=False)
 
 
