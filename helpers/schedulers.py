@@ -111,3 +111,13 @@ def set_scheduler(pipe, name: str, options: dict | None = None, family: str | No
         chosen = SCHEDULERS[name]
         pipe.scheduler = chosen.cls.from_config(original.config, **{**chosen.options, **options})
     return pipe.scheduler
+
+
+def sampler_name(scheduler) -> str:
+    """The web UI's name for a scheduler object ("PNDM" for the one SD 1.5 ships), else its class name."""
+    config = dict(scheduler.config)
+    matches = [
+        s for s in SCHEDULERS.values()
+        if s.class_name == type(scheduler).__name__ and all(config.get(k) == v for k, v in s.options.items())
+    ]  # fmt: skip
+    return max(matches, key=lambda s: len(s.options)).name if matches else type(scheduler).__name__

@@ -35,6 +35,9 @@ from .evaluate import score_cells
 from .generate import generate
 from .grids import image_grid
 from .images import parse_size
+from .loaded import record
+from .schedulers import DEFAULT, sampler_name
+from .timestats import cost_table, run_table
 
 AXIS_ALIASES = {
     "steps": "num_inference_steps",
@@ -45,6 +48,9 @@ AXIS_ALIASES = {
 # prompt_sr: A1111's "Prompt S/R"
 SPECIAL_AXES = {"model", "prompt_sr", "size", "control_scale", "hires_strength", "hires_upscaler"}
 MANIFEST = "manifest.jsonl"
+# The axes that are also settings a row label names (a cell's `used`), under their names there.
+USED_BY_AXIS = {"num_inference_steps": "steps", "guidance_scale": "guidance_scale", "scheduler": "scheduler"}
+USED_BY_AXIS["size"] = "size"
 _GENERATE_ARGS = set(inspect.signature(generate).parameters) - {"model", "pipeline_kwargs", "seeds", "num_images"}
 
 
@@ -103,6 +109,31 @@ class Axis:
         else:
             out[self.name] = value
         return out
+
+
+SETTINGS = (  # what a row label can say of a model's settings, and how
+    ("scheduler", str),
+    ("steps", lambda n: f"{n} step{'s' if n != 1 else ''}"),
+    ("guidance_scale", lambda g: f"CFG {g:g}"),
+    ("size", str),
+)
+
+
+def settings_labels(used: dict[str, dict]) -> tuple[dict[str, str], str]:
+    """Row labels (model, then the settings in which the models differ) and the settings they all share.
+
+    `used` maps each model to the settings its images were made with (a sweep row's `used`).
+    """
+    known = {m: u for m, u in used.items() if u}
+    differ = [k for k, _ in SETTINGS if len({repr(u.get(k)) for u in known.values()}) > 1]
+    shared = [k for k, _ in SETTINGS if k not in differ]
+
+    def text(u, keys):
+        return " · ".join(fmt(u[k]) for k, fmt in SETTINGS if k in keys and u.get(k) is not None)
+
+    labels = {m: "\n".join(filter(None, [m, text(used[m], differ) if used.get(m) else ""])) for m in used}
+    first = next(iter(known.values()), None)
+    return labels, (text(first, shared) if first and len(known) > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -167,6 +198,16 @@ class SweepResult:
         return pd.json_normalize(self.rows)
 
     @property
+    def run_table(self):
+        """One row per cell, for reading: what varies, status, seconds and it/s rounded, memory where measured."""
+        return run_table(self.rows)
+
+    @property
+    def costs(self):
+        """What each model cost: load, warm-up (first call), median and spread of seconds per image, it/s."""
+        return cost_table(self.rows, "model")
+
+    @property
     def grids(self) -> list[Image.Image]:
         return [Image.open(p) for p in self.grid_paths]
 
@@ -221,10 +262,13 @@ def sweep(
     title: str | None = None,
     on_cell=None,
     metrics: list[str] | None = None,
+    warmup: bool = True,
 ):
     """Run every cell not already done in `out_dir`, then write the merged manifest and the grids.
 
     `on_cell(row)` is called with each cell's manifest row as it finishes (to fill a grid as it goes).
+    `warmup` makes each model's first image twice and keeps the second: the first call's extra seconds (kernels
+    chosen, memory allocated, graphs compiled) go to the row's `warmup_s`, not into its seconds per image.
     `metrics` (per-image ones, e.g. ["clip"]) gives each finished cell `scores` (see `helpers.evaluate.sweep_plot`).
     """
     from accelerate import PartialState
@@ -241,7 +285,8 @@ def sweep(
     todo = [c for c in cells if not _done(done.get(c.key), out)]
     state.wait_for_everyone()  # every process has read the manifest before any writes to it: the same split
     with state.split_between_processes(todo) as mine:
-        _run_cells(mine, out, device, state.process_index, state.num_processes, len(cells) - len(todo), on_cell)
+        skipped = len(cells) - len(todo)
+        _run_cells(mine, out, device, (state.process_index, state.num_processes), skipped, on_cell, warmup)
     state.wait_for_everyone()
     result = SweepResult(out, [])
     if state.is_main_process:
@@ -254,9 +299,10 @@ def sweep(
     return result
 
 
-def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int, skipped: int, on_cell=None) -> None:
+def _run_cells(cells: list[Cell], out: Path, device: str, where: tuple, skipped: int, on_cell, warmup: bool) -> None:
+    rank, world = where
     shard = out / (f"manifest-{rank}-of-{world}.jsonl" if world > 1 else "manifest-run.jsonl")
-    loaded = set()
+    loaded = {}  # model -> the name of the sampler its repo ships (what "default" means for it)
     bar = tqdm(total=len(cells) + skipped, initial=skipped, desc="sweep", unit="cell", disable=rank != 0)
     with shard.open("a", encoding="utf-8") as log:
         if log.tell() and not shard.read_bytes().endswith(b"\n"):
@@ -264,13 +310,17 @@ def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int,
         for cell in cells:
             row = {"key": cell.key, "x": cell.x, "y": cell.y, "z": cell.z, "params": cell.params, "process": rank}
             model = cell.params["model"]
+            kwargs = {k: v for k, v in cell.params.items() if k != "model"}
             try:
                 if model not in loaded:
                     start = time.perf_counter()
-                    get_pipeline(model, device=device)
+                    pipe = get_pipeline(model, device=device)
                     row["load_s"] = round(time.perf_counter() - start, 3)
-                    loaded.add(model)
-                kwargs = {k: v for k, v in cell.params.items() if k != "model"}
+                    if warmup:  # the same call, thrown away: the cell's own seconds are then the steady state
+                        start = time.perf_counter()
+                        generate(model, device=device, **kwargs)
+                        row["warmup_s"] = round(time.perf_counter() - start, 3)
+                    loaded[model] = sampler_name(record(pipe).default_scheduler)
                 result = generate(model, device=device, **kwargs)
                 if result.problems:
                     raise ZooError(result.problems[0])
@@ -279,7 +329,7 @@ def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int,
                 result.images[0].save(tmp, format="PNG", pnginfo=records.png_info(result.records[0]))
                 os.replace(tmp, out / path)  # a cell's image appears whole or not at all
                 rec = result.records[0]
-                row |= {"status": "ok", "path": str(path), "seed": rec.seed, "used": _used(rec)}
+                row |= {"status": "ok", "path": str(path), "seed": rec.seed, "used": _used(rec, loaded[model])}
                 row |= {"timings": result.timings, "peak_memory_gb": result.peak_memory_gb}
             except KeyboardInterrupt:
                 raise
@@ -293,12 +343,12 @@ def _run_cells(cells: list[Cell], out: Path, device: str, rank: int, world: int,
     bar.close()
 
 
-def _used(rec: records.Record) -> dict:
-    """The settings a cell actually ran with, after the model's defaults filled the gaps."""
+def _used(rec: records.Record, repo_sampler: str) -> dict:
+    """The settings a cell actually ran with, after the model's defaults filled the gaps (the sampler by name)."""
     return {
         "steps": rec.num_inference_steps,
         "guidance_scale": rec.guidance_scale,
-        "scheduler": rec.scheduler,
+        "scheduler": repo_sampler if rec.scheduler == DEFAULT else rec.scheduler,
         "size": f"{rec.width}x{rec.height}",
     }
 
@@ -328,8 +378,8 @@ def _finish(out: Path, axes: list[Axis], cells: list[Cell], title: str | None) -
         name = f"{title} · {z.name} = {z.label(zv)}" if z and title else (f"{z.name} = {z.label(zv)}" if z else title)
         grid = image_grid(
             grid_cells,
-            col_labels=[x.label(v) for v in x.values] if x else None,
-            row_labels=[y.label(v) for v in y.values] if y else None,
+            col_labels=_axis_labels(x, axes, rows),
+            row_labels=_axis_labels(y, axes, rows),
             title=name,
             x_title=x.name if x else None,
             y_title=y.name if y else None,
@@ -338,3 +388,16 @@ def _finish(out: Path, axes: list[Axis], cells: list[Cell], title: str | None) -
         grid.save(path)
         paths.append(path)
     return SweepResult(out, rows, paths)
+
+
+def _axis_labels(axis: Axis | None, axes: list[Axis], rows: list[dict]) -> list[str] | None:
+    """An axis's labels; a model axis also says the settings in which its models differ (not those swept)."""
+    if axis is None:
+        return None
+    if axis.name != "model":
+        return [axis.label(v) for v in axis.values]
+    swept = {USED_BY_AXIS.get(a.name) for a in axes}
+    used = {m: next((r["used"] for r in rows if r["params"]["model"] == m and r["status"] == "ok"), {})
+            for m in axis.values}  # fmt: skip
+    labels, _ = settings_labels({m: {k: v for k, v in u.items() if k not in swept} for m, u in used.items()})
+    return [labels[m] for m in axis.values]

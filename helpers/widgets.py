@@ -18,11 +18,13 @@ import ipywidgets as w
 
 from . import registry as registry_mod
 from .background import Background as _Background
-from .compare import compare
+from .compare import column_labels, compare
 from .devices import pick_device
 from .errors import ZooError
 from .generation_panel import GenerationPanel, lora_choices, presets
 from .records import read_record
+from .sweep import settings_labels
+from .timestats import readable
 from .versions import __version__
 
 __all__ = ["ComparePanel", "GenerationPanel", "lora_choices", "presets", "setup_notebook"]
@@ -38,22 +40,30 @@ def setup_notebook() -> None:
 
 
 class ComparePanel(_Background, w.VBox):
-    """Several models on the same prompts and seeds; the grid fills in as each image finishes."""
+    """Several models on the same prompts and seeds; the grid fills in as each image finishes.
+
+    Columns are headed by prompt and seed, rows by model and the settings in which the models differ, as in
+    the exported grid (`helpers.compare.comparison_grid`).
+    """
 
     def __init__(self, models=("sd15", "sdxl-turbo"), out_dir: str = "outputs/compare-panel", device: str = "auto",
                  **overrides):  # fmt: skip
         self.reg, self.out_dir, self.device, self.overrides = registry_mod.default(), Path(out_dir), device, overrides
-        self.result, self._thread, self._cells = None, None, {}
-        self.models = w.SelectMultiple(options=list(self.reg.models), value=list(models), description="Models", rows=8)
+        self.result, self._thread, self._cells, self._used, self._headers = None, None, {}, {}, []
+        chosen = [m for m in models if m in self.reg.models]
+        options = chosen + [m for m in self.reg.models if m not in chosen]  # the chosen first, so they show
+        self.models = w.SelectMultiple(options=options, value=chosen, description="Models", rows=8)
         self.prompts = w.Textarea(description="Prompts", placeholder="one prompt per line",
                                   layout=w.Layout(width="520px", height="64px"))  # fmt: skip
         self.seeds = w.Text(description="Seeds", value="1")
         self.go = w.Button(description="Run", button_style="primary")
-        self.export_button = w.Button(description="Export grid and table", disabled=True)
+        self.export_button = w.Button(description="Export grid and table", disabled=True,
+                                      layout=w.Layout(width="auto"))  # fmt: skip
         self.status = w.HTML()
         self.grid = w.GridBox(layout=w.Layout(grid_gap="4px"))
+        self.cells: list = []  # the image tiles, row by row (the grid adds the headers)
         self.detail = w.HTML()
-        self.large = w.Image(format="png", width=512)
+        self.large = w.Image(format="png", width=512, layout=w.Layout(display="none"))  # shown on the first click
         self.table = w.HTML()
         self.go.on_click(lambda _: self.run())
         self.export_button.on_click(lambda _: self.export())
@@ -77,33 +87,45 @@ class ComparePanel(_Background, w.VBox):
         except ZooError as e:
             self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
             return
-        self._cells = {}
-        cols = len(prompts) * len(seeds)
-        self.grid.layout.grid_template_columns = f"repeat({cols}, 200px)"
-        self.grid.children = [w.Label("…") for _ in range(len(models) * cols)]
+        self._cells, self._used = {}, dict.fromkeys(models)
+        self._headers = [_header(label) for label in column_labels(prompts, seeds)]
+        self.grid.layout.grid_template_columns = f"160px repeat({len(self._headers)}, 200px)"
+        self.cells = [w.Label("…") for _ in range(len(models) * len(self._headers))]
+        self._draw()
         self.go.disabled = True
         self._start(self._work, models, prompts, seeds, wait=wait)
+
+    def _draw(self) -> None:
+        """The grid's children: a header row (prompt, seed), then each model's header and its tiles."""
+        labels, _ = settings_labels({m: u or {} for m, u in self._used.items()})
+        cols = len(self._headers)
+        children = [w.HTML(""), *self._headers]
+        for i, model in enumerate(self._used):
+            children += [_header(labels[model], bold_first=True), *self.cells[i * cols : (i + 1) * cols]]
+        self.grid.children = children
 
     def _on_cell(self, row: dict, prompts, seeds) -> None:
         cols = len(prompts) * len(seeds)
         index = row["y"] * cols + row.get("z", 0) * len(prompts) + row["x"]
-        children = list(self.grid.children)
         if row["status"] == "ok":
             image = w.Image(value=(self.out_dir / row["path"]).read_bytes(), format="png", width=196)
-            seconds = row["timings"]["total"]
-            button = w.Button(description=f"{row['params']['model']} · {seconds:.1f} s", layout=w.Layout(width="196px"))
+            button = w.Button(description=f"view · {row['timings']['total']:.2g} s", layout=w.Layout(width="196px"),
+                              tooltip="show it large, with its recipe")  # fmt: skip
             button.on_click(lambda _, r=row: self.show_cell(r))
-            children[index] = w.VBox([image, button])
+            self.cells[index] = w.VBox([image, button])
+            model = row["params"]["model"]
+            self._used[model] = self._used.get(model) or row["used"]
         else:
-            children[index] = w.HTML(f"<div style='color:#b00;width:196px'>{html.escape(row.get('error', ''))}</div>")
+            self.cells[index] = w.HTML(f"<div style='color:#b00;width:196px'>{html.escape(row.get('error', ''))}</div>")
         self._cells[index] = row
-        self.grid.children = children
-        self.status.value = f"{len(self._cells)} of {len(children)} cells"
+        self._draw()
+        self.status.value = f"{len(self._cells)} of {len(self.cells)} cells"
 
     def show_cell(self, row: dict) -> None:
         """Show one cell large, with its recipe (a click on a cell)."""
         path = self.out_dir / row["path"]
         self.large.value = path.read_bytes()
+        self.large.layout.display = ""
         self.detail.value = f"<pre style='white-space:pre-wrap'>{html.escape(read_record(path).a1111())}</pre>"
 
     def _work(self, models, prompts, seeds) -> None:
@@ -116,7 +138,8 @@ class ComparePanel(_Background, w.VBox):
                 cols = len(prompts) * len(seeds)
                 if row["y"] * cols + row.get("z", 0) * len(prompts) + row["x"] not in self._cells:
                     self._on_cell(row, prompts, seeds)
-            self.table.value = self.result.table.to_html(float_format=lambda v: f"{v:.2f}")
+            table = readable(self.result.table).reset_index(names="model")
+            self.table.value = table.to_html(index=False, na_rep="", border=0)
             self.status.value = "done"
             self.export_button.disabled = False
         except ZooError as e:
@@ -125,7 +148,7 @@ class ComparePanel(_Background, w.VBox):
             self.go.disabled = False
 
     def export(self) -> list[Path]:
-        """Write the grid image(s) and the table as CSV next to the images (the Export button)."""
+        """Write the grid image (labelled as the panel is) and the table as CSV next to the images (Export)."""
         if self.result is None:
             return []
         table = self.out_dir / "table.csv"
@@ -133,3 +156,11 @@ class ComparePanel(_Background, w.VBox):
         paths = [*self.result.grid_paths, table]
         self.status.value = "exported " + ", ".join(html.escape(str(p)) for p in paths)
         return paths
+
+
+def _header(label: str, bold_first: bool = False):
+    """A grid header: its lines of text, the first in bold for a row (the model)."""
+    lines = [html.escape(line) for line in label.split("\n")]
+    if bold_first and lines:
+        lines[0] = f"<b>{lines[0]}</b>"
+    return w.HTML("<div style='line-height:1.3;padding:2px'>" + "<br>".join(lines) + "</div>")

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -79,7 +80,23 @@ def test_the_markdown_and_chart_show_failures_and_gpu_targets():
     assert met[("steps/s vs diffusers, best fast variant", "sd1")] is None  # not run
     page = reports.markdown(report)
     assert "failed: CUDA graphs failed" in page and "NVIDIA H100 80GB HBM3" in page and "22.3%" in page
+    before = plt.get_fignums()
     assert reports.chart(report).axes
+    assert plt.get_fignums() == before, "closed in pyplot: a notebook shows it once, as the cell's value"
+
+
+def test_the_results_table_is_rounded_and_leaves_out_what_was_not_measured():
+    results = [
+        {"model": "sd15", "variant": "eager", "load_s": 3.14159, "first_image_s": 7.379589, "steps_per_s": 12.3456,
+         "latency_s": 0.281234, "decode_s": 0.0512345, "peak_memory_gb": None},
+        {"model": "sd15", "variant": "max", "error": "compile failed"},
+    ]  # fmt: skip
+    table = reports.results_table({"results": results})
+    row = table.loc[("sd15", "eager")]
+    assert (row["load_s"], row["first_image_s"], row["steps_per_s"]) == (3.1, 7.4, 12.3)
+    assert (row["latency_s"], row["decode_s"]) == (0.281, 0.0512)
+    assert "peak_memory_gb" not in table and "text_encoding_s" not in table, "not measured: no column"
+    assert table.loc[("sd15", "max"), "error"] == "compile failed"
 
 
 def test_switching_between_two_models_is_timed():

@@ -197,11 +197,13 @@ def test_compare_four_models_across_two_families(tmp_path):
     models = ["sd15", "dreamshaper-8", "sdxl-turbo", "ssd-1b"]
     result = compare(models, ["a fox", "a castle"], seeds=[1, 2], out_dir=tmp_path, height=64, width=64, device="cpu")
     assert len(result.sweep.rows) == 16 and all(r["status"] == "ok" for r in result.sweep.rows)
-    assert [p.name for p in result.grid_paths] == ["compare-seed1.png", "compare-seed2.png"]
+    assert [p.name for p in result.grid_paths] == ["compare-grid.png"]
     table = result.table
     assert list(table.index) == models and (table["images"] == 4).all()
     assert table.loc["sdxl-turbo", "steps"] == 1 and table.loc["sd15", "steps"] == 30, "each model's own defaults"
-    assert (table["s_per_image"] > 0).all() and table["load_s"].notna().all()
+    assert (table["s_per_image"] > 0).all() and table["load_s"].notna().all() and table["warmup_s"].notna().all()
+    assert "default" not in set(table["scheduler"]), "the sampler the repo ships, by name"
+    assert "peak_memory_gb" not in table and not table.isna().any().any(), "nothing unmeasured shown"
     fig = result.chart()
     fig.savefig(tmp_path / "chart.png")
     assert (tmp_path / "chart.png").stat().st_size > 1000

@@ -239,19 +239,27 @@ def test_edits_control_and_hires_from_their_tabs(tmp_path):
 
 def test_compare_panel_fills_the_grid_opens_cells_and_exports(tmp_path):
     panel = ComparePanel(("sd15", "sdxl-turbo"), out_dir=str(tmp_path), device="cpu", height=64, width=64)
+    assert list(panel.models.options[:2]) == ["sd15", "sdxl-turbo"], "the chosen models at the top, in view"
+    assert panel.large.layout.display == "none" and not panel.large.value, "no broken image before a click"
+    assert panel.export_button.layout.width == "auto", "the whole label shows"
     panel.prompts.value = "a fox\na castle"
     panel.seeds.value = "3"
     panel.go.click()
     panel.wait()
-    assert panel.status.value == "done" and len(panel.grid.children) == 4
-    assert all(type(c).__name__ == "VBox" for c in panel.grid.children)
-    assert "sdxl-turbo" in panel.table.value and "s_per_image" in panel.table.value
-    panel.grid.children[3].children[1].click()  # a cell's button: sdxl-turbo, "a castle"
-    assert (
-        panel.large.value[:4] == b"\x89PNG" and "a castle" in panel.detail.value and "sdxl-turbo" in panel.detail.value
-    )
+    assert panel.status.value == "done" and len(panel.cells) == 4
+    assert all(type(c).__name__ == "VBox" for c in panel.cells)
+    headers = [c.value for c in panel.grid.children if type(c).__name__ == "HTML"]
+    assert any("a castle<br>seed 3" in h for h in headers), headers
+    assert any("<b>sdxl-turbo</b><br>Euler a · 1 step · CFG 0" in h for h in headers), headers
+    assert any("<b>sd15</b><br>DPM++ 2M Karras · 30 steps · CFG 7.5" in h for h in headers), headers
+    table = panel.table.value
+    assert "sdxl-turbo" in table and "s / image (median)" in table and "first call, warm-up (s)" in table
+    assert ">default<" not in table and "None" not in table and "<th></th>" not in table, "no empty index row"
+    panel.cells[3].children[1].click()  # a cell's button: sdxl-turbo, "a castle"
+    assert panel.large.layout.display == "" and panel.large.value[:4] == b"\x89PNG"
+    assert "a castle" in panel.detail.value and "sdxl-turbo" in panel.detail.value
     panel.export_button.click()
-    assert (tmp_path / "table.csv").is_file() and (tmp_path / "compare-seed3.png").is_file()
+    assert (tmp_path / "table.csv").is_file() and (tmp_path / "compare-grid.png").is_file()
     panel.seeds.value = "one"
     panel.run()
     assert "not whole numbers" in panel.status.value

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..devices import pick_device
+from ..timestats import round_sig
 
 # Dense fp16/bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets; matched on the GPU's name, first hit wins.
 PEAK_FLOPS = (
@@ -164,14 +165,34 @@ def chart(report: dict):
     axes[0][0].legend(fontsize=8)
     fig.suptitle(report["machine"]["gpu"] or "CPU (no GPU): figures only show the harness works")
     fig.tight_layout()
+    plt.close(fig)  # shown once in a notebook, as the value the cell returns
     return fig
 
 
-def _fmt(value, digits=2) -> str:
+# Single measurements (one load, one first image) support two significant figures; medians of repeats three.
+SINGLE = ("load_s", "first_image_s")
+TIMES = (*SINGLE, "steps_per_s", "latency_s", "text_encoding_s", "denoising_s", "decode_s", "peak_memory_gb")
+
+
+def results_table(report: dict):
+    """Every model and variant's figures (a DataFrame): rounded, and a column nobody measured left out."""
+    import pandas as pd
+
+    rows = []
+    for r in report["results"]:
+        row = {"model": r["model"], "variant": r["variant"]}
+        row |= {k: round_sig(r.get(k), 2 if k in SINGLE else 3) for k in TIMES}
+        row |= {"flops_per_step": round_sig(r.get("flops_per_step"), 3), "error": r.get("error")}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["model", "variant"]).dropna(axis=1, how="all")
+
+
+def _fmt(value, digits=3) -> str:
+    """A figure to `digits` significant figures (no more than it supports), "–" when not measured."""
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{round_sig(value, digits):g}"
     return str(value)
 
 
@@ -203,10 +224,10 @@ def markdown(report: dict) -> str:
         vs_text += "" if not vs or vs["within_tolerance"] else " (**outside the tolerance**)"
         mfu = row.get("mfu")
         lines.append(
-            f"| `{k}` | {size} | {s['steps'][k]} | {v} | {_fmt(r['load_s'])} | {_fmt(r['first_image_s'])} | "
-            f"{_fmt(r['steps_per_s'])} | {_fmt(row.get('speedup_steps'))} | {_fmt(r['latency_s'], 3)} | "
-            f"{_fmt(r['decode_s'], 3)} | {_fmt(r['peak_memory_gb'])} | {'–' if mfu is None else f'{mfu:.1%}'} | "
-            f"{_fmt(row.get('compile_s'), 1)} | {vs_text} |"
+            f"| `{k}` | {size} | {s['steps'][k]} | {v} | {_fmt(r['load_s'], 2)} | {_fmt(r['first_image_s'], 2)} | "
+            f"{_fmt(r['steps_per_s'])} | {_fmt(row.get('speedup_steps'))} | {_fmt(r['latency_s'])} | "
+            f"{_fmt(r['decode_s'])} | {_fmt(r.get('peak_memory_gb'))} | {'–' if mfu is None else f'{mfu:.1%}'} | "
+            f"{_fmt(row.get('compile_s'), 2)} | {vs_text} |"
         )
     sw = report.get("switch")
     if sw:
