@@ -23,7 +23,17 @@ import diffusers
 import torch
 
 from . import tiny
-from .registry import SHA_RE, AdapterSpec, ControlNetSpec, EvaluatorSpec, ModelSpec, PreprocessorSpec, Registry, VaeSpec
+from .registry import (
+    SHA_RE,
+    AdapterSpec,
+    ControlNetSpec,
+    EvaluatorSpec,
+    IpAdapterSpec,
+    ModelSpec,
+    PreprocessorSpec,
+    Registry,
+    VaeSpec,
+)
 from .registry import default as default_registry
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".ckpt")
@@ -341,6 +351,36 @@ def write_preprocessor_folder(spec: PreprocessorSpec, folder: Path) -> None:
     tiny.depth_processor().save_pretrained(str(folder))
 
 
+def write_ip_adapter_folder(specs: list[IpAdapterSpec], bases: dict, folder: Path) -> None:
+    """One repo's IP-Adapters (h94/IP-Adapter holds SD 1.5's and SDXL's): each adapter file and its image encoder."""
+    from safetensors.torch import save_file
+
+    for spec in specs:
+        encoder = folder / spec.image_encoder
+        if not (encoder / "config.json").exists():
+            tiny.seeded(tiny.image_encoder, seed=zlib.crc32(spec.image_encoder.encode())).save_pretrained(str(encoder))
+        _, unet = _denoiser(bases[spec.family])
+        torch.manual_seed(zlib.crc32(spec.weight_name.encode()))
+        (folder / spec.subfolder).mkdir(parents=True, exist_ok=True)
+        save_file(tiny.ip_adapter_weights(unet, tiny.CLIP_HIDDEN), str(folder / spec.subfolder / spec.weight_name))
+
+
+def _build_ip_adapters(reg: Registry, cache: Path, tmp: str, done: set) -> None:
+    repos: dict = {}
+    for spec in reg.ip_adapters.values():
+        repos.setdefault((spec.repo, spec.revision), []).append(spec)
+    for specs in repos.values():
+        bases = {s.family: _control_base(reg, s.family) for s in specs}
+        if all(bases.values()):
+            _once(
+                done,
+                specs[0],
+                cache,
+                tmp,
+                lambda s, f, specs=specs, bases=bases: write_ip_adapter_folder(specs, bases, f),
+            )
+
+
 def _control_base(reg: Registry, family: str) -> ModelSpec | None:
     """The plain text-to-image model of a family whose tiny denoiser its ControlNets are made from."""
     plain = [m for m in reg.models.values() if m.family == family and not m.adapters and not m.layout.missing]
@@ -493,6 +533,7 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                     _once(done, cn, cache, tmp, lambda s, f, base=base: write_controlnet_folder(s, base, f))
             for pre in reg.preprocessors.values():
                 _once(done, pre, cache, tmp, write_preprocessor_folder)
+            _build_ip_adapters(reg, cache, tmp, done)
 
 
 def _once(done: set, spec, cache: Path, tmp: str, writer) -> None:

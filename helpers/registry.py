@@ -198,6 +198,29 @@ class PreprocessorSpec(_Pinned):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class IpAdapterSpec(_Pinned):
+    """An IP-Adapter: an image prompt through a CLIP image encoder and extra cross-attention in the denoiser."""
+
+    family: Family
+    subfolder: str  # the adapter file's folder in the repo
+    weight_name: str
+    image_encoder: str  # the CLIPVisionModelWithProjection folder it was trained with
+    size: Size
+
+
+class T2IAdapterSpec(_Pinned):
+    """A T2I-Adapter: a small network that turns a control image into features added to the denoiser's."""
+
+    cls_name: Literal["T2IAdapter"] = Field(alias="class")
+    kind: Literal["canny", "depth", "sketch", "lineart", "openpose"]
+    family: Family
+    variant: str | None = None
+    weights: Literal["safetensors", "bin"] = "safetensors"
+    size: Size
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class ModelSpec(_Pinned):
     aliases: list[str] = Field(default_factory=list)
     previous_repos: list[str] = Field(default_factory=list)
@@ -268,10 +291,11 @@ class Registry:
     """Validated models, VAEs and adapters, looked up by key or alias."""
 
     def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, evaluators=None,
-                 controlnets=None, preprocessors=None):  # fmt: skip
+                 controlnets=None, preprocessors=None, ip_adapters=None, t2i_adapters=None):  # fmt: skip
         self.models, self.vaes, self.adapters, self.path = models, vaes, adapters, path
         self.evaluators = evaluators or {}
         self.controlnets, self.preprocessors = controlnets or {}, preprocessors or {}
+        self.ip_adapters, self.t2i_adapters = ip_adapters or {}, t2i_adapters or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
 
     def get(self, key: str) -> ModelSpec:
@@ -315,6 +339,16 @@ class Registry:
         if key not in self.preprocessors:
             raise UnknownModelError(_unknown("preprocessor", key, self.preprocessors))
         return self.preprocessors[key]
+
+    def ip_adapter(self, key: str) -> IpAdapterSpec:
+        if key not in self.ip_adapters:
+            raise UnknownModelError(_unknown("IP-Adapter", key, self.ip_adapters))
+        return self.ip_adapters[key]
+
+    def t2i_adapter(self, key: str) -> T2IAdapterSpec:
+        if key not in self.t2i_adapters:
+            raise UnknownModelError(_unknown("T2I-Adapter", key, self.t2i_adapters))
+        return self.t2i_adapters[key]
 
     def list(
         self,
@@ -395,7 +429,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     where = path or "registry"
     if not isinstance(data, dict) or "models" not in data:
         raise RegistryError(f"{where}: expected top-level sections 'models', 'vaes' and 'adapters'")
-    extra = set(data) - {"models", "vaes", "adapters", "evaluators", "controlnets", "preprocessors"}
+    extra = set(data) - {"models", "vaes", "adapters", "evaluators", "controlnets", "preprocessors", *_ADAPTER_SECTIONS}
     if extra:
         raise RegistryError(f"{where}: unknown top-level section(s) {sorted(extra)}")
     vaes = _section(data.get("vaes") or {}, VaeSpec, "vaes", where)
@@ -417,7 +451,17 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     evaluators = _section(data.get("evaluators") or {}, EvaluatorSpec, "evaluators", where)
     controlnets = _section(data.get("controlnets") or {}, ControlNetSpec, "controlnets", where)
     preprocessors = _section(data.get("preprocessors") or {}, PreprocessorSpec, "preprocessors", where)
-    return Registry(models, vaes, adapters, path, evaluators, controlnets=controlnets, preprocessors=preprocessors)
+    return Registry(models, vaes, adapters, path, evaluators, controlnets=controlnets, preprocessors=preprocessors,
+                    **_adapter_sections(data, where))  # fmt: skip
+
+
+# Sections of modules that join a loaded model for one generation (helpers.ip_adapter, helpers.control).
+_ADAPTER_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec}
+
+
+def _adapter_sections(data: dict, where) -> dict:
+    """The IP-Adapter and T2I-Adapter sections, validated: section name -> {key: spec}."""
+    return {name: _section(data.get(name) or {}, spec, name, where) for name, spec in _ADAPTER_SECTIONS.items()}
 
 
 def _section(raw: dict, spec, name: str, where) -> dict:
