@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import diffusers
 import numpy as np
@@ -43,6 +43,12 @@ PIPELINES = {
     ("sdxl", "inpaint"): "StableDiffusionXLControlNetInpaintPipeline",
     ("flux", "text2img"): "FluxControlNetPipeline",
 }
+# A union ControlNet (one network, many control types) has pipelines of its own.
+UNION_PIPELINES = {
+    ("sdxl", "text2img"): "StableDiffusionXLControlNetUnionPipeline",
+    ("sdxl", "img2img"): "StableDiffusionXLControlNetUnionImg2ImgPipeline",
+    ("sdxl", "inpaint"): "StableDiffusionXLControlNetUnionInpaintPipeline",
+}
 
 
 @dataclass
@@ -54,11 +60,14 @@ class Control:
     scale: float = 1.0  # A1111's "Weight"
     start: float = 0.0  # the share of the steps after which it starts ("Guidance Start")
     end: float = 1.0  # ... and after which it stops ("Guidance End")
+    kind: str | None = None  # a union ControlNet: what the control image is ("canny", "depth", ...; canny if None)
+    mode: int | None = field(default=None, repr=False)  # ... and that kind's number for the network (from `settle`)
 
     def recipe(self) -> dict:
-        """What the image record keeps: the model, scale, steps and the control image's fingerprint."""
-        return {"model": self.model, "scale": self.scale, "start": self.start, "end": self.end,
-                "image": fingerprint(self.image)}  # fmt: skip
+        """What the image record keeps: model, scale, steps, the control image's fingerprint (and a union's kind)."""
+        out = {"model": self.model, "scale": self.scale, "start": self.start, "end": self.end,
+               "image": fingerprint(self.image)}  # fmt: skip
+        return out if self.kind is None else out | {"kind": self.kind}
 
 
 def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200, estimator: str = "depth-anything-v2-small",
@@ -128,14 +137,41 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
                 f"ControlNet '{cn.key}' is for {cn.family} models; '{spec.key}' is {spec.family}: "
                 f"use one of {fits or 'none (no ControlNet for this family yet)'}"
             )
-        if (spec.family, task) not in PIPELINES:
-            raise ZooError(f"ControlNet with task '{task}' is not supported for {spec.family} models")
+        if (spec.family, task) not in (UNION_PIPELINES if cn.control_modes else PIPELINES):
+            raise ZooError(f"ControlNet '{cn.key}' with task '{task}' is not supported for {spec.family} models")
         if not 0 <= c.start < c.end <= 1:
             raise ZooError(f"ControlNet '{cn.key}': need 0 <= start < end <= 1 (got start {c.start}, end {c.end})")
-        out.append(Control(cn.key, load_image(c.image), float(c.scale), float(c.start), float(c.end)))
+        kind = _union_kind(cn, c.kind)
+        mode = cn.control_modes[kind] if kind else None
+        out.append(Control(cn.key, load_image(c.image), float(c.scale), float(c.start), float(c.end), kind, mode))
     if len(out) > 1 and spec.family == "flux":
         raise ZooError("FLUX takes one ControlNet at a time here")
+    unions = [c.model for c in out if c.kind is not None]
+    if unions and len(out) > 1:
+        raise ZooError(
+            f"a union ControlNet ({unions[0]}) runs alone here: give it one control image, no other ControlNet"
+        )
     return out
+
+
+def _union_kind(cn: ControlNetSpec, kind: str | None) -> str | None:
+    """The control type of a union ControlNet's image (canny unless told); None for other ControlNets."""
+    if not cn.control_modes:
+        if kind is not None:
+            raise ZooError(f"ControlNet '{cn.key}' is a {cn.kind} ControlNet; kind= is for union ControlNets only")
+        return None
+    kind = kind or "canny"
+    if kind not in cn.control_modes:
+        raise ZooError(
+            f"union ControlNet '{cn.key}' knows no control type '{kind}': use one of {list(cn.control_modes)}"
+        )
+    return kind
+
+
+def specs(controls: list[Control], registry: Registry | None = None) -> list[ControlNetSpec]:
+    """The registry entries of a request's ControlNets (for the memory policy)."""
+    reg = registry or default_registry()
+    return [reg.controlnet(c.model) for c in controls]
 
 
 _LOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a model's record -> {controlnet key: module}
@@ -161,7 +197,8 @@ def pipeline(pipe, controls: list[Control], registry: Registry | None = None):
     rec = record(pipe)
     spec = rec.spec
     task = "inpaint" if "Inpaint" in type(pipe).__name__ else "img2img" if "Img2Img" in type(pipe).__name__ else ""
-    cls = getattr(diffusers, PIPELINES[(spec.family, task or "text2img")])
+    union = any(c.kind is not None for c in controls)
+    cls = getattr(diffusers, (UNION_PIPELINES if union else PIPELINES)[(spec.family, task or "text2img")])
     nets = [load_controlnet(reg.controlnet(c.model), pipe) for c in controls]
     derived = cls.from_pipe(pipe, controlnet=nets[0] if len(nets) == 1 else nets)
     attach(derived, rec)
@@ -182,6 +219,10 @@ def call_kwargs(pipe, controls: list[Control]) -> dict:
     name = "control_image" if "control_image" in params else "image"
     one = len(controls) == 1
     pick = (lambda xs: xs[0]) if one else list
+    if controls[0].kind is not None:  # a union ControlNet: its images as a list, each with its control type
+        c = controls[0]
+        return {name: [c.image], "control_mode": [c.mode], "controlnet_conditioning_scale": c.scale,
+                "control_guidance_start": c.start, "control_guidance_end": c.end}  # fmt: skip
     return {
         name: pick([c.image for c in controls]),
         "controlnet_conditioning_scale": pick([c.scale for c in controls]),
@@ -210,5 +251,5 @@ def from_recipe(recipes: list[dict], images) -> list[Control]:
         im = load_image(im)
         if fingerprint(im) != r["image"]:
             raise ZooError(f"the control image for '{r['model']}' is not the one this image was made with")
-        out.append(Control(r["model"], im, r["scale"], r["start"], r["end"]))
+        out.append(Control(r["model"], im, r["scale"], r["start"], r["end"], r.get("kind")))
     return out

@@ -338,8 +338,14 @@ def write_controlnet_folder(spec: ControlNetSpec, base: ModelSpec, folder: Path)
     else:
         cls = getattr(diffusers, spec.cls_name)
         model = cls.from_unet(denoiser, conditioning_embedding_out_channels=(8, 8, 16, 16))
+        if spec.cls_name == "ControlNetUnionModel":  # its control-type transformer works at the first block's width
+            width = denoiser.config.block_out_channels[0]
+            config = {k: v for k, v in model.config.items() if k != "_use_default_values"}  # else defaults win
+            model = cls.from_config(
+                config | {"num_trans_channel": width, "num_trans_head": 2, "num_proj_channel": width}
+            )
     for name, p in model.named_parameters():  # the zero convolutions start at zero: make the control show
-        if "zero" in name or "controlnet_" in name:
+        if "zero" in name or "controlnet_" in name or "spatial_ch_projs" in name:
             p.data = 0.05 * torch.randn_like(p)
     target = folder / spec.subfolder if spec.subfolder else folder
     _save_model(model.eval(), target, spec.variant, spec.weights == "safetensors", 1, True)

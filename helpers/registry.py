@@ -183,6 +183,7 @@ class ControlNetSpec(_Pinned):
     variant: str | None = None
     weights: Literal["safetensors", "bin"] = "safetensors"
     weight_name: str | None = None  # a single file in the repo root instead of a diffusers folder
+    control_modes: dict[str, int] = Field(default_factory=dict)  # a union ControlNet: control type -> its number
     size: Size
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -52,7 +52,8 @@ def test_every_controlnet_loads_and_steers(key, tmp_path):
     rec = result.records[0]
     assert result.images[0].size == (64, 64)
     assert not np.array_equal(_px(result.images[0]), _px(plain)), "the control image changes the picture"
-    assert rec.controls == [{"model": key, "scale": 1.0, "start": 0.0, "end": 1.0, "image": fingerprint(EDGES)}]
+    union = {"kind": "canny"} if cn.control_modes else {}  # a union ControlNet records what its image is
+    assert rec.controls == [{"model": key, "scale": 1.0, "start": 0.0, "end": 1.0, "image": fingerprint(EDGES)} | union]
     assert f'ControlNet 0: "Module: none, Model: {key} [' in rec.a1111()
     path = result.save(tmp_path)[0]
     assert read_record(path) == rec
@@ -151,3 +152,21 @@ def test_command_line_control_and_hires(tmp_path):
     assert Image.open(out.split()[0]).size == (128, 128)
     code, _, err = run("generate", "sd15", "x", "--control", "canny-sd15")
     assert code == 2 and "--control takes CONTROLNET=IMAGE" in err
+
+
+def test_union_controlnet_reads_the_kind_of_its_image(tmp_path):
+    kw = small("sdxl-base", seed=7)
+    canny = generate("sdxl-base", "a house", control=[Control("union-sdxl", EDGES, scale=0.8)], **kw)
+    depth = generate("sdxl-base", "a house", control=[Control("union-sdxl", EDGES, scale=0.8, kind="depth")], **kw)
+    assert not np.array_equal(_px(canny.images[0]), _px(depth.images[0])), "the control type steers differently"
+    rec = depth.records[0]
+    assert rec.controls[0]["kind"] == "depth" and rec.controls[0]["scale"] == 0.8
+    path = depth.save(tmp_path)[0]
+    again = regenerate(path, control_images=[EDGES])
+    assert np.array_equal(_px(again.images[0]), _px(depth.images[0]))
+    with pytest.raises(ZooError, match=r"knows no control type 'pose': use one of \['openpose', 'depth'"):
+        generate("sdxl-base", "x", control=[Control("union-sdxl", EDGES, kind="pose")], **kw)
+    with pytest.raises(ZooError, match="union ControlNet \\(union-sdxl\\) runs alone here"):
+        generate("sdxl-base", "x", control=[Control("union-sdxl", EDGES), Control("canny-sdxl", EDGES)], **kw)
+    with pytest.raises(ZooError, match="'canny-sdxl' is a canny ControlNet; kind= is for union ControlNets only"):
+        generate("sdxl-base", "x", control=[Control("canny-sdxl", EDGES, kind="depth")], **kw)

@@ -1,4 +1,4 @@
-"""IP-Adapter on the offline hub: an image prompt steers, regenerates from its PNG, and leaves the cached model clean."""
+"""IP-Adapter on the offline hub: an image prompt steers, regenerates from its PNG, leaves the cached model clean."""
 
 import numpy as np
 import pytest
