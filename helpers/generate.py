@@ -31,6 +31,7 @@ from . import control as control_mod
 from . import hires as hires_mod
 from . import ip_adapter as ip_mod
 from . import masks, previews, prompt_weights, records, styles, timing
+from . import memory as memory_mod
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
 from .errors import UnknownModelError, ZooError
@@ -155,7 +156,9 @@ def generate(
     request.controls = control_mod.settle(spec, task, control, registry)
     request.hires = hires_mod.settle(spec, hires, request.steps)
     request.image_prompt = ip_mod.settle(spec, ip_adapter, registry)
-    if pipe is None:
+    if pipe is None:  # a model loaded for ControlNets or an image prompt counts them in its memory policy
+        extras = [*control_mod.specs(request.controls, registry), *ip_mod.specs(request.image_prompt, registry)]
+        memory = memory_mod.with_extras(spec, device, memory, extras)
         pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
     if request.controls:
         pipe = control_mod.pipeline(pipe, request.controls, registry)

@@ -61,6 +61,11 @@ def settle(spec: ModelSpec, ip_adapter, registry: Registry | None = None) -> Ima
     return ImagePrompt(load_image(ip_adapter.image), float(ip_adapter.scale), ip.key)
 
 
+def specs(prompt: ImagePrompt | None, registry: Registry | None = None) -> list[IpAdapterSpec]:
+    """The registry entry of a request's IP-Adapter, if any (for the memory policy)."""
+    return [] if prompt is None else [(registry or default_registry()).ip_adapter(prompt.model)]
+
+
 _ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a model's record -> {encoder: module}
 
 
