@@ -10,6 +10,7 @@ and unloads it, so the cached model stays as it was. The CLIP image encoder load
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from dataclasses import dataclass
 
@@ -90,6 +91,11 @@ def pipeline(pipe, prompt: ImagePrompt, registry: Registry | None = None):
     """`pipe` with the IP-Adapter loaded, on the same weights (`from_pipe`); undo it with `unload`."""
     ip = (registry or default_registry()).ip_adapter(prompt.model)
     rec = record(pipe)
+    if "ip_adapter_image" not in inspect.signature(type(pipe).__call__).parameters:
+        raise ZooError(
+            f"'{rec.spec.key}' with {type(pipe).__name__} takes no image prompt in diffusers: "
+            "leave out ip_adapter, or the control (a T2I-Adapter on SD 1.5) that needs this pipeline"
+        )
     encoder = image_encoder(ip, pipe)
     derived = attach(type(pipe).from_pipe(pipe, image_encoder=encoder), rec)
     unet = derived.unet

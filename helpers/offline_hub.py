@@ -32,6 +32,7 @@ from .registry import (
     ModelSpec,
     PreprocessorSpec,
     Registry,
+    T2IAdapterSpec,
     VaeSpec,
 )
 from .registry import default as default_registry
@@ -351,6 +352,18 @@ def write_controlnet_folder(spec: ControlNetSpec, base: ModelSpec, folder: Path)
     _save_model(model.eval(), target, spec.variant, spec.weights == "safetensors", 1, True)
 
 
+def write_t2i_adapter_folder(spec: T2IAdapterSpec, base: ModelSpec, folder: Path) -> None:
+    """A T2I-Adapter whose four feature maps fit the family's tiny U-Net (SD 1.5: 8x down, SDXL: 16x)."""
+    _, unet = _denoiser(base)
+    channels = list(unet.config.block_out_channels)
+    channels += [channels[-1]] * (4 - len(channels))
+    xl = spec.family == "sdxl"
+    torch.manual_seed(zlib.crc32(spec.repo.encode()))
+    model = diffusers.T2IAdapter(in_channels=3, channels=channels, num_res_blocks=1, downscale_factor=16 if xl else 8,
+                                 adapter_type="full_adapter_xl" if xl else "full_adapter")  # fmt: skip
+    _save_model(model.eval(), folder, spec.variant, spec.weights == "safetensors", 1, True)
+
+
 def write_preprocessor_folder(spec: PreprocessorSpec, folder: Path) -> None:
     """A tiny depth estimator with its image processor, in the transformers layout (config, weights, processor)."""
     tiny.seeded(tiny.depth_anything, seed=11).save_pretrained(str(folder))
@@ -540,6 +553,10 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
             for pre in reg.preprocessors.values():
                 _once(done, pre, cache, tmp, write_preprocessor_folder)
             _build_ip_adapters(reg, cache, tmp, done)
+            for ad in reg.t2i_adapters.values():
+                base = _control_base(reg, ad.family)
+                if base is not None:
+                    _once(done, ad, cache, tmp, lambda s, f, base=base: write_t2i_adapter_folder(s, base, f))
 
 
 def _once(done: set, spec, cache: Path, tmp: str, writer) -> None:

@@ -100,3 +100,9 @@ def test_ip_adapter_mistakes_are_explained(tmp_path):
         regenerate(path)
     with pytest.raises(ZooError, match="not the one this image was made with"):
         regenerate(path, ip_adapter_image=BLUE)
+
+
+def test_a_pipeline_without_image_prompts_says_so():
+    edges = helpers.control.preprocess(RED, "canny").resize((64, 64))
+    with pytest.raises(ZooError, match="StableDiffusionAdapterPipeline takes no image prompt in diffusers"):
+        generate("sd15", "x", control={"t2i-canny-sd15": edges}, ip_adapter=RED, **small("sd15"))
