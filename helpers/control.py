@@ -1,8 +1,9 @@
 """ControlNet: steer a model with an image (edges, depth, pose), on the weights already loaded.
 
-A `Control` names a registry ControlNet (`models.yaml`, section `controlnets`), its control image and how hard
-and when it steers. `generate(..., control=...)` takes one, a list (several ControlNets at once, each with its
-own scale and start/end), or `{key: image}`. The ControlNet pipeline is made from the loaded model with
+A `Control` names a registry ControlNet (`models.yaml`, section `controlnets`; T2I-Adapters of `t2i_adapters`
+steer the same way with lighter networks), its control image and how hard and when it steers.
+`generate(..., control=...)` takes one, a list (several ControlNets at once, each with its own scale and
+start/end), or `{key: image}`. The ControlNet pipeline is made from the loaded model with
 diffusers' `from_pipe` (no weights copied) and shares its record; each ControlNet loads once per model.
 
 >>> edges = helpers.control.preprocess("photo.png", "canny")       # look at it before generating
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import diffusers
 import numpy as np
@@ -27,7 +28,7 @@ from .errors import ZooError
 from .images import fingerprint, load_image
 from .loaded import attach, record
 from .loading import hub_errors_explained, hub_kwargs
-from .registry import ControlNetSpec, ModelSpec, PreprocessorSpec, Registry
+from .registry import ControlNetSpec, ModelSpec, PreprocessorSpec, Registry, T2IAdapterSpec
 from .registry import default as default_registry
 
 # The ControlNet pipeline class of each family and task (diffusers' names).
@@ -43,6 +44,17 @@ PIPELINES = {
     ("sdxl", "inpaint"): "StableDiffusionXLControlNetInpaintPipeline",
     ("flux", "text2img"): "FluxControlNetPipeline",
 }
+# A union ControlNet (one network, many control types) has pipelines of its own.
+UNION_PIPELINES = {
+    ("sdxl", "text2img"): "StableDiffusionXLControlNetUnionPipeline",
+    ("sdxl", "img2img"): "StableDiffusionXLControlNetUnionImg2ImgPipeline",
+    ("sdxl", "inpaint"): "StableDiffusionXLControlNetUnionInpaintPipeline",
+}
+# A T2I-Adapter (registry section `t2i_adapters`) adds its features to the U-Net's: text-to-image only.
+T2I_PIPELINES = {
+    ("sd1", "text2img"): "StableDiffusionAdapterPipeline",
+    ("sdxl", "text2img"): "StableDiffusionXLAdapterPipeline",
+}
 
 
 @dataclass
@@ -54,11 +66,14 @@ class Control:
     scale: float = 1.0  # A1111's "Weight"
     start: float = 0.0  # the share of the steps after which it starts ("Guidance Start")
     end: float = 1.0  # ... and after which it stops ("Guidance End")
+    kind: str | None = None  # a union ControlNet: what the control image is ("canny", "depth", ...; canny if None)
+    mode: int | None = field(default=None, repr=False)  # ... and that kind's number for the network (from `settle`)
 
     def recipe(self) -> dict:
-        """What the image record keeps: the model, scale, steps and the control image's fingerprint."""
-        return {"model": self.model, "scale": self.scale, "start": self.start, "end": self.end,
-                "image": fingerprint(self.image)}  # fmt: skip
+        """What the image record keeps: model, scale, steps, the control image's fingerprint (and a union's kind)."""
+        out = {"model": self.model, "scale": self.scale, "start": self.start, "end": self.end,
+               "image": fingerprint(self.image)}  # fmt: skip
+        return out if self.kind is None else out | {"kind": self.kind}
 
 
 def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200, estimator: str = "depth-anything-v2-small",
@@ -121,21 +136,72 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
     for c in control:
         if not isinstance(c, Control):
             raise ZooError(f"control takes Control(...) objects or {{controlnet_key: image}}, not {type(c).__name__}")
-        cn = reg.controlnet(c.model)
+        cn = _entry(reg, c.model)
         if cn.family != spec.family:
-            fits = [k for k, v in reg.controlnets.items() if v.family == spec.family]
+            fits = [k for k, v in (reg.controlnets | reg.t2i_adapters).items() if v.family == spec.family]
             raise ZooError(
                 f"ControlNet '{cn.key}' is for {cn.family} models; '{spec.key}' is {spec.family}: "
                 f"use one of {fits or 'none (no ControlNet for this family yet)'}"
             )
-        if (spec.family, task) not in PIPELINES:
-            raise ZooError(f"ControlNet with task '{task}' is not supported for {spec.family} models")
+        if (spec.family, task) not in _pipelines(cn):
+            raise ZooError(f"ControlNet '{cn.key}' with task '{task}' is not supported for {spec.family} models")
         if not 0 <= c.start < c.end <= 1:
             raise ZooError(f"ControlNet '{cn.key}': need 0 <= start < end <= 1 (got start {c.start}, end {c.end})")
-        out.append(Control(cn.key, load_image(c.image), float(c.scale), float(c.start), float(c.end)))
+        if isinstance(cn, T2IAdapterSpec):
+            _check_t2i(cn, c, _pipelines(cn)[(spec.family, task)])
+        kind = _union_kind(cn, c.kind)
+        mode = cn.control_modes[kind] if kind else None
+        out.append(Control(cn.key, load_image(c.image), float(c.scale), float(c.start), float(c.end), kind, mode))
     if len(out) > 1 and spec.family == "flux":
         raise ZooError("FLUX takes one ControlNet at a time here")
+    alone = [c.model for c in out if c.kind is not None or c.model in reg.t2i_adapters]
+    if alone and len(out) > 1:
+        raise ZooError(
+            f"{alone[0]} (a union ControlNet or T2I-Adapter) runs alone here: give it one control image, nothing else"
+        )
     return out
+
+
+def _entry(reg: Registry, key: str):
+    """A ControlNet or T2I-Adapter of the registry by key (both steer with a control image)."""
+    return reg.t2i_adapters[key] if key in reg.t2i_adapters else reg.controlnet(key)
+
+
+def _pipelines(cn) -> dict:
+    if isinstance(cn, T2IAdapterSpec):
+        return T2I_PIPELINES
+    return UNION_PIPELINES if cn.control_modes else PIPELINES
+
+
+def _check_t2i(cn: T2IAdapterSpec, c: Control, pipeline_name: str) -> None:
+    """A T2I-Adapter acts from the first step; SDXL's pipeline can stop it early (`end`), SD 1.5's cannot."""
+    if c.start > 0:
+        raise ZooError(f"T2I-Adapter '{cn.key}' acts from the first step: start must be 0 (got {c.start:g})")
+    ends = "adapter_conditioning_factor" in inspect.signature(getattr(diffusers, pipeline_name).__call__).parameters
+    if c.end < 1 and not ends:
+        raise ZooError(
+            f"T2I-Adapter '{cn.key}' acts in every step on {cn.family} models ({pipeline_name}): end must be 1"
+        )
+
+
+def _union_kind(cn: ControlNetSpec, kind: str | None) -> str | None:
+    """The control type of a union ControlNet's image (canny unless told); None for other ControlNets."""
+    if not getattr(cn, "control_modes", None):
+        if kind is not None:
+            raise ZooError(f"ControlNet '{cn.key}' is a {cn.kind} ControlNet; kind= is for union ControlNets only")
+        return None
+    kind = kind or "canny"
+    if kind not in cn.control_modes:
+        raise ZooError(
+            f"union ControlNet '{cn.key}' knows no control type '{kind}': use one of {list(cn.control_modes)}"
+        )
+    return kind
+
+
+def specs(controls: list[Control], registry: Registry | None = None) -> list[ControlNetSpec]:
+    """The registry entries of a request's ControlNets (for the memory policy)."""
+    reg = registry or default_registry()
+    return [_entry(reg, c.model) for c in controls]
 
 
 _LOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a model's record -> {controlnet key: module}
@@ -146,9 +212,9 @@ def load_controlnet(cn: ControlNetSpec, pipe):
     loaded = _LOADED.setdefault(record(pipe), {})
     if cn.key not in loaded:
         kwargs = hub_kwargs(cn) | {"dtype": pipe.dtype}
-        if cn.subfolder:
+        if getattr(cn, "subfolder", None):
             kwargs["subfolder"] = cn.subfolder
-        if cn.weight_name:
+        if getattr(cn, "weight_name", None):
             kwargs["weight_name"] = cn.weight_name
         with hub_errors_explained(cn):
             loaded[cn.key] = getattr(diffusers, cn.cls_name).from_pretrained(cn.repo, **kwargs).eval()
@@ -161,9 +227,11 @@ def pipeline(pipe, controls: list[Control], registry: Registry | None = None):
     rec = record(pipe)
     spec = rec.spec
     task = "inpaint" if "Inpaint" in type(pipe).__name__ else "img2img" if "Img2Img" in type(pipe).__name__ else ""
-    cls = getattr(diffusers, PIPELINES[(spec.family, task or "text2img")])
-    nets = [load_controlnet(reg.controlnet(c.model), pipe) for c in controls]
-    derived = cls.from_pipe(pipe, controlnet=nets[0] if len(nets) == 1 else nets)
+    entries = [_entry(reg, c.model) for c in controls]
+    cls = getattr(diffusers, _pipelines(entries[0])[(spec.family, task or "text2img")])
+    nets = [load_controlnet(cn, pipe) for cn in entries]
+    role = "adapter" if isinstance(entries[0], T2IAdapterSpec) else "controlnet"
+    derived = cls.from_pipe(pipe, **{role: nets[0] if len(nets) == 1 else nets})
     attach(derived, rec)
     policy = rec.policy
     if policy is None or policy.name in ("gpu", "cpu"):
@@ -182,6 +250,15 @@ def call_kwargs(pipe, controls: list[Control]) -> dict:
     name = "control_image" if "control_image" in params else "image"
     one = len(controls) == 1
     pick = (lambda xs: xs[0]) if one else list
+    if "adapter_conditioning_scale" in params:  # a T2I-Adapter: its scale, and on SDXL the share of steps it acts in
+        c = controls[0]
+        return {"image": c.image, "adapter_conditioning_scale": c.scale} | (
+            {"adapter_conditioning_factor": c.end} if "adapter_conditioning_factor" in params else {}
+        )
+    if controls[0].kind is not None:  # a union ControlNet: its images as a list, each with its control type
+        c = controls[0]
+        return {name: [c.image], "control_mode": [c.mode], "controlnet_conditioning_scale": c.scale,
+                "control_guidance_start": c.start, "control_guidance_end": c.end}  # fmt: skip
     return {
         name: pick([c.image for c in controls]),
         "controlnet_conditioning_scale": pick([c.scale for c in controls]),
@@ -210,5 +287,5 @@ def from_recipe(recipes: list[dict], images) -> list[Control]:
         im = load_image(im)
         if fingerprint(im) != r["image"]:
             raise ZooError(f"the control image for '{r['model']}' is not the one this image was made with")
-        out.append(Control(r["model"], im, r["scale"], r["start"], r["end"]))
+        out.append(Control(r["model"], im, r["scale"], r["start"], r["end"], r.get("kind")))
     return out

@@ -29,7 +29,9 @@ from tqdm.auto import tqdm
 
 from . import control as control_mod
 from . import hires as hires_mod
+from . import ip_adapter as ip_mod
 from . import masks, previews, prompt_weights, records, styles, timing
+from . import memory as memory_mod
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
 from .errors import UnknownModelError, ZooError
@@ -85,6 +87,7 @@ class Request:
     pipeline_kwargs: dict = field(default_factory=dict)
     controls: list = field(default_factory=list)  # helpers.control.Control, settled
     hires: dict = field(default_factory=dict)  # helpers.hires settings, settled
+    image_prompt: object = None  # helpers.ip_adapter.ImagePrompt, settled
 
     @property
     def batches(self) -> list[list[int]]:
@@ -118,6 +121,7 @@ def generate(
     registry: Registry | None = None,
     control=None,
     hires=None,
+    ip_adapter=None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -133,6 +137,7 @@ def generate(
     `registry` is the registry a key is looked up in (the project's `models.yaml` by default).
     `control` steers the image with ControlNets: `{controlnet_key: image}` or `helpers.control.Control`s.
     `hires` ({"scale": 2, "strength": 0.5, "steps": N, "upscaler": "Lanczos"}) finishes each image larger.
+    `ip_adapter` is an image prompt: a picture, `(picture, scale)` or a `helpers.ip_adapter.ImagePrompt`.
     Other keyword arguments go to the pipeline.
     """
     pipe = model if isinstance(model, diffusers.DiffusionPipeline) else None
@@ -150,15 +155,23 @@ def generate(
     )  # fmt: skip
     request.controls = control_mod.settle(spec, task, control, registry)
     request.hires = hires_mod.settle(spec, hires, request.steps, registry, request.controls)
-    if pipe is None:
+    request.image_prompt = ip_mod.settle(spec, ip_adapter, registry)
+    if pipe is None:  # a model loaded for ControlNets or an image prompt counts them in its memory policy
+        extras = [*control_mod.specs(request.controls, registry), *ip_mod.specs(request.image_prompt, registry)]
+        memory = memory_mod.with_extras(spec, device, memory, extras)
         pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
     if request.controls:
         pipe = control_mod.pipeline(pipe, request.controls, registry)
-    call = prepare(pipe, request, loras, lora_scale)
-    on_step_end = _step_callback(pipe, request, on_step, on_preview)
-    if on_step_end is not None:
-        call["callback_on_step_end"] = on_step_end
-    images, problems, timings = run(pipe, request, call, generator_device)
+    if request.image_prompt:
+        pipe = ip_mod.pipeline(pipe, request.image_prompt, registry)
+    try:
+        call = prepare(pipe, request, loras, lora_scale)
+        on_step_end = _step_callback(pipe, request, on_step, on_preview)
+        if on_step_end is not None:
+            call["callback_on_step_end"] = on_step_end
+        images, problems, timings = run(pipe, request, call, generator_device)
+    finally:  # the cached model stays as it was, even when the call fails or is cancelled
+        ip_mod.unload(pipe)
     recipes = record(pipe, request, images)  # the first pass's size, as A1111 records it
     if request.hires:
         images = _hires_pass(request, images, device, memory, registry, generator_device)
@@ -292,6 +305,7 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
         if "height" not in params:  # img2img pipelines take the size from the image
             call.pop("height"), call.pop("width")
     call |= control_mod.call_kwargs(pipe, request.controls)
+    call |= ip_mod.call_kwargs(request.image_prompt)
     if spec.defaults.max_sequence_length and "max_sequence_length" in params:
         call["max_sequence_length"] = spec.defaults.max_sequence_length
     call.update(request.pipeline_kwargs)
@@ -524,16 +538,18 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         versions=versions(),
         controls=[c.recipe() for c in request.controls],
         hires=dict(request.hires),
+        image_prompt=request.image_prompt.recipe() if request.image_prompt else {},
     )
     return [Record.from_dict({**base.__dict__, "seed": s}) for s in request.seeds]
 
 
-def regenerate(source: str | Path | Record, image=None, mask_image=None, control_images=None, **overrides
-               ) -> GenerationResult:  # fmt: skip
+def regenerate(source: str | Path | Record, image=None, mask_image=None, control_images=None,
+               ip_adapter_image=None, **overrides) -> GenerationResult:  # fmt: skip
     """Make an image again from its PNG (or record): same model, prompt, seed and settings.
 
     An edit (img2img, inpainting) needs its input image (and mask) again; their fingerprints must match. So do
-    the control images of a ControlNet generation (`control_images`: a list in order, or {controlnet key: image}).
+    the control images of a ControlNet generation (`control_images`: a list in order, or {controlnet key: image})
+    and the picture of an image prompt (`ip_adapter_image`).
     """
     rec = source if isinstance(source, Record) else records.read_record(source)
     if not rec.model:
@@ -549,6 +565,8 @@ def regenerate(source: str | Path | Record, image=None, mask_image=None, control
     inputs = {k: v for k, v in given.items() if v is not None}
     if rec.controls:
         inputs["control"] = control_mod.from_recipe(rec.controls, control_images)
+    if rec.image_prompt:
+        inputs["ip_adapter"] = ip_mod.from_recipe(rec.image_prompt, ip_adapter_image)
     model = overrides.pop("model", None) or rec.model
     registry = overrides.get("registry") or default_registry()
     if isinstance(model, str) and model == rec.model and not _known(model, registry):

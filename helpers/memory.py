@@ -57,10 +57,16 @@ class Footprint:
     text_gb: float
     vae_gb: float
     activations_gb: float
+    extra_gb: float = 0.0  # modules that join the model for a generation: ControlNets, IP-Adapters (not quantized)
 
     @property
     def weights_gb(self) -> float:
-        return self.denoiser_gb + self.text_gb + self.vae_gb
+        return self.denoiser_gb + self.text_gb + self.vae_gb + self.extra_gb
+
+    @property
+    def working_gb(self) -> float:
+        """What must sit on the GPU together at each step under model offload: the denoiser and its ControlNets."""
+        return self.denoiser_gb + self.extra_gb
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,33 @@ class Policy:
         return f"{self.name}{' + ' + ', '.join(extras) if extras else ''}: {self.reason}"
 
 
-def footprint(spec: ModelSpec, height: int | None = None, width: int | None = None, scale: float = 1.0) -> Footprint:
-    """The model's memory in half precision; `scale` shrinks it to what is really on disk (see `cached_scale`)."""
+def footprint(spec: ModelSpec, height: int | None = None, width: int | None = None, scale: float = 1.0,
+              extra_gb: float = 0.0) -> Footprint:  # fmt: skip
+    """The model's memory in half precision; `scale` shrinks it to what is really on disk (see `cached_scale`).
+
+    `extra_gb`: the modules that join it for a generation (see `extras_gb`), already scaled.
+    """
     denoiser, text, vae, act = FAMILIES[spec.family].parts_gb
     if spec.size.denoiser_gb is not None:
         denoiser = spec.size.denoiser_gb
     if "text_encoder" in spec.layout.missing and spec.family == "sdxl":  # the refiner has only OpenCLIP-bigG
         text = 1.39
     pixels = (height or spec.resolution) * (width or spec.resolution) / spec.resolution**2
-    return Footprint(denoiser * scale, text * scale, vae * scale, act * max(pixels, 0.25) * scale)
+    return Footprint(denoiser * scale, text * scale, vae * scale, act * max(pixels, 0.25) * scale, extra_gb)
+
+
+def extras_gb(specs) -> float:
+    """Half-precision GB of registry modules that join a model (ControlNets, IP-Adapters), as they are on disk."""
+    return sum((s.size.vram_gb or s.size.download_gb / 2) * cached_scale(s) for s in specs)
+
+
+def with_extras(spec: ModelSpec, device: str, memory, extras) -> object:
+    """The memory policy to load `spec` with when registry modules `extras` will join it; `memory` unless "auto"."""
+    if memory != "auto" or not extras:
+        return memory
+    policy = choose_policy(spec, Machine.detect(device), scale=cached_scale(spec), extra_gb=extras_gb(extras))
+    reason = f"{policy.reason} (counting {', '.join(e.key for e in extras)})"
+    return Policy(policy.name, reason, policy.vae_tiling, policy.quantize, policy.gpu_gb, policy.ram_gb)
 
 
 def cached_scale(spec: ModelSpec) -> float:
@@ -119,11 +143,15 @@ def choose_policy(
     width: int | None = None,
     quantize: bool = True,
     scale: float = 1.0,
+    extra_gb: float = 0.0,
 ) -> Policy:
-    """The fastest policy that fits the machine; a `ZooError` with the numbers when none does."""
-    fp = footprint(spec, height, width, scale)
+    """The fastest policy that fits the machine; a `ZooError` with the numbers when none does.
+
+    `extra_gb` counts modules that join the model for a generation (ControlNets, IP-Adapters: `extras_gb`).
+    """
+    fp = footprint(spec, height, width, scale, extra_gb)
     big_image = (height or spec.resolution) * (width or spec.resolution) > 1.5 * spec.resolution**2
-    w, a, d = fp.weights_gb, fp.activations_gb, fp.denoiser_gb
+    w, a, d = fp.weights_gb, fp.activations_gb, fp.working_gb
     if machine.device == "cpu":
         need = 2 * w + a + RAM_HEADROOM_GB  # float32 on the CPU
         if machine.ram_gb >= need:
@@ -139,10 +167,11 @@ def choose_policy(
     if w + a + CUDA_OVERHEAD_GB <= gpu:
         return Policy("gpu", f"{w + a:.1f} GB fits in {gpu:.1f} GB free on the GPU", big_image, gpu_gb=w + a)
     ram_ok = w + RAM_HEADROOM_GB <= ram
+    working = "denoiser and its ControlNets/adapters do" if fp.extra_gb else "denoiser does"
     if ram_ok and d + a + CUDA_OVERHEAD_GB <= gpu:
         return Policy(
             "model-offload",
-            f"{w + a:.1f} GB does not fit in {gpu:.1f} GB; the {d:.1f} GB denoiser does, and {ram:.0f} GB of RAM "
+            f"{w + a:.1f} GB does not fit in {gpu:.1f} GB; the {d:.1f} GB {working}, and {ram:.0f} GB of RAM "
             "holds the rest between steps",
             big_image,
             gpu_gb=d + a,
@@ -160,14 +189,14 @@ def choose_policy(
                 quantize="nf4",
                 gpu_gb=qw + a,
             )
-        if qw + RAM_HEADROOM_GB <= ram and q.denoiser_gb + a + CUDA_OVERHEAD_GB <= gpu:
+        if qw + RAM_HEADROOM_GB <= ram and q.working_gb + a + CUDA_OVERHEAD_GB <= gpu:
             return Policy(
                 "model-offload",
-                f"in 4-bit the {q.denoiser_gb:.1f} GB denoiser fits in {gpu:.1f} GB and {ram:.0f} GB of RAM holds "
+                f"in 4-bit the {q.working_gb:.1f} GB denoiser fits in {gpu:.1f} GB and {ram:.0f} GB of RAM holds "
                 "the rest",
                 big_image,
                 quantize="nf4",
-                gpu_gb=q.denoiser_gb + a,
+                gpu_gb=q.working_gb + a,
                 ram_gb=qw,
             )
     if ram_ok and a + CUDA_OVERHEAD_GB + 0.5 <= gpu:
@@ -187,7 +216,7 @@ def _quantized(spec: ModelSpec, fp: Footprint) -> Footprint:
     """nf4 shrinks the denoiser and a T5 encoder (SD3, FLUX, PixArt); the CLIP encoders and the VAE stay."""
     t5 = FAMILIES[spec.family].t5_gb
     text = fp.text_gb - t5 + t5 * NF4_RATIO
-    return Footprint(fp.denoiser_gb * NF4_RATIO, text, fp.vae_gb, fp.activations_gb)
+    return Footprint(fp.denoiser_gb * NF4_RATIO, text, fp.vae_gb, fp.activations_gb, fp.extra_gb)
 
 
 def _too_big(spec: ModelSpec, need: str, have: str) -> ZooError:

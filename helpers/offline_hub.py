@@ -28,9 +28,11 @@ from .registry import (
     AdapterSpec,
     ControlNetSpec,
     EvaluatorSpec,
+    IpAdapterSpec,
     ModelSpec,
     PreprocessorSpec,
     Registry,
+    T2IAdapterSpec,
     UpscalerSpec,
     VaeSpec,
 )
@@ -338,11 +340,29 @@ def write_controlnet_folder(spec: ControlNetSpec, base: ModelSpec, folder: Path)
     else:
         cls = getattr(diffusers, spec.cls_name)
         model = cls.from_unet(denoiser, conditioning_embedding_out_channels=(8, 8, 16, 16))
+        if spec.cls_name == "ControlNetUnionModel":  # its control-type transformer works at the first block's width
+            width = denoiser.config.block_out_channels[0]
+            config = {k: v for k, v in model.config.items() if k != "_use_default_values"}  # else defaults win
+            model = cls.from_config(
+                config | {"num_trans_channel": width, "num_trans_head": 2, "num_proj_channel": width}
+            )
     for name, p in model.named_parameters():  # the zero convolutions start at zero: make the control show
-        if "zero" in name or "controlnet_" in name:
+        if "zero" in name or "controlnet_" in name or "spatial_ch_projs" in name:
             p.data = 0.05 * torch.randn_like(p)
     target = folder / spec.subfolder if spec.subfolder else folder
     _save_model(model.eval(), target, spec.variant, spec.weights == "safetensors", 1, True)
+
+
+def write_t2i_adapter_folder(spec: T2IAdapterSpec, base: ModelSpec, folder: Path) -> None:
+    """A T2I-Adapter whose four feature maps fit the family's tiny U-Net (SD 1.5: 8x down, SDXL: 16x)."""
+    _, unet = _denoiser(base)
+    channels = list(unet.config.block_out_channels)
+    channels += [channels[-1]] * (4 - len(channels))
+    xl = spec.family == "sdxl"
+    torch.manual_seed(zlib.crc32(spec.repo.encode()))
+    model = diffusers.T2IAdapter(in_channels=3, channels=channels, num_res_blocks=1, downscale_factor=16 if xl else 8,
+                                 adapter_type="full_adapter_xl" if xl else "full_adapter")  # fmt: skip
+    _save_model(model.eval(), folder, spec.variant, spec.weights == "safetensors", 1, True)
 
 
 def write_preprocessor_folder(spec: PreprocessorSpec, folder: Path) -> None:
@@ -391,6 +411,36 @@ def write_upscaler_folder(spec: UpscalerSpec, folder: Path) -> None:
     if spec.pipeline == "StableDiffusionUpscalePipeline":
         index["max_noise_level"] = 350
     (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+
+
+def write_ip_adapter_folder(specs: list[IpAdapterSpec], bases: dict, folder: Path) -> None:
+    """One repo's IP-Adapters (h94/IP-Adapter holds SD 1.5's and SDXL's): each adapter file and its image encoder."""
+    from safetensors.torch import save_file
+
+    for spec in specs:
+        encoder = folder / spec.image_encoder
+        if not (encoder / "config.json").exists():
+            tiny.seeded(tiny.image_encoder, seed=zlib.crc32(spec.image_encoder.encode())).save_pretrained(str(encoder))
+        _, unet = _denoiser(bases[spec.family])
+        torch.manual_seed(zlib.crc32(spec.weight_name.encode()))
+        (folder / spec.subfolder).mkdir(parents=True, exist_ok=True)
+        save_file(tiny.ip_adapter_weights(unet, tiny.CLIP_HIDDEN), str(folder / spec.subfolder / spec.weight_name))
+
+
+def _build_ip_adapters(reg: Registry, cache: Path, tmp: str, done: set) -> None:
+    repos: dict = {}
+    for spec in reg.ip_adapters.values():
+        repos.setdefault((spec.repo, spec.revision), []).append(spec)
+    for specs in repos.values():
+        bases = {s.family: _control_base(reg, s.family) for s in specs}
+        if all(bases.values()):
+            _once(
+                done,
+                specs[0],
+                cache,
+                tmp,
+                lambda s, f, specs=specs, bases=bases: write_ip_adapter_folder(specs, bases, f),
+            )
 
 
 def _control_base(reg: Registry, family: str) -> ModelSpec | None:
@@ -547,6 +597,11 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                 _once(done, pre, cache, tmp, write_preprocessor_folder)
             for up in reg.upscalers.values():
                 _once(done, up, cache, tmp, write_upscaler_folder)
+            _build_ip_adapters(reg, cache, tmp, done)
+            for ad in reg.t2i_adapters.values():
+                base = _control_base(reg, ad.family)
+                if base is not None:
+                    _once(done, ad, cache, tmp, lambda s, f, base=base: write_t2i_adapter_folder(s, base, f))
 
 
 def _once(done: set, spec, cache: Path, tmp: str, writer) -> None:

@@ -53,6 +53,7 @@ class Record:
     versions: dict = field(default_factory=dict)
     controls: list = field(default_factory=list)  # ControlNets: model, scale, start, end, image fingerprint
     hires: dict = field(default_factory=dict)  # hires fix: scale, strength, steps, upscaler (helpers.hires)
+    image_prompt: dict = field(default_factory=dict)  # IP-Adapter: model, scale, image fingerprint
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -106,6 +107,10 @@ class Record:
             short = c["image"].removeprefix("sha256:")[:8]
             unit = f"Module: none, Model: {c['model']} [{short}], Weight: {c['scale']:g}"
             fields[f"ControlNet {i}"] = f'"{unit}, Guidance Start: {c["start"]:g}, Guidance End: {c["end"]:g}"'
+        if self.image_prompt:  # the ControlNet extension runs IP-Adapters as one more unit
+            ip = self.image_prompt
+            unit = f"Module: ip-adapter_clip, Model: {ip['model']} [{ip['image'].removeprefix('sha256:')[:8]}]"
+            fields[f"ControlNet {len(self.controls)}"] = f'"{unit}, Weight: {ip["scale"]:g}"'
         if self.hires:  # A1111's hires fix fields; Size stays the first pass's
             fields["Denoising strength"] = f"{self.hires['strength']:g}"
             fields["Hires upscale"] = f"{self.hires['scale']:g}"

@@ -183,6 +183,7 @@ class ControlNetSpec(_Pinned):
     variant: str | None = None
     weights: Literal["safetensors", "bin"] = "safetensors"
     weight_name: str | None = None  # a single file in the repo root instead of a diffusers folder
+    control_modes: dict[str, int] = Field(default_factory=dict)  # a union ControlNet: control type -> its number
     size: Size
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -222,6 +223,29 @@ class UpscalerSpec(_Pinned):
     @property
     def pipeline_class(self):
         return getattr(diffusers, self.pipeline)
+
+
+class IpAdapterSpec(_Pinned):
+    """An IP-Adapter: an image prompt through a CLIP image encoder and extra cross-attention in the denoiser."""
+
+    family: Family
+    subfolder: str  # the adapter file's folder in the repo
+    weight_name: str
+    image_encoder: str  # the CLIPVisionModelWithProjection folder it was trained with
+    size: Size
+
+
+class T2IAdapterSpec(_Pinned):
+    """A T2I-Adapter: a small network that turns a control image into features added to the denoiser's."""
+
+    cls_name: Literal["T2IAdapter"] = Field(alias="class")
+    kind: Literal["canny", "depth", "sketch", "lineart", "openpose"]
+    family: Family
+    variant: str | None = None
+    weights: Literal["safetensors", "bin"] = "safetensors"
+    size: Size
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class ModelSpec(_Pinned):
@@ -294,12 +318,14 @@ class Registry:
     """Validated models, VAEs and adapters, looked up by key or alias."""
 
     def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, evaluators=None,
-                 controlnets=None, preprocessors=None):  # fmt: skip
+                 controlnets=None, preprocessors=None, ip_adapters=None, t2i_adapters=None,
+                 upscalers=None):  # fmt: skip
         self.models, self.vaes, self.adapters, self.path = models, vaes, adapters, path
         self.evaluators = evaluators or {}
         self.controlnets, self.preprocessors = controlnets or {}, preprocessors or {}
+        self.ip_adapters, self.t2i_adapters = ip_adapters or {}, t2i_adapters or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
-        self.upscalers: dict[str, UpscalerSpec] = {}  # filled by `parse` (`_upscalers`)
+        self.upscalers: dict[str, UpscalerSpec] = upscalers or {}
 
     def get(self, key: str) -> ModelSpec:
         """The model for a key or alias; an unknown key gets a 'did you mean'."""
@@ -347,6 +373,16 @@ class Registry:
         if key not in self.upscalers:
             raise UnknownModelError(_unknown("upscaler", key, self.upscalers))
         return self.upscalers[key]
+
+    def ip_adapter(self, key: str) -> IpAdapterSpec:
+        if key not in self.ip_adapters:
+            raise UnknownModelError(_unknown("IP-Adapter", key, self.ip_adapters))
+        return self.ip_adapters[key]
+
+    def t2i_adapter(self, key: str) -> T2IAdapterSpec:
+        if key not in self.t2i_adapters:
+            raise UnknownModelError(_unknown("T2I-Adapter", key, self.t2i_adapters))
+        return self.t2i_adapters[key]
 
     def list(
         self,
@@ -427,7 +463,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     where = path or "registry"
     if not isinstance(data, dict) or "models" not in data:
         raise RegistryError(f"{where}: expected top-level sections 'models', 'vaes' and 'adapters'")
-    extra = set(data) - {"models", "vaes", "adapters", "evaluators", "controlnets", "preprocessors", *_OPTIONAL}
+    extra = set(data) - {"models", "vaes", "adapters", "evaluators", "controlnets", "preprocessors", *_EXTRA_SECTIONS}
     if extra:
         raise RegistryError(f"{where}: unknown top-level section(s) {sorted(extra)}")
     vaes = _section(data.get("vaes") or {}, VaeSpec, "vaes", where)
@@ -449,17 +485,18 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     evaluators = _section(data.get("evaluators") or {}, EvaluatorSpec, "evaluators", where)
     controlnets = _section(data.get("controlnets") or {}, ControlNetSpec, "controlnets", where)
     preprocessors = _section(data.get("preprocessors") or {}, PreprocessorSpec, "preprocessors", where)
-    reg = Registry(models, vaes, adapters, path, evaluators, controlnets=controlnets, preprocessors=preprocessors)
-    reg.upscalers = _upscalers(data, where)
-    return reg
+    return Registry(models, vaes, adapters, path, evaluators, controlnets=controlnets, preprocessors=preprocessors,
+                    **_extra_sections(data, where))  # fmt: skip
 
 
-_OPTIONAL = ("upscalers",)  # sections parsed by their own functions below
+# Sections of modules used beside a model: IP-Adapters and T2I-Adapters join a loaded model for one generation
+# (helpers.ip_adapter, helpers.control); upscalers run after it (helpers.upscale).
+_EXTRA_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec, "upscalers": UpscalerSpec}
 
 
-def _upscalers(data: dict, where) -> dict:
-    """The `upscalers` section: learned upscalers, each with the family whose memory plan it follows."""
-    return _section(data.get("upscalers") or {}, UpscalerSpec, "upscalers", where)
+def _extra_sections(data: dict, where) -> dict:
+    """The IP-Adapter, T2I-Adapter and upscaler sections, validated: section name -> {key: spec}."""
+    return {name: _section(data.get(name) or {}, spec, name, where) for name, spec in _EXTRA_SECTIONS.items()}
 
 
 def _section(raw: dict, spec, name: str, where) -> dict:

@@ -453,6 +453,53 @@ def depth_processor():
     )
 
 
+def image_encoder(projection_dim: int = CLIP_HIDDEN):
+    """The CLIP image encoder of an IP-Adapter (`CLIPVisionModelWithProjection`), at the feature extractor's 32 px."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=CLIP_HIDDEN,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=projection_dim,
+        hidden_act="gelu",
+    )
+    return CLIPVisionModelWithProjection(config).eval()
+
+
+def ip_adapter_weights(unet, image_embed_dim: int, tokens: int = 4) -> dict:
+    """An IP-Adapter file's tensors for `unet`, in the original repo's key layout (what `load_ip_adapter` reads).
+
+    `image_proj.*`: the image embedding to `tokens` extra context tokens; `ip_adapter.{i}.to_k_ip/to_v_ip`: the key
+    and value projections of those tokens for each cross-attention layer, numbered as the original code counts
+    attention layers (self-attention even, cross-attention odd).
+    """
+    cross = unet.config.cross_attention_dim
+    out = {
+        "image_proj.proj.weight": 0.2 * torch.randn(cross * tokens, image_embed_dim),
+        "image_proj.proj.bias": 0.1 * torch.randn(cross * tokens),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    channels, key_id = unet.config.block_out_channels, 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        for proj in ("to_k_ip", "to_v_ip"):
+            out[f"ip_adapter.{key_id}.{proj}.weight"] = 0.5 * torch.randn(hidden, cross)
+        key_id += 2
+    return out
+
+
 def seeded(fn, *args, seed: int = 0, **kwargs):
     """Build a component with a fixed seed, so the offline hub is the same on every machine."""
     torch.manual_seed(seed)

@@ -52,7 +52,8 @@ def test_every_controlnet_loads_and_steers(key, tmp_path):
     rec = result.records[0]
     assert result.images[0].size == (64, 64)
     assert not np.array_equal(_px(result.images[0]), _px(plain)), "the control image changes the picture"
-    assert rec.controls == [{"model": key, "scale": 1.0, "start": 0.0, "end": 1.0, "image": fingerprint(EDGES)}]
+    union = {"kind": "canny"} if cn.control_modes else {}  # a union ControlNet records what its image is
+    assert rec.controls == [{"model": key, "scale": 1.0, "start": 0.0, "end": 1.0, "image": fingerprint(EDGES)} | union]
     assert f'ControlNet 0: "Module: none, Model: {key} [' in rec.a1111()
     path = result.save(tmp_path)[0]
     assert read_record(path) == rec
@@ -154,3 +155,49 @@ def test_command_line_control_and_hires(tmp_path):
     assert code == 2 and "--control takes CONTROLNET=IMAGE" in err
     code, _, err = run("generate", "sd15", "x", "--hires", "2", "--hires-upscaler", "esrgan")
     assert code == 2 and "Unknown hires upscaler 'esrgan'" in err and "sd-x4-upscaler" in err
+
+
+def test_union_controlnet_reads_the_kind_of_its_image(tmp_path):
+    kw = small("sdxl-base", seed=7)
+    canny = generate("sdxl-base", "a house", control=[Control("union-sdxl", EDGES, scale=0.8)], **kw)
+    depth = generate("sdxl-base", "a house", control=[Control("union-sdxl", EDGES, scale=0.8, kind="depth")], **kw)
+    assert not np.array_equal(_px(canny.images[0]), _px(depth.images[0])), "the control type steers differently"
+    rec = depth.records[0]
+    assert rec.controls[0]["kind"] == "depth" and rec.controls[0]["scale"] == 0.8
+    path = depth.save(tmp_path)[0]
+    again = regenerate(path, control_images=[EDGES])
+    assert np.array_equal(_px(again.images[0]), _px(depth.images[0]))
+    with pytest.raises(ZooError, match=r"knows no control type 'pose': use one of \['openpose', 'depth'"):
+        generate("sdxl-base", "x", control=[Control("union-sdxl", EDGES, kind="pose")], **kw)
+    with pytest.raises(ZooError, match=r"union-sdxl \(a union ControlNet or T2I-Adapter\) runs alone here"):
+        generate("sdxl-base", "x", control=[Control("union-sdxl", EDGES), Control("canny-sdxl", EDGES)], **kw)
+    with pytest.raises(ZooError, match="'canny-sdxl' is a canny ControlNet; kind= is for union ControlNets only"):
+        generate("sdxl-base", "x", control=[Control("canny-sdxl", EDGES, kind="depth")], **kw)
+
+
+@pytest.mark.parametrize("key", sorted(REG.t2i_adapters))
+def test_every_t2i_adapter_loads_steers_and_regenerates(key, tmp_path):
+    ad = REG.t2i_adapters[key]
+    model = FAMILY_MODELS[ad.family]
+    kw = small(model, seed=3)
+    plain = generate(model, "a house", **kw).images[0]
+    result = generate(model, "a house", control=[Control(key, EDGES, scale=0.8)], **kw)
+    rec = result.records[0]
+    assert not np.array_equal(_px(result.images[0]), _px(plain)), "the adapter changes the picture"
+    assert rec.controls == [{"model": key, "scale": 0.8, "start": 0.0, "end": 1.0, "image": fingerprint(EDGES)}]
+    path = result.save(tmp_path)[0]
+    again = regenerate(path, control_images=[EDGES])
+    assert np.array_equal(_px(again.images[0]), _px(result.images[0])), "the PNG's recipe remakes its pixels"
+    with pytest.raises(ZooError, match="acts from the first step: start must be 0"):
+        generate(model, "x", control=[Control(key, EDGES, start=0.5)], **kw)
+    with pytest.raises(ZooError, match="runs alone here"):
+        generate(model, "x", control=[Control(key, EDGES), Control(f"canny-{model[:4]}", EDGES)], **kw)
+
+
+def test_t2i_adapter_steps_on_sdxl_only():
+    kw = small("sdxl-base", seed=3, num_inference_steps=4)
+    full = generate("sdxl-base", "a house", control=[Control("t2i-canny-sdxl", EDGES)], **kw).images[0]
+    early = generate("sdxl-base", "a house", control=[Control("t2i-canny-sdxl", EDGES, end=0.5)], **kw).images[0]
+    assert not np.array_equal(_px(full), _px(early)), "stopping after half the steps changes the picture"
+    with pytest.raises(ZooError, match="acts in every step on sd1 models .* end must be 1"):
+        generate("sd15", "x", control=[Control("t2i-canny-sd15", EDGES, end=0.5)], **small("sd15"))

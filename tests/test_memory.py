@@ -8,12 +8,21 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from PIL import Image
 
 import helpers
 from helpers import ZooError, generate, registry
 from helpers.cache import PipelineCache, module_bytes
 from helpers.loaded import record
-from helpers.memory import CUDA_OVERHEAD_GB, MACHINES, RAM_HEADROOM_GB, Machine, choose_policy, quantization_config
+from helpers.memory import (
+    CUDA_OVERHEAD_GB,
+    MACHINES,
+    RAM_HEADROOM_GB,
+    Machine,
+    choose_policy,
+    footprint,
+    quantization_config,
+)
 
 from .common import SMALL
 
@@ -248,3 +257,24 @@ def test_parking_again_reuses_the_host_copy_unless_a_tensor_changed(cache):
     for t in _tensors(pipe):
         if t is not w and t is not pipe.vae.post_quant_conv.bias:
             assert torch.equal(t, before[id(t)]), "every other tensor comes back bit for bit"
+
+
+def test_controlnets_and_image_prompts_count_in_the_policy(offline_hub_dir, capsys):
+    sdxl, gpu16 = REG.get("sdxl-base"), MACHINES["16 GB, 32 GB RAM"]
+    extra = REG.controlnet("canny-sdxl").size.vram_gb + REG.ip_adapter("ip-adapter-sdxl").size.vram_gb
+    assert choose_policy(sdxl, gpu16).name == "gpu"
+    with_extras = choose_policy(sdxl, gpu16, extra_gb=extra)
+    assert with_extras.name == "model-offload", "7 GB of SDXL and 4.7 GB of extras do not fit in 14.7 GB"
+    fp = footprint(sdxl)
+    assert with_extras.gpu_gb == pytest.approx(fp.denoiser_gb + extra + fp.activations_gb), "they work beside the U-Net"
+    assert with_extras.ram_gb == pytest.approx(fp.weights_gb + extra), "and wait in RAM with the rest"
+    assert "the 9.8 GB denoiser and its ControlNets/adapters do" in with_extras.reason
+    with pytest.raises(ZooError, match="does not fit"):
+        choose_policy(sdxl, CPU16, extra_gb=extra)  # float32 on a 14 GB laptop: 2 x 11.7 GB
+    helpers.free()
+    kw = {**SMALL, "seed": 1}
+    edges = helpers.control.preprocess(Image.new("RGB", (64, 64), (200, 200, 200)), "canny")
+    generate("sd15", "a house", control={"canny-sd15": edges}, ip_adapter=edges, **kw)
+    out = capsys.readouterr().out
+    assert "[sd15] memory: cpu: " in out and "(counting canny-sd15, ip-adapter-sd15)" in out
+    helpers.free()
