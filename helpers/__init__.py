@@ -8,7 +8,7 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 >>> pipe = helpers.load_pipeline("sd15")
 """
 
-from . import edit, fast, masks, memory, previews, registry, smoke, styles, sweepfile, timestats
+from . import control, edit, fast, masks, memory, previews, registry, smoke, styles, sweepfile, timestats, upscale
 from .cache import free, get_pipeline
 from .compare import CompareResult, compare
 from .devices import pick_device, pick_dtype
@@ -25,6 +25,7 @@ from .widgets import setup_notebook
 
 __all__ = [
     "__version__",
+    "control",
     "edit",
     "fast",
     "previews",
@@ -35,6 +36,7 @@ __all__ = [
     "styles",
     "sweepfile",
     "timestats",
+    "upscale",
     "CompareResult",
     "SweepResult",
     "compare",
