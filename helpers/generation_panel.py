@@ -20,6 +20,7 @@ import ipywidgets as w
 from ipyevents import Event
 
 from . import control as control_mod
+from . import hires as hires_mod
 from . import panel_settings as settings
 from . import registry as registry_mod
 from .background import Background
@@ -91,6 +92,8 @@ class GenerationPanel(Background, w.VBox):
         self.hires = w.Checkbox(description="hires fix: upscale, then repaint", value=False, indent=False)
         self.hires_scale = w.FloatSlider(description="Upscale", min=1.25, max=4, step=0.25, value=2.0)
         self.hires_strength = w.FloatSlider(description="Strength", min=0.05, max=1, step=0.05, value=0.5)
+        self.hires_upscaler = w.Dropdown(description="Upscaler", options=[*hires_mod.UPSCALERS, *self.reg.upscalers],
+                                         value="Lanczos", tooltip="a filter, or a registry upscaler")  # fmt: skip
         self.png_info = w.FileUpload(accept=".png,image/png", description="PNG info", icon="upload")
         self.info_text = w.Textarea(placeholder="…or paste an AUTOMATIC1111 PNG info text", layout=WIDE)
         self.info_apply = w.Button(description="Use this text", icon="check")
@@ -131,7 +134,7 @@ class GenerationPanel(Background, w.VBox):
         extras = w.Accordion(children=[
             w.VBox([self.lora, self.lora_scale]),
             w.VBox([self.controlnet, self.control_image, self.preprocess, self.control_scale]),
-            w.VBox([self.hires, self.hires_scale, self.hires_strength]),
+            w.VBox([self.hires, self.hires_scale, self.hires_strength, self.hires_upscaler]),
             w.VBox([self.png_info, self.info_text, self.info_apply]),
         ], titles=("LoRA", "ControlNet", "Hires fix", "PNG info: reuse a PNG's recipe"))  # fmt: skip
         buttons = w.HBox([self.go, self.stop, self.save_button, self.progress, self.live])
@@ -240,6 +243,8 @@ class GenerationPanel(Background, w.VBox):
             self.hires.value = bool(record.hires)
             if record.hires:
                 self.hires_scale.value, self.hires_strength.value = record.hires["scale"], record.hires["strength"]
+                if record.hires.get("upscaler") in self.hires_upscaler.options:
+                    self.hires_upscaler.value = record.hires["upscaler"]
         self.seed.value, self.lock.value = record.seed, True
         what = "seed" if seed_only else "settings"
         self.status.value = f"{what} of seed {record.seed} put back" + "".join(
@@ -305,7 +310,8 @@ class GenerationPanel(Background, w.VBox):
                 image = control_mod.preprocess(image, kind, registry=self.reg)
             kw["control"] = [control_mod.Control(self.controlnet.value, image, self.control_scale.value)]
         if self.hires.value:
-            kw["hires"] = {"scale": self.hires_scale.value, "strength": self.hires_strength.value}
+            kw["hires"] = {"scale": self.hires_scale.value, "strength": self.hires_strength.value,
+                           "upscaler": self.hires_upscaler.value}  # fmt: skip
         return kw
 
     def generate(self, wait: bool = False) -> None:

@@ -224,15 +224,19 @@ def test_edits_control_and_hires_from_their_tabs(tmp_path):
     assert "needs a control image" in panel.status.value
     _upload(panel.control_image, picture)
     panel.control_scale.value, panel.hires.value, panel.hires_scale.value = 0.7, True, 1.5
+    assert "sd-x4-upscaler" in panel.hires_upscaler.options, "learned upscalers are offered beside the filters"
+    panel.hires_upscaler.value = "Nearest"
     panel.generate(wait=True)
     rec = panel.result.records[0]
     assert [(c["model"], c["scale"]) for c in rec.controls] == [("canny-sd15", 0.7)]
     assert rec.hires["scale"] == 1.5 and panel.result.images[0].size == (96, 96), "hires fix made it 1.5x larger"
+    assert rec.hires["upscaler"] == "Nearest"
     panel.controlnet.value, panel.hires.value, panel.tasks.selected_index = "", False, 1
     panel.gallery.show(len(panel.gallery.entries) - 1)
     panel.gallery.reuse_button.click()
     restored = (panel.tasks.selected_index, panel.controlnet.value, panel.control_scale.value, panel.hires.value)
     assert restored == (0, "canny-sd15", 0.7, True) and panel.hires_scale.value == 1.5
+    assert panel.hires_upscaler.value == "Nearest"
     assert [v for _, v in panel.controlnet.options] == ["", "canny-sd15", "depth-sd15", "openpose-sd15",
                                                         "lineart-sd15", "tile-sd15"]  # fmt: skip
 
