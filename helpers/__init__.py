@@ -8,7 +8,7 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 >>> pipe = helpers.load_pipeline("sd15")
 """
 
-from . import edit, fast, masks, memory, previews, registry, smoke, styles, sweepfile
+from . import edit, fast, masks, memory, previews, quiet, registry, smoke, styles, sweepfile
 from .cache import free, get_pipeline
 from .compare import CompareResult, compare
 from .devices import pick_device, pick_dtype
@@ -28,6 +28,7 @@ __all__ = [
     "edit",
     "fast",
     "previews",
+    "quiet",
     "masks",
     "memory",
     "registry",

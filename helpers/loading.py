@@ -21,6 +21,7 @@ from huggingface_hub import errors as hub_errors
 
 from . import fast as fast_mod
 from . import memory as memory_mod
+from . import quiet
 from .devices import pick_device, pick_dtype
 from .errors import ModelAccessError, ModelNotCachedError, ZooError
 from .loaded import LoadedModel, attach, record
@@ -92,7 +93,7 @@ def load_pipeline(
         kwargs["device_map"] = device
     kwargs.update(from_pretrained_kwargs)
     print(f"[{spec.key}] memory: {policy.describe()}" + (f"; vae: {fix} (fp16-safe)" if fix else ""))
-    with hub_errors_explained(spec):
+    with hub_errors_explained(spec), quiet.loading():
         full = weight_plan(spec, kwargs.get("cache_dir"), skip=set(kwargs))
         for name, cls in full.items():  # no variant files: full precision for this component alone
             kwargs[name] = cls.from_pretrained(
@@ -143,7 +144,7 @@ def load_vae(key: str, dtype: torch.dtype, registry: Registry | None = None):
     kwargs = hub_kwargs(vae) | {"dtype": dtype}
     if vae.subfolder:
         kwargs["subfolder"] = vae.subfolder
-    with hub_errors_explained(vae):
+    with hub_errors_explained(vae), quiet.loading():
         return cls.from_pretrained(vae.repo, **kwargs)
 
 
