@@ -433,9 +433,11 @@ def _call(pipe, prompt, seeds, generator_device, call):
     generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
     with timing.timed(pipe) as watch:
         prompt = None if "prompt_embeds" in call else prompt
-        out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type="np", **call)
+        kind = "pil" if call.get("padding_mask_crop") is not None else "np"  # diffusers pastes crops only as PIL
+        out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type=kind, **call)
     nsfw = getattr(out, "nsfw_content_detected", None) or [False] * len(seeds)
-    return list(out.images), [bool(x) for x in nsfw], watch
+    images = [np.asarray(im, dtype=np.float32) / 255 for im in out.images] if kind == "pil" else list(out.images)
+    return images, [bool(x) for x in nsfw], watch
 
 
 @torch.no_grad()
