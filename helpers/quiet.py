@@ -3,7 +3,8 @@
 Importing this module (every loading path does) keeps out diffusers' warnings about its own internal imports,
 and says the Hub's offline notices (huggingface_hub's and diffusers', two per load) once, in our words.
 `loading()` turns off the per-component loading bars of diffusers and transformers (download bars stay);
-`one_bar()` gives a generate call one bar over all its pipeline calls instead of one bar each.
+`one_bar()` gives a generate call one bar over all its pipeline calls instead of one bar each; in a notebook its
+end is also printed as text, which static renderings (GitHub, nbviewer, HTML exports) show where widgets are blank.
 
 >>> with loading():
 ...     pipe = DiffusionPipeline.from_pretrained(repo)   # no "Loading pipeline components" / "Loading weights" bars
@@ -115,8 +116,11 @@ def one_bar(pipe, desc: str, calls: int, steps: int):
     try:
         yield chain
     finally:
+        seconds = bar.format_dict["elapsed"]
         bar.close()
         pipe.set_progress_bar_config(**before)
+        if type(bar).__module__.startswith("tqdm.notebook"):  # a widget: static renderings of the notebook show
+            print(f"{desc}: {bar.n} steps in {seconds:.1f} s")  # nothing there, so the bar's end is also text
 
 
 class _Drop(logging.Filter):

@@ -110,3 +110,12 @@ def test_a_long_prompt_is_said_once_in_our_words(capfd, logged):
     _, err = capfd.readouterr()
     assert len([w for w in caught if "Dropped" in str(w.message)]) == 1
     assert not _noise(err, *logged), "the pipeline's own truncation notices repeat ours"
+
+
+def test_in_a_notebook_the_bar_also_leaves_a_line_of_text(capsys, monkeypatch):
+    from tqdm.notebook import tqdm as notebook_tqdm  # what tqdm.auto picks in a Jupyter kernel
+
+    monkeypatch.setattr(quiet, "tqdm", notebook_tqdm)
+    generate("sd15", "a cat", seed=1, **SMALL)
+    out = capsys.readouterr().out
+    assert re.search(r"^\[sd15\] 1 image: 2 steps in \d+\.\d s$", out, re.M), out
