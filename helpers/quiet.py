@@ -22,6 +22,7 @@ import diffusers
 import huggingface_hub
 import transformers
 from tqdm.auto import tqdm
+from tqdm.notebook import tqdm as notebook_tqdm
 
 # The Hub's notices when it cannot be reached: logger -> the start of its message. Each load printed both.
 OFFLINE_NOTICES = {
@@ -61,6 +62,24 @@ class _OfflineNotice(logging.Filter):
 
 for _name, _text in OFFLINE_NOTICES.items():
     logging.getLogger(_name).addFilter(_OfflineNotice(_text))
+
+
+class _Drop(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+# A LoRA with no text-encoder weights (LCM-LoRA, most style LoRAs): diffusers itself says "safe to ignore".
+HARMLESS = {
+    "diffusers.loaders.lora_base": "No LoRA keys associated to",
+    "diffusers.loaders.peft": "No LoRA keys associated to",
+}
+for _name, _text in HARMLESS.items():
+    logging.getLogger(_name).addFilter(_Drop(_text))
 
 
 @contextlib.contextmanager
@@ -119,17 +138,8 @@ def one_bar(pipe, desc: str, calls: int, steps: int):
         seconds = bar.format_dict["elapsed"]
         bar.close()
         pipe.set_progress_bar_config(**before)
-        if type(bar).__module__.startswith("tqdm.notebook"):  # a widget: static renderings of the notebook show
+        if isinstance(bar, notebook_tqdm):  # a widget: static renderings of the notebook show
             print(f"{desc}: {bar.n} steps in {seconds:.1f} s")  # nothing there, so the bar's end is also text
-
-
-class _Drop(logging.Filter):
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
 
 
 # The pipelines' own notices that a long prompt is cut: logger (None: the pipeline's modules) -> text.
