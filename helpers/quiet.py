@@ -110,11 +110,14 @@ def one_bar(pipe, desc: str, calls: int, steps: int):
     before any callback already in the call) and its total is corrected to the pipeline's real number of
     timesteps (img2img runs `strength` of them) at the first step.
     """
-    if "callback_on_step_end" not in inspect.signature(type(pipe).__call__).parameters:
-        pipe.set_progress_bar_config(desc=desc)  # an older pipeline: its own bar, labelled
-        yield lambda call: call
-        return
     before = dict(getattr(pipe, "_progress_bar_config", None) or {})
+    if "callback_on_step_end" not in inspect.signature(type(pipe).__call__).parameters:
+        pipe.set_progress_bar_config(**{**before, "desc": desc})  # an older pipeline: its own bar, labelled
+        try:
+            yield lambda call: call
+        finally:
+            pipe.set_progress_bar_config(**before)
+        return
     pipe.set_progress_bar_config(**{**before, "disable": True})
     bar = tqdm(total=calls * steps, desc=desc, unit="step")
     sized = []
