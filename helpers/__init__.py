@@ -8,7 +8,21 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 >>> pipe = helpers.load_pipeline("sd15")
 """
 
-from . import control, edit, fast, masks, memory, previews, registry, smoke, styles, sweepfile, timestats, upscale
+from . import (
+    control,
+    edit,
+    fast,
+    masks,
+    memory,
+    previews,
+    quiet,
+    registry,
+    smoke,
+    styles,
+    sweepfile,
+    timestats,
+    upscale,
+)
 from .cache import free, get_pipeline
 from .compare import CompareResult, compare
 from .devices import pick_device, pick_dtype
@@ -29,6 +43,7 @@ __all__ = [
     "edit",
     "fast",
     "previews",
+    "quiet",
     "masks",
     "memory",
     "registry",

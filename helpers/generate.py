@@ -25,12 +25,11 @@ import numpy as np
 import torch
 from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
-from tqdm.auto import tqdm
 
 from . import control as control_mod
 from . import hires as hires_mod
 from . import ip_adapter as ip_mod
-from . import masks, previews, prompt_weights, records, styles, timing
+from . import masks, previews, prompt_weights, quiet, records, styles, timing
 from . import memory as memory_mod
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
@@ -412,22 +411,24 @@ def run(pipe, request: Request, call: dict, generator_device: str = "cpu"):
     images, problems = [], {}
     timings = dict.fromkeys(("text_encoding", "denoising", "decoding", "total"), 0.0)
     reset_peak(pipe.device)
-    unit = "image" if request.batch_size == 1 else "batch"
-    desc = f"{spec.key}: {len(request.seeds)} images"
-    for chunk in tqdm(batches, desc=desc, unit=unit, disable=len(batches) == 1):
-        arrays, nsfw, watch = _call(pipe, request.prompt, chunk, generator_device, call)
-        bad = [i for i, a in enumerate(arrays) if _broken(a) and not nsfw[i]]
-        if bad and pipe.vae.dtype != torch.float32:
-            arrays, nsfw = _decode_again_in_float32(pipe, spec, watch)
-        for i, a in enumerate(arrays):
-            index = len(images) + i
-            if nsfw[i]:
-                problems[index] = "blacked out by the model's safety checker (NSFW concept detected)"
-            elif _broken(a):
-                problems[index] = "NaN or all-black output (the VAE overflowed even in float32)"
-        images += VaeImageProcessor.numpy_to_pil(np.nan_to_num(np.stack(arrays)))
-        for k in timings:
-            timings[k] += watch.seconds[k]
+    n = len(request.seeds)
+    desc = f"[{spec.key}] {n} image{'s' if n > 1 else ''}"
+    with quiet.one_bar(pipe, desc, len(batches), request.steps) as chain, quiet.no_truncation_notice(pipe):
+        call = chain(call)
+        for chunk in batches:
+            arrays, nsfw, watch = _call(pipe, request.prompt, chunk, generator_device, call)
+            bad = [i for i, a in enumerate(arrays) if _broken(a) and not nsfw[i]]
+            if bad and pipe.vae.dtype != torch.float32:
+                arrays, nsfw = _decode_again_in_float32(pipe, spec, watch)
+            for i, a in enumerate(arrays):
+                index = len(images) + i
+                if nsfw[i]:
+                    problems[index] = "blacked out by the model's safety checker (NSFW concept detected)"
+                elif _broken(a):
+                    problems[index] = "NaN or all-black output (the VAE overflowed even in float32)"
+            images += VaeImageProcessor.numpy_to_pil(np.nan_to_num(np.stack(arrays)))
+            for k in timings:
+                timings[k] += watch.seconds[k]
     for index, why in problems.items():
         warnings.warn(
             f"'{spec.key}' image {index} (seed {request.seeds[index]}): {why}; it will not be saved.", stacklevel=3
@@ -442,9 +443,11 @@ def _call(pipe, prompt, seeds, generator_device, call):
     generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
     with timing.timed(pipe) as watch:
         prompt = None if "prompt_embeds" in call else prompt
-        out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type="np", **call)
+        kind = "pil" if call.get("padding_mask_crop") is not None else "np"  # diffusers pastes crops only as PIL
+        out = pipe(prompt=prompt, num_images_per_prompt=len(seeds), generator=generators, output_type=kind, **call)
     nsfw = getattr(out, "nsfw_content_detected", None) or [False] * len(seeds)
-    return list(out.images), [bool(x) for x in nsfw], watch
+    images = [np.asarray(im, dtype=np.float32) / 255 for im in out.images] if kind == "pil" else list(out.images)
+    return images, [bool(x) for x in nsfw], watch
 
 
 @torch.no_grad()

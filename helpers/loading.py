@@ -21,6 +21,7 @@ from huggingface_hub import errors as hub_errors
 
 from . import fast as fast_mod
 from . import memory as memory_mod
+from . import quiet
 from .devices import pick_device, pick_dtype
 from .errors import ModelAccessError, ModelNotCachedError, ZooError
 from .loaded import LoadedModel, attach, record
@@ -77,7 +78,12 @@ def load_pipeline(
     check_task(spec, task, reg)
     device = pick_device(device)
     torch_dtype = pick_dtype(spec, device, dtype)
-    policy = _policy(spec, device, memory)
+    try:
+        policy = _policy(spec, device, memory)
+    except ZooError as e:  # "does not fit" must not hide that the download will need a licence and a token
+        if not spec.gated or is_cached(spec, from_pretrained_kwargs.get("cache_dir")):
+            raise
+        raise ZooError(f"{e}{_gated_note(spec)}") from e
     kwargs = hub_kwargs(spec) | {"dtype": torch_dtype}
     vaes = dict(spec.components)
     fix = fp16_vae_fix(spec, torch_dtype, reg)
@@ -92,7 +98,7 @@ def load_pipeline(
         kwargs["device_map"] = device
     kwargs.update(from_pretrained_kwargs)
     print(f"[{spec.key}] memory: {policy.describe()}" + (f"; vae: {fix} (fp16-safe)" if fix else ""))
-    with hub_errors_explained(spec):
+    with hub_errors_explained(spec), quiet.loading():
         full = weight_plan(spec, kwargs.get("cache_dir"), skip=set(kwargs))
         for name, cls in full.items():  # no variant files: full precision for this component alone
             kwargs[name] = cls.from_pretrained(
@@ -143,8 +149,16 @@ def load_vae(key: str, dtype: torch.dtype, registry: Registry | None = None):
     kwargs = hub_kwargs(vae) | {"dtype": dtype}
     if vae.subfolder:
         kwargs["subfolder"] = vae.subfolder
-    with hub_errors_explained(vae):
+    with hub_errors_explained(vae), quiet.loading():
         return cls.from_pretrained(vae.repo, **kwargs)
+
+
+def is_cached(spec, cache_dir=None) -> bool:
+    """Whether the entry's revision is in the local cache (its `model_index.json`, the first file a load reads)."""
+    found = huggingface_hub.try_to_load_from_cache(
+        spec.repo, "model_index.json", revision=spec.revision, cache_dir=cache_dir
+    )
+    return isinstance(found, str)
 
 
 def _repo_files(spec, cache_dir=None) -> list[str] | None:

@@ -24,6 +24,24 @@ from .errors import ZooError
 from .images import parse_size
 
 JSON_KEY = "sdzoo"
+# AUTOMATIC1111's `Key: value` pattern (modules/infotext_utils.py, `re_param_code`): a quoted value is JSON.
+A1111_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def quote(value) -> str:
+    """A value as A1111 writes it: JSON-quoted if it holds a comma, a colon or a line break (its `quote()`)."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
+
+
+def unquote(text: str) -> str:
+    """A value as A1111 reads it back (its `unquote()`)."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 @dataclass(frozen=True)
@@ -106,11 +124,11 @@ class Record:
         for i, c in enumerate(self.controls):  # A1111's ControlNet extension writes one quoted field per unit
             short = c["image"].removeprefix("sha256:")[:8]
             unit = f"Module: none, Model: {c['model']} [{short}], Weight: {c['scale']:g}"
-            fields[f"ControlNet {i}"] = f'"{unit}, Guidance Start: {c["start"]:g}, Guidance End: {c["end"]:g}"'
+            fields[f"ControlNet {i}"] = f"{unit}, Guidance Start: {c['start']:g}, Guidance End: {c['end']:g}"
         if self.image_prompt:  # the ControlNet extension runs IP-Adapters as one more unit
             ip = self.image_prompt
             unit = f"Module: ip-adapter_clip, Model: {ip['model']} [{ip['image'].removeprefix('sha256:')[:8]}]"
-            fields[f"ControlNet {len(self.controls)}"] = f'"{unit}, Weight: {ip["scale"]:g}"'
+            fields[f"ControlNet {len(self.controls)}"] = f"{unit}, Weight: {ip['scale']:g}"
         if self.hires:  # A1111's hires fix fields; Size stays the first pass's
             fields["Denoising strength"] = f"{self.hires['strength']:g}"
             fields["Hires upscale"] = f"{self.hires['scale']:g}"
@@ -118,25 +136,36 @@ class Record:
             fields["Hires upscaler"] = self.hires["upscaler"]
         if self.versions.get("diffusers"):
             fields["Version"] = f"diffusers {self.versions['diffusers']}"
-        lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))
+        lines.append(", ".join(f"{k}: {quote(v)}" for k, v in fields.items()))
         return "\n".join(lines)
 
 
 def parse_a1111(text: str) -> dict:
-    """The fields of an AUTOMATIC1111 `parameters` text: prompt, negative prompt and the `Key: value` line."""
-    lines = text.strip().split("\n")
-    settings = lines.pop() if lines and re.match(r"^\s*Steps: ", lines[-1]) else ""
-    negative = [i for i, line in enumerate(lines) if line.startswith("Negative prompt:")]
-    if negative:
-        i = negative[0]
-        prompt = "\n".join(lines[:i])
-        neg = "\n".join(lines[i:])[len("Negative prompt:") :].strip()
-    else:
-        prompt, neg = "\n".join(lines), None
-    out = {"prompt": prompt, "negative_prompt": neg}
-    for key, value in re.findall(r'\s*([\w ]+):\s*("(?:\\.|[^"])*"|[^,]*)(?:,|$)', settings):
-        out[key.strip()] = value.strip().strip('"')
+    """The fields of an AUTOMATIC1111 `parameters` text, read by its rules (`parse_generation_parameters`).
+
+    The last line holds the settings when it has at least three `Key: value` pairs; the lines before it are the
+    prompt, then the negative prompt from the line that starts with "Negative prompt:". Quoted values are unquoted.
+    """
+    *lines, last = text.strip().split("\n")
+    if len(A1111_PARAM.findall(last)) < 3:
+        lines, last = [*lines, last], ""
+    prompt, negative, in_negative = [], [], False
+    for line in (line.strip() for line in lines):
+        if line.startswith("Negative prompt:"):
+            in_negative, line = True, line[len("Negative prompt:") :].strip()
+        (negative if in_negative else prompt).append(line)
+    out = {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative) if in_negative else None}
+    for key, value in A1111_PARAM.findall(last):
+        out[key] = unquote(value)
     return out
+
+
+def _sampler(fields: dict) -> str:
+    """A1111 1.9+ writes "Sampler: DPM++ 2M, Schedule type: Karras"; the sampler table knows "DPM++ 2M Karras"."""
+    sampler = fields.get("Sampler", "default")
+    if fields.get("Schedule type") == "Karras" and not sampler.endswith("Karras"):
+        sampler += " Karras"
+    return sampler
 
 
 def from_a1111(text: str) -> Record:
@@ -150,7 +179,7 @@ def from_a1111(text: str) -> Record:
             seed=int(p["Seed"]),
             num_inference_steps=int(p["Steps"]),
             guidance_scale=float(p["CFG scale"]),
-            scheduler=p.get("Sampler", "default"),
+            scheduler=_sampler(p),
             width=width,
             height=height,
             model=p.get("Model", ""),

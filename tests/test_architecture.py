@@ -13,7 +13,9 @@ from .environment import ROOT
 
 PACKAGE = ROOT / "helpers"
 # What everything shares: they import only each other (and libraries), never a module above them.
-GROUND = {"errors", "smoke", "devices", "images", "families", "loaded", "versions", "records", "masks", "timing"}
+GROUND = {
+    "errors", "smoke", "devices", "images", "families", "loaded", "versions", "records", "masks", "timing", "quiet",
+}  # fmt: skip
 # The command line loads the benchmark harness only for `bench`, so that no other command imports it.
 LAZY_ALLOWED = {("__main__", "bench")}
 

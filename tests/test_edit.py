@@ -138,3 +138,24 @@ def test_sdxl_base_plus_refiner():
     assert np.abs(other - px).max() > 0, "the refiner's share of the steps changes the picture"
     with pytest.raises(ZooError, match="between 0 and 1"):
         refine("x", high_noise_frac=1.5)
+
+
+@pytest.mark.parametrize("key", ["sd15", "sd15-inpainting", "sdxl-inpainting"])
+def test_inpainting_a_crop_keeps_every_pixel_outside_the_mask_and_repaints_inside(key):
+    mask = masks.box(IMG.size, (16, 16, 48, 40))
+    result = inpaint(key, IMG, mask, "a red apple", padding=8, **FAST)  # the crop is pasted back over the original
+    out, src = np.asarray(result.images[0]).astype(int), np.asarray(IMG).astype(int)
+    inside = np.asarray(mask) > 127
+    assert result.images[0].size == IMG.size and 0 < inside.sum() < inside.size
+    assert np.array_equal(out[~inside], src[~inside]), "every pixel outside the mask is the original's"
+    assert np.abs(out[inside] - src[inside]).mean() > 20, "the masked area is repainted"
+
+
+def test_inpainting_with_a_plain_checkpoint_repaints_only_the_mask():
+    """A plain U-Net's inpainting puts the original's latents back outside the mask at every step (diffusers'
+    semantics), so another seed changes the masked half and leaves the far side of the other half as it was."""
+    mask = masks.box(IMG.size, (0, 0, 32, 64))
+    a, b = (np.asarray(inpaint("sd15", IMG, mask, "a red apple", **{**FAST, "seed": s}).images[0]) for s in (1, 2))
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff[:, :32].mean() > 20, "the masked half follows the seed"
+    assert diff[:, 48:].mean() < 0.3 * diff[:, :32].mean(), "away from the mask, the original's latents are kept"

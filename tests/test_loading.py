@@ -297,3 +297,16 @@ def test_a_damaged_weight_file_is_named_with_what_to_do(offline_hub_dir):
     msg = str(e.value)
     assert "is damaged" in msg and "diffusion_pytorch_model.fp16.safetensors" in msg, msg
     assert "hf cache delete" in msg and str(snapshot) in msg
+
+
+def test_a_gated_model_that_does_not_fit_still_says_it_is_gated(offline_hub_dir, monkeypatch):
+    laptop = helpers.memory.Machine("cpu", 0.0, 14.0, "laptop CPU")
+    monkeypatch.setattr(helpers.memory.Machine, "detect", classmethod(lambda cls, device="auto": laptop))
+    reg = _registry_with(lambda d: d["models"]["flux-dev"].update(repo="someone/never-downloaded"))
+    with pytest.raises(ZooError, match=r"'flux-dev' does not fit.*It is gated: once online, accept its licence") as e:
+        load_pipeline("flux-dev", registry=reg, device="cpu")
+    assert "hf auth login" in str(e.value)
+    plain = _registry_with(lambda d: d["models"]["flux-dev"].update(repo="someone/never-downloaded", gated=False))
+    with pytest.raises(ZooError, match=r"does not fit") as e:
+        load_pipeline("flux-dev", registry=plain, device="cpu")
+    assert "gated" not in str(e.value)

@@ -36,7 +36,7 @@ def test_lora_changes_the_image_and_unloading_restores_it_exactly():
     half = helpers.generate(pipe, "a fox", lora_scale=0.5, **K)
     assert not np.array_equal(_px(full), base) and not np.array_equal(_px(half), _px(full))
     assert full.records[0].loras == {"lcm-lora-sdv1-5": 1.0} and half.records[0].loras == {"lcm-lora-sdv1-5": 0.5}
-    assert "Lora: lcm-lora-sdv1-5:0.5" in half.records[0].a1111()
+    assert 'Lora: "lcm-lora-sdv1-5:0.5"' in half.records[0].a1111()  # quoted, as A1111 quotes a value with a colon
     styles.unload(pipe)
     again = helpers.generate(pipe, "a fox", **K)
     assert np.array_equal(_px(again), base) and again.records[0].loras == {}

@@ -41,6 +41,7 @@ from ..devices import peak_gb, pick_device, pick_dtype, reset_peak, synchronize
 from ..errors import ZooError
 from ..generate import generate
 from ..images import parse_size
+from ..loaded import record
 from ..loading import hub_kwargs, load_pipeline
 from ..memory import RAM_HEADROOM_GB, footprint
 from ..registry import default
@@ -92,6 +93,7 @@ def measure(key: str, variant: str, settings: dict, image_path: str | None = Non
             return image, watch.seconds
     else:
         pipe = load_pipeline(key, device=device, fast="off" if variant == "eager" else variant)
+        out["fast"] = record(pipe).fast.describe()  # what the preset became here: "auto" is "off" on a CPU
 
         def run(seed=0):
             with warnings.catch_warnings(record=True) as caught:
