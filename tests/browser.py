@@ -125,6 +125,9 @@ def run_all_cells(tab) -> None:
     """JupyterLab: Run > Run All Cells, once the notebook's kernel is idle; checks that the first cell started."""
     tab.locator(".jp-Notebook").first.wait_for(timeout=180_000)
     wait_for_text(tab, "| Idle", context=" (the kernel never became idle)")
+    news = tab.get_by_role("button", name="No", exact=True)  # JupyterLab's "notified about news?" toast
+    if news.count():
+        news.first.click()  # so that it does not cover the panel in the screenshots
     for _ in range(3):
         tab.locator(".lm-MenuBar-item", has_text="Run").first.click()
         tab.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
