@@ -66,7 +66,7 @@ def test_interrupted_sweep_resumes_without_redoing_cells(tmp_path, monkeypatch):
     calls, real = [], sweep_mod.generate
 
     def crash_after_three(model, **kw):
-        if len(calls) == 3:
+        if len(calls) == 4:  # the warm-up call and three cells
             raise KeyboardInterrupt  # a Colab disconnect, as far as the sweep can tell
         calls.append(kw["seed"])
         return real(model, **kw)
@@ -80,12 +80,12 @@ def test_interrupted_sweep_resumes_without_redoing_cells(tmp_path, monkeypatch):
     calls.clear()
     monkeypatch.setattr(sweep_mod, "generate", lambda model, **kw: (calls.append(kw["seed"]), real(model, **kw))[1])
     result = sweep(BASE, axes, out_dir=tmp_path, device="cpu")
-    assert len(calls) == 3, "only the three unfinished cells run again"
+    assert calls == [1, 1, 2, 3], "a warm-up, then only the three unfinished cells run again"
     assert all(r["status"] == "ok" for r in result.rows) and len(result.rows) == 6
     assert all((tmp_path / "images" / n).stat().st_mtime_ns == t for n, t in first.items()), "done cells untouched"
     calls.clear()
     sweep(BASE, axes, out_dir=tmp_path, device="cpu")
-    assert calls == []
+    assert calls == [], "nothing left to do: no cell and no warm-up runs"
 
 
 def test_bad_axes_fail_clearly():
