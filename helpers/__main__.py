@@ -23,6 +23,7 @@ from .errors import ZooError
 from .families import FAMILIES
 from .generate import generate
 from .images import parse_size
+from .ip_adapter import ImagePrompt
 from .records import check_folder
 from .registry import REGISTRY_ENV, default
 from .registry import load as load_registry
@@ -117,6 +118,7 @@ def _run_generate(args, width, height):
         mask_image=args.mask,
         **({"strength": args.strength} if args.strength is not None else {}),
         control=_controls(args.control),
+        ip_adapter=_image_prompt(args),
         hires=(
             {"scale": args.hires, "strength": args.hires_strength, "upscaler": args.hires_upscaler}
             if args.hires
@@ -133,6 +135,16 @@ def _controls(pairs):
     if bad:
         raise ZooError(f"--control takes CONTROLNET=IMAGE, e.g. canny-sd15=edges.png (got {bad[0]!r})")
     return dict(p.split("=", 1) for p in pairs)
+
+
+def _image_prompt(args):
+    """`--ip-adapter IMAGE` with its scale and adapter as generate's `ip_adapter`; None when none is given."""
+    if not args.ip_adapter:
+        if args.ip_adapter_scale is not None or args.ip_adapter_model:
+            raise ZooError("--ip-adapter-scale and --ip-adapter-model need --ip-adapter IMAGE: the image prompt")
+        return None
+    scale = 1.0 if args.ip_adapter_scale is None else args.ip_adapter_scale
+    return ImagePrompt(args.ip_adapter, scale, args.ip_adapter_model)
 
 
 def _doctor(args) -> int:
@@ -249,6 +261,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="outputs", help="folder for the PNGs (existing files are never replaced)")
     s.add_argument("--control", action="append", metavar="CONTROLNET=IMAGE",
                    help="steer with a registry ControlNet and its control image (repeat for several)")  # fmt: skip
+    s.add_argument("--ip-adapter", metavar="IMAGE", help="image prompt (path or URL): steer with a registry IP-Adapter")
+    s.add_argument("--ip-adapter-scale", type=float, metavar="SCALE",
+                   help="with --ip-adapter: how strongly it steers (default 1; about 0.5 mixes it evenly with the "
+                        "prompt; 0 turns it off)")  # fmt: skip
+    s.add_argument("--ip-adapter-model", metavar="KEY", help="with --ip-adapter: the registry IP-Adapter "
+                   "(default: the first for the model's family)")  # fmt: skip
     s.add_argument("--hires", type=float, metavar="SCALE", help="hires fix: upscale by SCALE, then img2img")
     s.add_argument("--hires-strength", type=float, default=0.5, help="hires fix denoising strength (default 0.5)")
     s.add_argument("--hires-upscaler", default="Lanczos",
