@@ -2,6 +2,7 @@
 
 python -m helpers list --family sdxl --fits 16
 python -m helpers show sd15
+python -m helpers upscale photo.png --upscaler sd-x4-upscaler --prompt "a castle" --seed 1 --out outputs
 python -m helpers offline-hub ~/.cache/sdzoo-offline-hub
 python -m helpers readme --check
 python -m helpers evaluate outputs/compare --metrics clip,pickscore --out scores.csv
@@ -11,20 +12,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import warnings
 
 import torch
 import yaml
+from PIL import PngImagePlugin
 
-from . import doctor, evaluate, offline_hub, readme, sweepfile, train
+from . import doctor, evaluate, offline_hub, readme, sweepfile, train, upscale
 from .errors import ZooError
 from .families import FAMILIES
 from .generate import generate
 from .images import parse_size
 from .ip_adapter import ImagePrompt
-from .records import check_folder
+from .records import check_folder, save_png
 from .registry import REGISTRY_ENV, default
 from .registry import load as load_registry
 
@@ -145,6 +148,20 @@ def _image_prompt(args):
         return None
     scale = 1.0 if args.ip_adapter_scale is None else args.ip_adapter_scale
     return ImagePrompt(args.ip_adapter, scale, args.ip_adapter_model)
+
+
+def _upscale(args) -> int:
+    check_folder(args.out)  # before the upscaler runs, so its work is not lost to a bad folder
+    settings = {"upscaler": args.upscaler, "prompt": args.prompt, "negative_prompt": args.negative, "seed": args.seed,
+                "num_inference_steps": args.steps, "guidance_scale": args.guidance, "noise_level": args.noise_level,
+                "tile": args.tile, "overlap": args.overlap}  # fmt: skip
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the path, for scripts
+        big = upscale.upscale(args.image, device=args.device, **settings)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("upscale", json.dumps({"source": str(args.image), **settings}))
+    stem = f"{os.path.splitext(os.path.basename(str(args.image)))[0]}-{args.upscaler}"
+    print(save_png(big, args.out, stem, info))
+    return 0
 
 
 def _doctor(args) -> int:
@@ -274,6 +291,21 @@ def parser() -> argparse.ArgumentParser:
                         "sd-x4-upscaler")  # fmt: skip
     s.set_defaults(run=_generate)
 
+    s = sub.add_parser("upscale", help="upscale an image with a registry upscaler, in tiles; saved as a new PNG")
+    s.add_argument("image", help="the image (path or URL)")
+    s.add_argument("--upscaler", default="sd-x4-upscaler", help="a registry upscaler (default: sd-x4-upscaler)")
+    s.add_argument("--prompt", default="", help="what the picture shows: guides the added detail")
+    s.add_argument("--negative", help="negative prompt")
+    s.add_argument("--seed", type=int, default=0, help="seed of every tile (default 0)")
+    s.add_argument("--steps", type=int, help="num_inference_steps (default: the upscaler's)")
+    s.add_argument("--guidance", type=float, help="guidance_scale (default: the upscaler's)")
+    s.add_argument("--noise-level", type=int, help="sd-x4-upscaler only: noise added to the input (default: its)")
+    s.add_argument("--tile", type=int, help="tile size in input pixels (default: the upscaler's)")
+    s.add_argument("--overlap", type=int, help="tile overlap in input pixels (default: a quarter of a tile)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", default="outputs", help="folder for the PNG (existing files are never replaced)")
+    s.set_defaults(run=_upscale)
+
     s = sub.add_parser("sweep", help="run an X/Y/Z sweep file (resumable; works under `accelerate launch`)")
     s.add_argument("file")
     s.add_argument("--out", help="output folder (default: the file's `out`)")
@@ -343,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.set_defaults(run=_evaluate)
 
-    for name in ("list", "show", "generate", "sweep", "doctor", "train", "evaluate"):
+    for name in ("list", "show", "generate", "upscale", "sweep", "doctor", "train", "evaluate"):
         sub.choices[name].add_argument(
             "--registry", metavar="FILE", help=f"registry file (default: ${REGISTRY_ENV}, else models.yaml)"
         )

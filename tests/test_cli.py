@@ -1,5 +1,6 @@
 """The command line against the offline hub: end to end in a fresh interpreter, and its errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -159,3 +160,24 @@ def test_a_bad_image_prompt_fails_clearly(extra, message, tmp_path, capsys):
     assert main(["generate", "sd15", "x", "--size", "64", "--out", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("error:"), err
+
+
+def test_upscale_writes_a_new_png_each_time_with_its_settings(tmp_path, capsys):
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    args = ["upscale", str(tmp_path / "in.png"), "--upscaler", "sd-x2-latent-upscaler", "--prompt", "a castle",
+            "--seed", "3", "--steps", "2", "--device", "cpu", "--out", str(tmp_path / "big")]  # fmt: skip
+    assert main(args) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(args) == 0
+    second = capsys.readouterr().out.strip()
+    assert [os.path.basename(p) for p in (first, second)] == [
+        "in-sd-x2-latent-upscaler-0001.png",
+        "in-sd-x2-latent-upscaler-0002.png",
+    ], "an existing file is never replaced"
+    with Image.open(first) as a, Image.open(second) as b:
+        assert a.size == (80, 48)
+        assert np.array_equal(np.asarray(a), np.asarray(b)), "the same seed gives the same picture"
+        settings = json.loads(a.text["upscale"])
+    assert (settings["upscaler"], settings["prompt"], settings["seed"]) == ("sd-x2-latent-upscaler", "a castle", 3)
+    assert main([*args[:2], "--upscaler", "sd-x3-upscalr", "--out", str(tmp_path)]) == 2
+    assert "sd-x3-upscalr" in capsys.readouterr().err
