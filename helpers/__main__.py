@@ -2,6 +2,7 @@
 
 python -m helpers list --family sdxl --fits 16
 python -m helpers show sd15
+python -m helpers upscale photo.png --upscaler sd-x4-upscaler --prompt "a castle" --seed 1 --out outputs
 python -m helpers offline-hub ~/.cache/sdzoo-offline-hub
 python -m helpers readme --check
 python -m helpers evaluate outputs/compare --metrics clip,pickscore --out scores.csv
@@ -11,19 +12,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import warnings
 
 import torch
 import yaml
+from PIL import PngImagePlugin
 
-from . import doctor, evaluate, offline_hub, readme, sweepfile, train
+from . import doctor, evaluate, offline_hub, readme, sweepfile, train, upscale
 from .errors import ZooError
 from .families import FAMILIES
 from .generate import generate
 from .images import parse_size
-from .records import check_folder
+from .ip_adapter import ImagePrompt
+from .records import check_folder, save_png
 from .registry import REGISTRY_ENV, default
 from .registry import load as load_registry
 
@@ -117,6 +121,7 @@ def _run_generate(args, width, height):
         mask_image=args.mask,
         **({"strength": args.strength} if args.strength is not None else {}),
         control=_controls(args.control),
+        ip_adapter=_image_prompt(args),
         hires=(
             {"scale": args.hires, "strength": args.hires_strength, "upscaler": args.hires_upscaler}
             if args.hires
@@ -133,6 +138,30 @@ def _controls(pairs):
     if bad:
         raise ZooError(f"--control takes CONTROLNET=IMAGE, e.g. canny-sd15=edges.png (got {bad[0]!r})")
     return dict(p.split("=", 1) for p in pairs)
+
+
+def _image_prompt(args):
+    """`--ip-adapter IMAGE` with its scale and adapter as generate's `ip_adapter`; None when none is given."""
+    if not args.ip_adapter:
+        if args.ip_adapter_scale is not None or args.ip_adapter_model:
+            raise ZooError("--ip-adapter-scale and --ip-adapter-model need --ip-adapter IMAGE: the image prompt")
+        return None
+    scale = 1.0 if args.ip_adapter_scale is None else args.ip_adapter_scale
+    return ImagePrompt(args.ip_adapter, scale, args.ip_adapter_model)
+
+
+def _upscale(args) -> int:
+    check_folder(args.out)  # before the upscaler runs, so its work is not lost to a bad folder
+    settings = {"upscaler": args.upscaler, "prompt": args.prompt, "negative_prompt": args.negative, "seed": args.seed,
+                "num_inference_steps": args.steps, "guidance_scale": args.guidance, "noise_level": args.noise_level,
+                "tile": args.tile, "overlap": args.overlap}  # fmt: skip
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the path, for scripts
+        big = upscale.upscale(args.image, device=args.device, **settings)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("upscale", json.dumps({"source": str(args.image), **settings}))
+    stem = f"{os.path.splitext(os.path.basename(str(args.image)))[0]}-{args.upscaler}"
+    print(save_png(big, args.out, stem, info))
+    return 0
 
 
 def _doctor(args) -> int:
@@ -249,12 +278,33 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="outputs", help="folder for the PNGs (existing files are never replaced)")
     s.add_argument("--control", action="append", metavar="CONTROLNET=IMAGE",
                    help="steer with a registry ControlNet and its control image (repeat for several)")  # fmt: skip
+    s.add_argument("--ip-adapter", metavar="IMAGE", help="image prompt (path or URL): steer with a registry IP-Adapter")
+    s.add_argument("--ip-adapter-scale", type=float, metavar="SCALE",
+                   help="with --ip-adapter: how strongly it steers (default 1; about 0.5 mixes it evenly with the "
+                        "prompt; 0 turns it off)")  # fmt: skip
+    s.add_argument("--ip-adapter-model", metavar="KEY", help="with --ip-adapter: the registry IP-Adapter "
+                   "(default: the first for the model's family)")  # fmt: skip
     s.add_argument("--hires", type=float, metavar="SCALE", help="hires fix: upscale by SCALE, then img2img")
     s.add_argument("--hires-strength", type=float, default=0.5, help="hires fix denoising strength (default 0.5)")
     s.add_argument("--hires-upscaler", default="Lanczos",
                    help="hires fix upscaler: Lanczos (default), Nearest, Bicubic, or a registry upscaler such as "
                         "sd-x4-upscaler")  # fmt: skip
     s.set_defaults(run=_generate)
+
+    s = sub.add_parser("upscale", help="upscale an image with a registry upscaler, in tiles; saved as a new PNG")
+    s.add_argument("image", help="the image (path or URL)")
+    s.add_argument("--upscaler", default="sd-x4-upscaler", help="a registry upscaler (default: sd-x4-upscaler)")
+    s.add_argument("--prompt", default="", help="what the picture shows: guides the added detail")
+    s.add_argument("--negative", help="negative prompt")
+    s.add_argument("--seed", type=int, default=0, help="seed of every tile (default 0)")
+    s.add_argument("--steps", type=int, help="num_inference_steps (default: the upscaler's)")
+    s.add_argument("--guidance", type=float, help="guidance_scale (default: the upscaler's)")
+    s.add_argument("--noise-level", type=int, help="sd-x4-upscaler only: noise added to the input (default: its)")
+    s.add_argument("--tile", type=int, help="tile size in input pixels (default: the upscaler's)")
+    s.add_argument("--overlap", type=int, help="tile overlap in input pixels (default: a quarter of a tile)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", default="outputs", help="folder for the PNG (existing files are never replaced)")
+    s.set_defaults(run=_upscale)
 
     s = sub.add_parser("sweep", help="run an X/Y/Z sweep file (resumable; works under `accelerate launch`)")
     s.add_argument("file")
@@ -325,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.set_defaults(run=_evaluate)
 
-    for name in ("list", "show", "generate", "sweep", "doctor", "train", "evaluate"):
+    for name in ("list", "show", "generate", "upscale", "sweep", "doctor", "train", "evaluate"):
         sub.choices[name].add_argument(
             "--registry", metavar="FILE", help=f"registry file (default: ${REGISTRY_ENV}, else models.yaml)"
         )

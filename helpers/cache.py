@@ -3,7 +3,7 @@
 Keyed by model, dtype and device; other tasks of a model (img2img, inpainting) are derived with `from_pipe`
 and share its weights. Evicting a model moves it to system RAM when the host budget allows (moving back is
 fast, from pinned memory on CUDA, and its host copy is kept so the next parking copies nothing back), else
-drops it; `free()` drops everything. Nothing else here keeps a
+drops it; `free()` drops everything (the loaded upscaler of `helpers.upscale` too). Nothing else here keeps a
 reference: once your own variables let go, the weights are garbage-collected and their memory returned.
 
 >>> pipe = helpers.get_pipeline("sdxl-base")            # loads
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import upscale
 from .devices import pick_device, pick_dtype
 from .loaded import record
 from .loading import check_task, derive, load_pipeline
@@ -203,8 +204,9 @@ def get_pipeline(key, task: str = "text2img", device: str = "auto", dtype="auto"
 
 
 def free() -> None:
-    """Drop every cached pipeline and return the memory."""
+    """Drop every cached pipeline, and the loaded upscaler, and return the memory."""
     CACHE.evict()
+    upscale.free()  # a few GB of its own, kept outside this cache
     try:
         torch._dynamo.reset()  # compiled graphs hold references to the modules they were traced from
     except Exception:  # noqa: BLE001 - dynamo may be unavailable on some builds; nothing was compiled then

@@ -27,8 +27,9 @@ from .background import Background
 from .errors import ZooError
 from .gallery import Gallery, png_bytes, recipe_html
 from .generate import generate
-from .images import parse_size
-from .panel_settings import StepClock, controlnet_choices, lora_choices, negative_off, presets, size_problem
+from .images import fingerprint, parse_size
+from .ip_adapter import ImagePrompt
+from .panel_settings import StepClock, control_choices, lora_choices, negative_off, presets, size_problem
 from .previews import preview_vae_key
 from .records import Record
 
@@ -85,10 +86,14 @@ class GenerationPanel(Background, w.VBox):
         self.tasks = w.Tab(children=[w.HTML("from the prompt alone"), *edits], titles=TAB_TITLES)
         self.lora = w.Dropdown(description="LoRA", layout=WIDE)
         self.lora_scale = w.FloatSlider(description="LoRA scale", min=0, max=1.5, step=0.05, value=1.0)
-        self.controlnet = w.Dropdown(description="ControlNet", layout=WIDE)
+        self.controlnet = w.Dropdown(description="Control", layout=WIDE, tooltip="a ControlNet or a T2I-Adapter")
         self.control_image = w.FileUpload(accept="image/*", description="Control image", icon="image")
         self.preprocess = w.Checkbox(description="make the edge or depth map from it", value=True, indent=False)
         self.control_scale = w.FloatSlider(description="Weight", min=0, max=2, step=0.05, value=1.0)
+        self.ip_use = w.Checkbox(description="steer with an image prompt (IP-Adapter)", value=False, indent=False)
+        self.ip_image = w.FileUpload(accept="image/*", description="Image prompt", icon="image")
+        self.ip_scale = w.FloatSlider(description="Weight", min=0, max=1.5, step=0.05, value=0.6,
+                                      tooltip="0: off; 0.5 mixes picture and prompt evenly")  # fmt: skip
         self.hires = w.Checkbox(description="hires fix: upscale, then repaint", value=False, indent=False)
         self.hires_scale = w.FloatSlider(description="Upscale", min=1.25, max=4, step=0.25, value=2.0)
         self.hires_strength = w.FloatSlider(description="Strength", min=0.05, max=1, step=0.05, value=0.5)
@@ -134,9 +139,11 @@ class GenerationPanel(Background, w.VBox):
         extras = w.Accordion(children=[
             w.VBox([self.lora, self.lora_scale]),
             w.VBox([self.controlnet, self.control_image, self.preprocess, self.control_scale]),
+            w.VBox([self.ip_use, self.ip_image, self.ip_scale]),
             w.VBox([self.hires, self.hires_scale, self.hires_strength, self.hires_upscaler]),
             w.VBox([self.png_info, self.info_text, self.info_apply]),
-        ], titles=("LoRA", "ControlNet", "Hires fix", "PNG info: reuse a PNG's recipe"))  # fmt: skip
+        ], titles=("LoRA", "ControlNet / T2I-Adapter", "IP-Adapter", "Hires fix",
+                   "PNG info: reuse a PNG's recipe"))  # fmt: skip
         buttons = w.HBox([self.go, self.stop, self.save_button, self.progress, self.live])
         self.results = w.VBox([buttons, self.progress_line, self.status, self.images, self.recipe])
         return [w.HTML(STYLE), w.HBox([self.model, self.filter]), self.info, self.tasks, self.prompt,
@@ -167,7 +174,7 @@ class GenerationPanel(Background, w.VBox):
         self.scheduler.value = d.scheduler
         self.lora.options = lora_choices(spec, self.reg)
         self.lora.value = ""
-        self.controlnet.options = controlnet_choices(spec, self.reg)
+        self.controlnet.options = control_choices(spec, self.reg)
         self.controlnet.value = ""
         self._show_negative()
         licence = html.escape(spec.license) + (" · <b>gated</b>: accept it on the Hub and log in" if spec.gated else "")
@@ -240,6 +247,7 @@ class GenerationPanel(Background, w.VBox):
             net = record.controls[0] if record.controls else {"model": "", "scale": 1.0}
             if net["model"] in [v for _, v in self.controlnet.options]:
                 self.controlnet.value, self.control_scale.value = net["model"], net["scale"]
+            notes += self._reuse_image_prompt(record)
             self.hires.value = bool(record.hires)
             if record.hires:
                 self.hires_scale.value, self.hires_strength.value = record.hires["scale"], record.hires["strength"]
@@ -250,6 +258,18 @@ class GenerationPanel(Background, w.VBox):
         self.status.value = f"{what} of seed {record.seed} put back" + "".join(
             f"; {html.escape(n, quote=False)}" for n in notes
         )
+
+    def _reuse_image_prompt(self, record: Record) -> list[str]:
+        """The image prompt's weight back; a note when the uploaded picture is not the one the image was made with."""
+        ip = record.image_prompt
+        self.ip_use.value = bool(ip)
+        if not ip:
+            return []
+        self.ip_scale.value = ip["scale"]
+        got = settings.upload_image(self.ip_image, "Image prompt")
+        if got is None or fingerprint(got) != ip["image"]:
+            return ["upload the image prompt it was made with again (only its fingerprint is in the recipe)"]
+        return []
 
     def load_png_info(self, text: str | None = None) -> Record | None:
         """Fill the controls from the uploaded PNG's recipe, or from a pasted A1111 text."""
@@ -304,11 +324,16 @@ class GenerationPanel(Background, w.VBox):
         if self.controlnet.value:
             image = settings.upload_image(self.control_image, "Control image")
             if image is None:
-                raise ZooError(f"ControlNet {self.controlnet.value} needs a control image: upload one, or choose none")
-            kind = self.reg.controlnet(self.controlnet.value).kind
+                raise ZooError(f"{self.controlnet.value} needs a control image: upload one, or choose none")
+            kind = settings.control_kind(self.controlnet.value, self.reg)
             if self.preprocess.value and kind in ("canny", "depth"):
                 image = control_mod.preprocess(image, kind, registry=self.reg)
             kw["control"] = [control_mod.Control(self.controlnet.value, image, self.control_scale.value)]
+        if self.ip_use.value:
+            image = settings.upload_image(self.ip_image, "Image prompt")
+            if image is None:
+                raise ZooError("The IP-Adapter needs an image prompt: upload a picture, or untick the image prompt")
+            kw["ip_adapter"] = ImagePrompt(image, self.ip_scale.value)
         if self.hires.value:
             kw["hires"] = {"scale": self.hires_scale.value, "strength": self.hires_strength.value,
                            "upscaler": self.hires_upscaler.value}  # fmt: skip
@@ -348,6 +373,10 @@ class GenerationPanel(Background, w.VBox):
 
     def _work(self, kwargs: dict) -> None:
         live = self.live.value and preview_vae_key(self.reg.get(self.model.value).family) is not None
+        # diffusers' T2I-Adapter pipelines take no step callback: no progress, previews or Cancel mid-run with one
+        steps = "control" not in kwargs or kwargs["control"][0].model not in self.reg.t2i_adapters
+        if not steps:
+            self.progress_line.value = "no step progress: diffusers' T2I-Adapter pipelines report no steps"
         try:
             self.result = generate(
                 self.model.value,
@@ -359,8 +388,8 @@ class GenerationPanel(Background, w.VBox):
                 scheduler=self.scheduler.value,
                 num_images=self.num_images.value,
                 device=self.device,
-                on_step=self._on_step,
-                on_preview=self._on_preview if live else None,
+                on_step=self._on_step if steps else None,
+                on_preview=self._on_preview if live and steps else None,
                 **{**kwargs, **self.extra},
             )
             good = [i for i in range(len(self.result.images)) if i not in self.result.problems]

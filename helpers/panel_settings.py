@@ -47,6 +47,19 @@ def controlnet_choices(spec, registry) -> list[tuple[str, str]]:
     return [("none", ""), *nets]
 
 
+def control_choices(spec, registry) -> list[tuple[str, str]]:
+    """The ControlNets and T2I-Adapters of the model's family after "none", each labelled with what it is."""
+    family = spec.family
+    nets = [(f"{k} (ControlNet, {cn.kind})", k) for k, cn in registry.controlnets.items() if cn.family == family]
+    adapters = [(f"{k} (T2I-Adapter, {a.kind})", k) for k, a in registry.t2i_adapters.items() if a.family == family]
+    return [("none", ""), *nets, *adapters]
+
+
+def control_kind(key: str, registry) -> str:
+    """What a control's image is ("canny", "depth", ...), for a ControlNet or a T2I-Adapter key."""
+    return (registry.t2i_adapters[key] if key in registry.t2i_adapters else registry.controlnet(key)).kind
+
+
 def negative_off(spec, guidance: float) -> str | None:
     """Why the negative prompt is not used with these settings, or None when it is."""
     if not spec.defaults.negative_prompt:

@@ -5,6 +5,7 @@ and says the Hub's offline notices (huggingface_hub's and diffusers', two per lo
 `loading()` turns off the per-component loading bars of diffusers and transformers (download bars stay);
 `one_bar()` gives a generate call one bar over all its pipeline calls instead of one bar each; in a notebook its
 end is also printed as text, which static renderings (GitHub, nbviewer, HTML exports) show where widgets are blank.
+Inside `outer_bar()` (a sweep, whose own bar advances per cell) the calls show no bar at all.
 
 >>> with loading():
 ...     pipe = DiffusionPipeline.from_pretrained(repo)   # no "Loading pipeline components" / "Loading weights" bars
@@ -13,6 +14,7 @@ end is also printed as text, which static renderings (GitHub, nbviewer, HTML exp
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import logging
 import os
@@ -102,6 +104,24 @@ def loading():
             hub.enable_progress_bars()
 
 
+_OUTER = contextvars.ContextVar("outer_bar", default=False)  # True inside `outer_bar()` (per thread)
+
+
+@contextlib.contextmanager
+def outer_bar():
+    """Within the block an outer bar (a sweep's, over its cells) stands for the work: calls show no bar of their own.
+
+    >>> with outer_bar():
+    ...     for cell in tqdm(cells, desc="sweep"):
+    ...         generate(...)        # no "[sd15] 1 image" bar stacked under the sweep's
+    """
+    token = _OUTER.set(True)
+    try:
+        yield
+    finally:
+        _OUTER.reset(token)
+
+
 @contextlib.contextmanager
 def one_bar(pipe, desc: str, calls: int, steps: int):
     """One bar over `calls` pipeline calls of about `steps` steps each; yields `chain(call_kwargs) -> call_kwargs`.
@@ -111,6 +131,13 @@ def one_bar(pipe, desc: str, calls: int, steps: int):
     timesteps (img2img runs `strength` of them) at the first step.
     """
     before = dict(getattr(pipe, "_progress_bar_config", None) or {})
+    if _OUTER.get():  # an outer bar counts this call: neither ours nor the pipeline's own
+        pipe.set_progress_bar_config(**{**before, "disable": True})
+        try:
+            yield lambda call: call
+        finally:
+            pipe.set_progress_bar_config(**before)
+        return
     if "callback_on_step_end" not in inspect.signature(type(pipe).__call__).parameters:
         pipe.set_progress_bar_config(**{**before, "desc": desc})  # an older pipeline: its own bar, labelled
         try:

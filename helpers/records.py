@@ -257,14 +257,19 @@ def save_images(pairs, out_dir: str | Path = "outputs") -> list[Path]:
 
 def save_image(image: Image.Image, record: Record, out_dir: str | Path = "outputs") -> Path:
     """Save as `MODEL-SEED-NNNN.png` with the record inside; never overwrites (the counter moves on)."""
+    return save_png(image, out_dir, f"{_slug(record.model)}-{record.seed}", png_info(record))
+
+
+def save_png(image: Image.Image, out_dir: str | Path, stem: str, pnginfo=None) -> Path:
+    """Save as `STEM-NNNN.png` in `out_dir`; never overwrites (the counter moves on to a free name)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{_slug(record.model)}-{record.seed}"
+    stem = _slug(stem)
     for counter in range(1, 100_000):
         path = out / f"{stem}-{counter:04d}.png"
         try:
             with open(path, "xb") as f:  # exclusive create: a file that exists is never replaced
-                image.save(f, format="PNG", pnginfo=png_info(record))
+                image.save(f, format="PNG", pnginfo=pnginfo)
             return path
         except FileExistsError:
             continue

@@ -120,6 +120,11 @@ def set_scales(pipe, scales: dict[str, float]) -> None:
 
 def apply(pipe, wanted: dict[str, float], scale: float | None = None) -> dict[str, float]:
     """Make exactly these LoRAs active at these scales (loading what is missing); `scale` overrides them all."""
+    if not hasattr(pipe, "get_list_adapters"):  # a pipeline diffusers gives no LoRA loader (the T2I-Adapter ones)
+        if wanted:
+            raise ZooError(f"{type(pipe).__name__} takes no LoRA in diffusers: leave out the LoRA ({sorted(wanted)}) "
+                           "or the control that needs this pipeline")  # fmt: skip
+        return {}
     loaded = set((pipe.get_list_adapters() or {}).get(_denoiser_name(pipe), []))
     names = {}
     for source, s in wanted.items():

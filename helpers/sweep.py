@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import records
+from . import quiet, records
 from .cache import get_pipeline
 from .control import Control
 from .errors import ZooError
@@ -304,7 +304,7 @@ def _run_cells(cells: list[Cell], out: Path, device: str, where: tuple, skipped:
     shard = out / (f"manifest-{rank}-of-{world}.jsonl" if world > 1 else "manifest-run.jsonl")
     loaded = {}  # model -> the name of the sampler its repo ships (what "default" means for it)
     bar = tqdm(total=len(cells) + skipped, initial=skipped, desc="sweep", unit="cell", disable=rank != 0)
-    with shard.open("a", encoding="utf-8") as log:
+    with shard.open("a", encoding="utf-8") as log, quiet.outer_bar():  # one bar: the sweep's, per cell
         if log.tell() and not shard.read_bytes().endswith(b"\n"):
             log.write("\n")  # after a line cut short by a crash, so the next row is not glued onto it
         for cell in cells:

@@ -1,5 +1,6 @@
 """The command line against the offline hub: end to end in a fresh interpreter, and its errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -133,3 +134,50 @@ def test_a_long_prompt_warns_in_one_short_line(tmp_path):
     lines = [line for line in err.splitlines() if "Dropped" in line]
     assert len(lines) == 1 and lines[0].startswith("warning: The prompt is") and len(lines[0]) < 260, err
     assert "UserWarning" not in err
+
+
+def test_generate_with_an_image_prompt_records_adapter_and_scale(tmp_path):
+    Image.new("RGB", (48, 48), (220, 30, 30)).save(tmp_path / "style.png")
+    args = ["generate", "sd15", "a cat", "--steps", "2", "--size", "64", "--seed", "5", "--device", "cpu"]
+    code, out, err = run(*args, "--ip-adapter", str(tmp_path / "style.png"), "--ip-adapter-scale", "0.6",
+                         "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 0, err
+    rec = read_record(out.split()[0])
+    assert (rec.image_prompt["model"], rec.image_prompt["scale"]) == ("ip-adapter-sd15", 0.6)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ip-adapter", "IMAGE", "--ip-adapter-scale", "-1"], "IP-Adapter scale cannot be negative (got -1)"),
+        (["--ip-adapter-scale", "0.5"], "--ip-adapter-scale and --ip-adapter-model need --ip-adapter IMAGE"),
+        (["--ip-adapter", "IMAGE", "--ip-adapter-model", "ip-adapter-sdxl"], "is for sdxl models"),
+    ],
+)
+def test_a_bad_image_prompt_fails_clearly(extra, message, tmp_path, capsys):
+    Image.new("RGB", (48, 48)).save(tmp_path / "style.png")
+    extra = [str(tmp_path / "style.png") if a == "IMAGE" else a for a in extra]
+    assert main(["generate", "sd15", "x", "--size", "64", "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error:"), err
+
+
+def test_upscale_writes_a_new_png_each_time_with_its_settings(tmp_path, capsys):
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    args = ["upscale", str(tmp_path / "in.png"), "--upscaler", "sd-x2-latent-upscaler", "--prompt", "a castle",
+            "--seed", "3", "--steps", "2", "--device", "cpu", "--out", str(tmp_path / "big")]  # fmt: skip
+    assert main(args) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(args) == 0
+    second = capsys.readouterr().out.strip()
+    assert [os.path.basename(p) for p in (first, second)] == [
+        "in-sd-x2-latent-upscaler-0001.png",
+        "in-sd-x2-latent-upscaler-0002.png",
+    ], "an existing file is never replaced"
+    with Image.open(first) as a, Image.open(second) as b:
+        assert a.size == (80, 48)
+        assert np.array_equal(np.asarray(a), np.asarray(b)), "the same seed gives the same picture"
+        settings = json.loads(a.text["upscale"])
+    assert (settings["upscaler"], settings["prompt"], settings["seed"]) == ("sd-x2-latent-upscaler", "a castle", 3)
+    assert main([*args[:2], "--upscaler", "sd-x3-upscalr", "--out", str(tmp_path)]) == 2
+    assert "sd-x3-upscalr" in capsys.readouterr().err

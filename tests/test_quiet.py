@@ -122,3 +122,14 @@ def test_in_a_notebook_the_bar_also_leaves_a_line_of_text(capsys, monkeypatch):
     generate("sd15", "a cat", seed=1, **SMALL)
     out = capsys.readouterr().out
     assert re.search(r"^\[sd15\] 1 image: 2 steps in \d+\.\d s$", out, re.M), out
+
+
+def test_a_sweep_shows_one_bar_over_its_cells(capfd, tmp_path):
+    params = {"model": "sd15", "prompt": "a cat", "seed": 1, "num_inference_steps": 2, "height": 64, "width": 64}
+    helpers.sweep(params, {"x": ("seed", [1, 2])}, out_dir=tmp_path, device="cpu", warmup=False)
+    _, err = capfd.readouterr()
+    bars = _bars(err)
+    assert bars and all(b.startswith("sweep: ") for b in bars), bars
+    assert "2/2 [" in bars[-1], bars[-1]
+    generate("sd15", "a cat", seed=1, **SMALL)
+    assert _bars(capfd.readouterr().err)[-1].startswith("[sd15] 1 image: "), "after the sweep, calls have bars again"

@@ -1,6 +1,8 @@
 """Learned upscalers on the offline hub, and tiled upscaling whose tile borders leave no seam."""
 
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +124,12 @@ def test_stand_ins_have_the_real_layout():
     assert _snapshot_file(latent, "model_index.json")["scheduler"] == ["diffusers", "EulerDiscreteScheduler"]
     unet = _snapshot_file(latent, "unet/config.json")
     assert (unet["in_channels"], unet["out_channels"], unet["time_embedding_type"]) == (8, 5, "fourier")
+
+
+def test_helpers_free_drops_the_loaded_upscaler():
+    pipe = weakref.ref(load_upscaler("sd-x2-latent-upscaler", device="cpu"))
+    gc.collect()
+    assert pipe() is not None, "loaded and kept for the next call"
+    helpers.free()
+    gc.collect()
+    assert pipe() is None, "helpers.free() lets the upscaler go too: its memory is returned"

@@ -238,7 +238,40 @@ def test_edits_control_and_hires_from_their_tabs(tmp_path):
     assert restored == (0, "canny-sd15", 0.7, True) and panel.hires_scale.value == 1.5
     assert panel.hires_upscaler.value == "Nearest"
     assert [v for _, v in panel.controlnet.options] == ["", "canny-sd15", "depth-sd15", "openpose-sd15",
-                                                        "lineart-sd15", "tile-sd15"]  # fmt: skip
+                                                        "lineart-sd15", "tile-sd15", "t2i-canny-sd15"]  # fmt: skip
+
+
+def test_t2i_adapters_and_an_image_prompt_from_the_panel():
+    picture = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(picture).ellipse((16, 16, 48, 48), fill="black")
+    panel = GenerationPanel("sd15", device="cpu")
+    _small(panel)
+    labels = {v: label for label, v in panel.controlnet.options}
+    assert labels["canny-sd15"] == "canny-sd15 (ControlNet, canny)"
+    assert labels["t2i-canny-sd15"] == "t2i-canny-sd15 (T2I-Adapter, canny)", "the user sees which is which"
+    panel.prompt.value, panel.seed.value, panel.lock.value = "a red apple", 3, True
+    panel.generate(wait=True)
+    plain = _pixels(panel.result.images[0])
+    panel.controlnet.value, panel.control_scale.value = "t2i-canny-sd15", 0.8
+    _upload(panel.control_image, picture)
+    panel.generate(wait=True)
+    assert [(c["model"], c["scale"]) for c in panel.result.records[0].controls] == [("t2i-canny-sd15", 0.8)]
+    assert not np.array_equal(_pixels(panel.result.images[0]), plain), "the adapter steers"
+    panel.controlnet.value, panel.ip_use.value, panel.ip_scale.value = "", True, 0.7
+    panel.generate(wait=True)
+    assert "needs an image prompt" in panel.status.value
+    _upload(panel.ip_image, picture, "style.png")
+    panel.generate(wait=True)
+    rec = panel.result.records[0]
+    assert (rec.image_prompt["model"], rec.image_prompt["scale"]) == ("ip-adapter-sd15", 0.7), panel.status.value
+    assert not rec.controls and not np.array_equal(_pixels(panel.result.images[0]), plain), "the picture steers"
+    panel.ip_use.value, panel.ip_scale.value = False, 1.0
+    panel.gallery.show(len(panel.gallery.entries) - 1)
+    panel.gallery.reuse_button.click()
+    assert (panel.ip_use.value, panel.ip_scale.value) == (True, 0.7) and "upload the image" not in panel.status.value
+    panel.gallery.show(0)
+    panel.gallery.reuse_button.click()
+    assert not panel.ip_use.value, "a recipe without an image prompt turns it off"
 
 
 def test_compare_panel_fills_the_grid_opens_cells_and_exports(tmp_path):
