@@ -165,9 +165,7 @@ def generate(
         pipe = ip_mod.pipeline(pipe, request.image_prompt, registry)
     try:
         call = prepare(pipe, request, loras, lora_scale)
-        on_step_end = _step_callback(pipe, request, on_step, on_preview)
-        if on_step_end is not None:
-            call["callback_on_step_end"] = on_step_end
+        call |= _step_kwargs(pipe, _step_callback(pipe, request, on_step, on_preview))
         images, problems, timings = run(pipe, request, call, generator_device)
     finally:  # the cached model stays as it was, even when the call fails or is cancelled
         ip_mod.unload(pipe)
@@ -357,6 +355,16 @@ def _step_callback(pipe, request: Request, on_step, on_preview):
         return tensors
 
     return step_end
+
+
+def _step_kwargs(pipe, step_end) -> dict:
+    """The call's step callback: `callback_on_step_end`, or the older `callback` of pipelines that lack it
+    (diffusers' T2I-Adapter pipelines), so progress, previews and Cancel work there too."""
+    if step_end is None:
+        return {}
+    if "callback_on_step_end" in _call_params(pipe):
+        return {"callback_on_step_end": step_end}
+    return {"callback": lambda i, t, latents: step_end(pipe, i, t, {"latents": latents}), "callback_steps": 1}
 
 
 def _task_of(pipe) -> str:

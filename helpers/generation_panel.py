@@ -373,10 +373,6 @@ class GenerationPanel(Background, w.VBox):
 
     def _work(self, kwargs: dict) -> None:
         live = self.live.value and preview_vae_key(self.reg.get(self.model.value).family) is not None
-        # diffusers' T2I-Adapter pipelines take no step callback: no progress, previews or Cancel mid-run with one
-        steps = "control" not in kwargs or kwargs["control"][0].model not in self.reg.t2i_adapters
-        if not steps:
-            self.progress_line.value = "no step progress: diffusers' T2I-Adapter pipelines report no steps"
         try:
             self.result = generate(
                 self.model.value,
@@ -388,8 +384,8 @@ class GenerationPanel(Background, w.VBox):
                 scheduler=self.scheduler.value,
                 num_images=self.num_images.value,
                 device=self.device,
-                on_step=self._on_step if steps else None,
-                on_preview=self._on_preview if live and steps else None,
+                on_step=self._on_step,
+                on_preview=self._on_preview if live else None,
                 **{**kwargs, **self.extra},
             )
             good = [i for i in range(len(self.result.images)) if i not in self.result.problems]

@@ -186,8 +186,10 @@ def test_every_t2i_adapter_loads_steers_and_regenerates(key, tmp_path):
     assert not np.array_equal(_px(result.images[0]), _px(plain)), "the adapter changes the picture"
     assert rec.controls == [{"model": key, "scale": 0.8, "start": 0.0, "end": 1.0, "image": fingerprint(EDGES)}]
     path = result.save(tmp_path)[0]
-    again = regenerate(path, control_images=[EDGES])
+    steps = []
+    again = regenerate(path, control_images=[EDGES], on_step=lambda done, total: steps.append((done, total)))
     assert np.array_equal(_px(again.images[0]), _px(result.images[0])), "the PNG's recipe remakes its pixels"
+    assert steps == [(1, 2), (2, 2)], "progress through the pipeline's older step callback"
     with pytest.raises(ZooError, match="acts from the first step: start must be 0"):
         generate(model, "x", control=[Control(key, EDGES, start=0.5)], **kw)
     with pytest.raises(ZooError, match="runs alone here"):
