@@ -13,9 +13,7 @@ each image was made.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
-import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ from . import masks, previews, prompt_weights, quiet, records, styles, timing
 from . import memory as memory_mod
 from .cache import get_pipeline
 from .devices import peak_gb, reset_peak
-from .errors import UnknownModelError, ZooError
+from .errors import ZooError
 from .families import FAMILIES
 from .images import fingerprint, load_image
 from .loaded import record as record_of
@@ -41,7 +39,8 @@ from .loaded import spec_of
 from .records import Record
 from .registry import ModelSpec, Registry
 from .registry import default as default_registry
-from .schedulers import scheduler_names, set_scheduler
+from .request import Request, check_model, check_strength, settle
+from .schedulers import set_scheduler
 from .versions import versions
 
 
@@ -62,35 +61,6 @@ class GenerationResult:
         """
         pairs = enumerate(zip(self.images, self.records, strict=True))
         return records.save_images([(im, rec) for i, (im, rec) in pairs if i not in self.problems], out_dir)
-
-
-@dataclass
-class Request:
-    """One generate call, settled: the registry defaults filled in and every value checked against the entry."""
-
-    spec: ModelSpec
-    task: str
-    prompt: str
-    negative_prompt: str | None
-    steps: int
-    guidance: float
-    height: int
-    width: int
-    scheduler: str
-    scheduler_options: dict
-    seeds: list[int]
-    batch_size: int
-    image: Image.Image | None = None
-    mask_image: Image.Image | None = None
-    inputs: dict = field(default_factory=dict)  # input name -> fingerprint, for the record
-    pipeline_kwargs: dict = field(default_factory=dict)
-    controls: list = field(default_factory=list)  # helpers.control.Control, settled
-    hires: dict = field(default_factory=dict)  # helpers.hires settings, settled
-    image_prompt: object = None  # helpers.ip_adapter.ImagePrompt, settled
-
-    @property
-    def batches(self) -> list[list[int]]:
-        return [self.seeds[i : i + self.batch_size] for i in range(0, len(self.seeds), self.batch_size)]
 
 
 def generate(
@@ -191,98 +161,7 @@ def _hires_pass(request: Request, images, device, memory, registry, generator_de
     return out
 
 
-# --- 1. settle: the request checked against the registry entry, before anything loads ----------------------
-
-
-def settle(spec, task, prompt, negative_prompt=None, steps=None, guidance=None, height=None, width=None, seed=None,
-           seeds=None, num_images=1, batch_size=1, scheduler=None, scheduler_options=None, image=None,
-           mask_image=None, pipeline_kwargs=None) -> Request:  # fmt: skip
-    """Fill in the entry's defaults and check every value; raises a `ZooError` that says what to use instead."""
-    d = spec.defaults
-    steps = d.steps if steps is None else int(steps)
-    guidance = d.guidance_scale if guidance is None else float(guidance)
-    inputs = {}
-    if task != "text2img":
-        image, mask_image, inputs = _edit_inputs(task, image, mask_image)
-        width, height = width or image.width, height or image.height
-    height, width = height or spec.resolution, width or spec.resolution
-    scheduler = scheduler or d.scheduler
-    options = d.scheduler_options if scheduler_options is None and scheduler == d.scheduler else {}
-    options = {**options, **(scheduler_options or {})}
-    pipeline_kwargs = dict(pipeline_kwargs or {})
-    if "output_type" in pipeline_kwargs:
-        raise ZooError("generate() returns PIL images with their records; for latents or tensors call the pipeline")
-    _check(spec, steps, guidance, height, width, "input image " if task != "text2img" else "")
-    _check_scheduler(spec, scheduler)
-    if batch_size < 1:
-        raise ZooError(f"batch_size must be at least 1 (got {batch_size})")
-    if "strength" in pipeline_kwargs:
-        _check_strength(steps, pipeline_kwargs["strength"])
-    return Request(
-        spec, task, prompt, negative_prompt or None, steps, guidance, height, width, scheduler, options,
-        _seeds(seed, seeds, num_images), batch_size, image, mask_image, inputs, pipeline_kwargs,
-    )  # fmt: skip
-
-
-def _check(spec: ModelSpec, steps: int, guidance: float, height: int, width: int, what: str = "") -> None:
-    if steps < 1:
-        raise ZooError(f"num_inference_steps must be at least 1 (got {steps})")
-    if guidance < 0:
-        raise ZooError(f"guidance_scale cannot be negative (got {guidance:g}); 0 turns guidance off")
-    m = FAMILIES[spec.family].size_multiple
-    for name, v in (("height", height), ("width", width)):  # for edits these are the input image's
-        if v < m or v % m:
-            low = max(m, v // m * m)
-            high = low if v <= low else low + m
-            raise ZooError(
-                f"{what}{name} {v} is not a multiple of {m}, which {spec.family} models need: "
-                f"use {low}" + (f" or {high}" if high != low else "") + (" (resize or crop the image)" if what else "")
-            )
-
-
-def _check_scheduler(spec: ModelSpec, name: str) -> None:
-    valid = scheduler_names(spec.family, spec.prediction)
-    if name not in valid:
-        who = f"'{spec.key}' ({spec.family})"
-        raise ZooError(f"Scheduler '{name}' is not valid for {who}; use one of: {', '.join(valid)}")
-
-
-def _check_strength(steps: int, strength) -> None:
-    if isinstance(strength, float) and int(steps * strength) < 1:
-        raise ZooError(
-            f"strength {strength:g} of {steps} steps runs no step at all: use at least {int(1 / strength) + 1} steps"
-        )
-
-
-def _seeds(seed, seeds, num_images: int) -> list[int]:
-    if seeds is not None:
-        if seed is not None:
-            raise ZooError("give seed (the first of consecutive seeds) or seeds (a list), not both")
-        return [int(s) for s in seeds]
-    if num_images < 1:
-        raise ZooError(f"num_images must be at least 1 (got {num_images})")
-    start = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
-    return [start + i for i in range(num_images)]
-
-
-def _edit_inputs(task: str, image, mask_image):
-    """Load and check an edit's inputs; their fingerprints go into the record."""
-    if image is None:
-        raise ZooError(f"task '{task}' needs an input image: generate(..., image=PATH_URL_OR_PIL)")
-    image = load_image(image)
-    inputs = {"image": fingerprint(image)}
-    if task == "inpaint":
-        if mask_image is None:
-            raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.masks")
-        mask = mask_image if isinstance(mask_image, Image.Image) else load_image(mask_image, "L")
-        mask_image = masks.check(mask, image)
-        if mask_image.getextrema()[1] == 0:
-            raise ZooError(
-                "the mask_image is all black, so nothing would be repainted: paint white where the image should "
-                "change (helpers.masks.box, ellipse, polygon), or use img2img to change the whole image"
-            )
-        inputs["mask_image"] = fingerprint(mask_image)
-    return image, mask_image, inputs
+# --- 1. settle, in helpers/request.py: the request checked against the registry entry, before anything loads -
 
 
 # --- 2. prepare: the sampler, adapters and the keyword arguments of the pipeline call ------------------------
@@ -295,7 +174,7 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
     call = dict(num_inference_steps=request.steps, guidance_scale=request.guidance)
     call |= {"height": request.height, "width": request.width}
     if request.task != "text2img":
-        _check_strength(request.steps, request.pipeline_kwargs.get("strength", _default(pipe, "strength")))
+        check_strength(request.steps, request.pipeline_kwargs.get("strength", _default(pipe, "strength")))
         call["image"] = request.image
         if request.mask_image is not None:
             call["mask_image"] = request.mask_image
@@ -491,30 +370,6 @@ def _decode_again_in_float32(pipe, spec: ModelSpec, watch: timing.Stopwatch):
     return list(arrays), nsfw
 
 
-def _known(key: str, registry: Registry) -> bool:
-    try:
-        registry.get(key)
-    except UnknownModelError:
-        return False
-    return True
-
-
-def _registry_key_for(name: str, registry: Registry) -> str | None:
-    """The registry key a checkpoint name (e.g. A1111's 'v1-5-pruned-emaonly') most likely means, if any."""
-
-    def norm(text):
-        return "".join(c for c in text.lower() if c.isalnum())
-
-    target, best = norm(name), (2, 0.0, None)
-    for m in registry.models.values():
-        for cand in (m.key, *m.aliases, m.repo.split("/")[1]):
-            match = difflib.SequenceMatcher(None, target, norm(cand))
-            # versions decide ('v1-5' is sd15, not sd14): the longest common run that holds a digit
-            runs = [b.size for b in match.get_matching_blocks() if any(c.isdigit() for c in target[b.a : b.a + b.size])]
-            best = max(best, (max(runs, default=0), match.ratio(), m.key), key=lambda s: s[:2])
-    return best[2]
-
-
 def _broken(image: np.ndarray) -> bool:
     """NaN anywhere, or black everywhere: what an overflowing VAE makes."""
     return bool(np.isnan(image).any() or np.nanmax(image) < 1 / 255)
@@ -580,13 +435,7 @@ def regenerate(source: str | Path | Record, image=None, mask_image=None, control
         inputs["ip_adapter"] = ip_mod.from_recipe(rec.image_prompt, ip_adapter_image)
     model = overrides.pop("model", None) or rec.model
     registry = overrides.get("registry") or default_registry()
-    if isinstance(model, str) and model == rec.model and not _known(model, registry):
-        guess = _registry_key_for(rec.model, registry)
-        raise UnknownModelError(
-            f"{source}: its recipe names model '{rec.model}', which the registry does not know"
-            + (f". Did you mean '{guess}'? Then: regenerate(path, model='{guess}')" if guess else "")
-            + "; pass model=KEY to regenerate it with a registry model (`python -m helpers list`)"
-        )
+    check_model(source, rec.model, model, registry)
     result = generate(model, **{**rec.generate_kwargs(), **inputs, **overrides})
     if rec.blend:  # an outpainting: blended into its canvas after generation, so again here
         canvas, mask = inputs["image"], inputs["mask_image"]

@@ -18,9 +18,9 @@ from PIL import Image
 from . import trainexport
 from .errors import UnknownModelError, ZooError
 from .families import FAMILIES
-from .generate import _registry_key_for
 from .records import Record, from_a1111, read_record
 from .registry import Registry
+from .request import registry_key_for
 
 
 def presets(spec) -> list[str]:
@@ -153,7 +153,7 @@ def model_for(record: Record, registry: Registry, current: str) -> tuple[str, st
         return registry.get(record.model).key, ""
     except UnknownModelError:
         pass
-    guess = _registry_key_for(record.model, registry) if record.model else None
+    guess = registry_key_for(record.model, registry) if record.model else None
     if guess:
         return guess, f"model '{record.model}' is not a registry key; chose '{guess}', the closest"
     return current, f"the recipe names no model the registry knows; kept '{current}'"

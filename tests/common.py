@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import numpy as np
+
 from helpers.families import FAMILIES
 
 # One registry model per family, run on the offline hub's tiny stand-ins.
@@ -27,3 +29,8 @@ REAL_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "real-configs"
 def small(key: str, **kwargs) -> dict:
     """The small generation arguments for a model, with what its family needs to stay small."""
     return {**SMALL, **EXTRA.get(key, {}), **kwargs}
+
+
+def px(image) -> np.ndarray:
+    """An image's pixels as ints, so that differences between two images do not wrap around."""
+    return np.asarray(image).astype(int)

@@ -13,6 +13,26 @@ def offline_hub_dir():
     return build_hub()
 
 
+@pytest.fixture
+def hub(offline_hub_dir):
+    """The built offline hub, with whatever earlier tests left loaded (for modules that load little or reuse it)."""
+    return offline_hub_dir
+
+
+@pytest.fixture
+def fresh_hub(offline_hub_dir):
+    """The built offline hub with nothing loaded: every pipeline and upscaler freed before the test and after it."""
+    from helpers import cache, upscale
+
+    def free():
+        cache.free()
+        upscale.free()
+
+    free()
+    yield offline_hub_dir
+    free()
+
+
 @pytest.fixture(scope="session")
 def registry():
     from helpers import registry

@@ -17,13 +17,10 @@ from helpers.registry import default
 from .common import REAL_CONFIGS
 from .environment import HUB_DIR
 
+pytestmark = pytest.mark.usefixtures("hub")
+
 SMALL = {"steps": 2, "size": 64, "repeats": 1, "warmup": 0}
 FIGURES = ("load_s", "first_image_s", "steps_per_s", "latency_s", "denoising_s", "decode_s", "text_encoding_s")
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
 
 
 def test_a_run_measures_every_variant_against_diffusers_and_writes_both_files(tmp_path):

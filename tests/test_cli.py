@@ -14,6 +14,8 @@ from helpers.__main__ import main
 
 from .environment import ROOT
 
+pytestmark = pytest.mark.usefixtures("hub")
+
 
 def run(*args, **env):
     proc = subprocess.run(
@@ -25,11 +27,6 @@ def run(*args, **env):
         timeout=300,
     )
     return proc.returncode, proc.stdout, proc.stderr
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    return offline_hub_dir
 
 
 def test_generate_writes_pngs_and_prints_paths(tmp_path):

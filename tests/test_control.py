@@ -9,7 +9,9 @@ from helpers import ZooError, generate, read_record, regenerate, registry
 from helpers.control import Control, preprocess
 from helpers.images import fingerprint
 
-from .common import FAMILY_MODELS, small
+from .common import FAMILY_MODELS, px, small
+
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 REG = registry.default()
 
@@ -24,16 +26,6 @@ def _picture() -> Image.Image:
 
 PICTURE = _picture()
 EDGES = preprocess(PICTURE, "canny")
-
-
-def _px(image):
-    return np.asarray(image).astype(int)
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
 
 
 def test_canny_preprocessor_draws_the_edges():
@@ -51,14 +43,14 @@ def test_every_controlnet_loads_and_steers(key, tmp_path):
     result = generate(model, "a house", control={key: EDGES}, **kw)
     rec = result.records[0]
     assert result.images[0].size == (64, 64)
-    assert not np.array_equal(_px(result.images[0]), _px(plain)), "the control image changes the picture"
+    assert not np.array_equal(px(result.images[0]), px(plain)), "the control image changes the picture"
     union = {"kind": "canny"} if cn.control_modes else {}  # a union ControlNet records what its image is
     assert rec.controls == [{"model": key, "scale": 1.0, "start": 0.0, "end": 1.0, "image": fingerprint(EDGES)} | union]
     assert f'ControlNet 0: "Module: none, Model: {key} [' in rec.a1111()
     path = result.save(tmp_path)[0]
     assert read_record(path) == rec
     again = regenerate(path, control_images=[EDGES])
-    assert np.array_equal(_px(again.images[0]), _px(result.images[0])), "the PNG's recipe remakes its pixels"
+    assert np.array_equal(px(again.images[0]), px(result.images[0])), "the PNG's recipe remakes its pixels"
 
 
 def test_several_controlnets_each_with_its_scale_and_steps():
@@ -71,12 +63,12 @@ def test_several_controlnets_each_with_its_scale_and_steps():
         ("depth-sd15", 0.4, 0.25, 1.0),
     ]
     one = generate("sd15", "a house", control=both[:1], **kw)
-    assert not np.array_equal(_px(one.images[0]), _px(result.images[0]))
+    assert not np.array_equal(px(one.images[0]), px(result.images[0]))
     weaker = generate("sd15", "a house", control=[Control("canny-sd15", EDGES, scale=0.0)], **kw)
     plain = generate("sd15", "a house", **kw)
-    assert np.abs(_px(weaker.images[0]) - _px(plain.images[0])).max() <= 1, "scale 0 leaves the model alone"
+    assert np.abs(px(weaker.images[0]) - px(plain.images[0])).max() <= 1, "scale 0 leaves the model alone"
     again = regenerate(rec, control_images={"depth-sd15": PICTURE, "canny-sd15": EDGES})
-    assert np.array_equal(_px(again.images[0]), _px(result.images[0]))
+    assert np.array_equal(px(again.images[0]), px(result.images[0]))
 
 
 def test_controlnets_share_the_loaded_weights():
@@ -133,7 +125,7 @@ def test_control_scale_and_hires_strength_are_sweep_axes(tmp_path):
     result = sweep(params, {"x": ("control_scale", [0.0, 1.0])}, tmp_path, device="cpu")
     assert not result.failed and len(result.rows) == 2, result.failed
     images = [Image.open(tmp_path / r["path"]) for r in result.rows]
-    assert not np.array_equal(_px(images[0]), _px(images[1])), "the control scale changes the picture"
+    assert not np.array_equal(px(images[0]), px(images[1])), "the control scale changes the picture"
     with pytest.raises(ZooError, match="control_scale axis needs control"):
         plan({"model": "sd15", "prompt": "x"}, {"x": ("control_scale", [1.0])})
 
@@ -161,12 +153,12 @@ def test_union_controlnet_reads_the_kind_of_its_image(tmp_path):
     kw = small("sdxl-base", seed=7)
     canny = generate("sdxl-base", "a house", control=[Control("union-sdxl", EDGES, scale=0.8)], **kw)
     depth = generate("sdxl-base", "a house", control=[Control("union-sdxl", EDGES, scale=0.8, kind="depth")], **kw)
-    assert not np.array_equal(_px(canny.images[0]), _px(depth.images[0])), "the control type steers differently"
+    assert not np.array_equal(px(canny.images[0]), px(depth.images[0])), "the control type steers differently"
     rec = depth.records[0]
     assert rec.controls[0]["kind"] == "depth" and rec.controls[0]["scale"] == 0.8
     path = depth.save(tmp_path)[0]
     again = regenerate(path, control_images=[EDGES])
-    assert np.array_equal(_px(again.images[0]), _px(depth.images[0]))
+    assert np.array_equal(px(again.images[0]), px(depth.images[0]))
     with pytest.raises(ZooError, match=r"knows no control type 'pose': use one of \['openpose', 'depth'"):
         generate("sdxl-base", "x", control=[Control("union-sdxl", EDGES, kind="pose")], **kw)
     with pytest.raises(ZooError, match=r"union-sdxl \(a union ControlNet or T2I-Adapter\) runs alone here"):
@@ -183,12 +175,12 @@ def test_every_t2i_adapter_loads_steers_and_regenerates(key, tmp_path):
     plain = generate(model, "a house", **kw).images[0]
     result = generate(model, "a house", control=[Control(key, EDGES, scale=0.8)], **kw)
     rec = result.records[0]
-    assert not np.array_equal(_px(result.images[0]), _px(plain)), "the adapter changes the picture"
+    assert not np.array_equal(px(result.images[0]), px(plain)), "the adapter changes the picture"
     assert rec.controls == [{"model": key, "scale": 0.8, "start": 0.0, "end": 1.0, "image": fingerprint(EDGES)}]
     path = result.save(tmp_path)[0]
     steps = []
     again = regenerate(path, control_images=[EDGES], on_step=lambda done, total: steps.append((done, total)))
-    assert np.array_equal(_px(again.images[0]), _px(result.images[0])), "the PNG's recipe remakes its pixels"
+    assert np.array_equal(px(again.images[0]), px(result.images[0])), "the PNG's recipe remakes its pixels"
     assert steps == [(1, 2), (2, 2)], "progress through the pipeline's older step callback"
     with pytest.raises(ZooError, match="acts from the first step: start must be 0"):
         generate(model, "x", control=[Control(key, EDGES, start=0.5)], **kw)
@@ -200,6 +192,6 @@ def test_t2i_adapter_steps_on_sdxl_only():
     kw = small("sdxl-base", seed=3, num_inference_steps=4)
     full = generate("sdxl-base", "a house", control=[Control("t2i-canny-sdxl", EDGES)], **kw).images[0]
     early = generate("sdxl-base", "a house", control=[Control("t2i-canny-sdxl", EDGES, end=0.5)], **kw).images[0]
-    assert not np.array_equal(_px(full), _px(early)), "stopping after half the steps changes the picture"
+    assert not np.array_equal(px(full), px(early)), "stopping after half the steps changes the picture"
     with pytest.raises(ZooError, match="acts in every step on sd1 models .* end must be 1"):
         generate("sd15", "x", control=[Control("t2i-canny-sd15", EDGES, end=0.5)], **small("sd15"))

@@ -9,11 +9,7 @@ from PIL import Image
 import helpers
 from helpers import diffusion as D
 
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 @pytest.mark.parametrize(

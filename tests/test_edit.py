@@ -4,21 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import helpers
 from helpers import ZooError, masks, read_record, regenerate
 from helpers.edit import blend, extend, img2img, inpaint, outpaint, refine
 from helpers.images import fingerprint
+
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 IMG = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
 FAST = {"num_inference_steps": 4, "device": "cpu", "seed": 1}
 IMG2IMG = ["sd15", "sd21", "sdxl-base", "sdxl-refiner", "sd3-medium", "flux-schnell"]
 INPAINT = ["sd15", "sd15-inpainting", "sd21", "sdxl-base", "sdxl-inpainting", "sd3-medium", "flux-schnell"]
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
 
 
 @pytest.mark.parametrize("key", IMG2IMG)

@@ -18,12 +18,9 @@ from helpers.sweep import sweep
 
 from .environment import ROOT
 
+pytestmark = pytest.mark.usefixtures("hub")
+
 SMALL = {"height": 64, "width": 64, "num_inference_steps": 2, "device": "cpu"}
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    return offline_hub_dir
 
 
 def test_compare_adds_metric_columns_a_chart_and_the_quality_cost_plot(tmp_path):

@@ -8,61 +8,53 @@ import helpers
 from helpers import ZooError, fast, generate, load_pipeline, styles
 from helpers.loaded import record
 
-from .common import EXTRA, FAMILY_MODELS
+from .common import EXTRA, FAMILY_MODELS, px
+
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 SMALL = {"seed": 3, "num_inference_steps": 2, "height": 64, "width": 64}
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
-
-
-def _px(result):
-    return np.asarray(result.images[0]).astype(int)
 
 
 @pytest.mark.parametrize("key", FAMILY_MODELS.values())
 def test_layout_and_fused_projections_give_the_eager_image(key):
     pipe = load_pipeline(key, device="cpu", fast="off")
     kw = {**SMALL, **EXTRA.get(key, {})}
-    eager = _px(generate(pipe, "a red fox", **kw))
+    eager = px(generate(pipe, "a red fox", **kw).images[0])
     fast.apply(pipe, fast.FastMode(channels_last=True, fuse_qkv=True))
     assert any(getattr(m, "fused_projections", False) for m in fast.denoiser(pipe).modules())
-    assert np.abs(_px(generate(pipe, "a red fox", **kw)) - eager).max() <= 1  # the tolerance: one 8-bit level
+    assert np.abs(px(generate(pipe, "a red fox", **kw).images[0]) - eager).max() <= 1  # the tolerance: one 8-bit level
     assert record(pipe).fast.describe() == "channels-last, fused QKV"
 
 
 def test_regional_compilation_gives_the_eager_image():
     pipe = load_pipeline("sd15", device="cpu", fast="off")
-    eager = _px(generate(pipe, "a red fox", **SMALL))
+    eager = px(generate(pipe, "a red fox", **SMALL).images[0])
     mode = fast.apply(pipe, fast.PRESETS["max"])
     blocks = [m for m in pipe.unet.modules() if type(m).__name__ in fast.regions(pipe.unet)]
     assert blocks and all(m._compiled_call_impl is not None for m in blocks), "every repeated block is compiled"
     assert mode.compile == "regional"
-    assert np.abs(_px(generate(pipe, "a red fox", **SMALL)) - eager).max() <= 1
+    assert np.abs(px(generate(pipe, "a red fox", **SMALL).images[0]) - eager).max() <= 1
     torch._dynamo.reset()
 
 
 def test_whole_denoiser_compilation_gives_the_eager_image():
     pipe = load_pipeline("flux-schnell", device="cpu", fast="off")
-    eager = _px(generate(pipe, "a red fox", **SMALL))
+    eager = px(generate(pipe, "a red fox", **SMALL).images[0])
     fast.apply(pipe, fast.PRESETS["graphs"])  # CUDA graphs on a GPU; the same full-graph compile on a CPU
     assert pipe.transformer._compiled_call_impl is not None
-    assert np.abs(_px(generate(pipe, "a red fox", **SMALL)) - eager).max() <= 1
+    assert np.abs(px(generate(pipe, "a red fox", **SMALL).images[0]) - eager).max() <= 1
     torch._dynamo.reset()
 
 
 def test_a_lora_loaded_after_fusing_still_changes_every_projection():
     plain = load_pipeline("sd15", device="cpu", fast="off")
     styles.load_lora(plain, "lcm-lora-sdv1-5")
-    want = _px(generate(plain, "a red fox", **SMALL))
+    want = px(generate(plain, "a red fox", **SMALL).images[0])
     helpers.free()
     pipe = load_pipeline("sd15", device="cpu", fast=fast.FastMode(fuse_qkv=True))
     styles.load_lora(pipe, "lcm-lora-sdv1-5")  # unfuses first: fused layers would skip the LoRA's q/k/v
     assert not any(hasattr(m, "to_qkv") for m in pipe.unet.modules())
-    assert np.abs(_px(generate(pipe, "a red fox", **SMALL)) - want).max() <= 1
+    assert np.abs(px(generate(pipe, "a red fox", **SMALL).images[0]) - want).max() <= 1
 
 
 @pytest.mark.parametrize("key", FAMILY_MODELS.values())

@@ -12,19 +12,11 @@ import helpers
 from helpers import ZooError, cache, generate, read_record, regenerate, registry, set_scheduler
 from helpers.schedulers import SCHEDULERS, scheduler_names
 
-from .common import FAMILY_MODELS, SMALL, small
+from .common import FAMILY_MODELS, SMALL, px, small
+
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 REG = registry.default()
-
-
-def _px(image):
-    return np.asarray(image).astype(int)
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
 
 
 @pytest.mark.parametrize("family", list(FAMILY_MODELS))
@@ -34,15 +26,15 @@ def test_seed_rules_and_png_recipe(family, tmp_path):
     batch = generate(key, "a lighthouse at dusk", seed=11, num_images=2, **kw)
     assert [r.seed for r in batch.records] == [11, 12]
     single = generate(key, "a lighthouse at dusk", seed=12, **kw)
-    assert np.array_equal(_px(batch.images[1]), _px(single.images[0])), "image i of a batch == a run with seed+i"
-    assert not np.array_equal(_px(batch.images[0]), _px(batch.images[1]))
+    assert np.array_equal(px(batch.images[1]), px(single.images[0])), "image i of a batch == a run with seed+i"
+    assert not np.array_equal(px(batch.images[0]), px(batch.images[1]))
     batched = generate(key, "a lighthouse at dusk", seed=11, num_images=2, batch_size=2, **kw)
-    assert np.abs(_px(batched.images[1]) - _px(single.images[0])).max() <= 1, "batched arithmetic rounds alike"
+    assert np.abs(px(batched.images[1]) - px(single.images[0])).max() <= 1, "batched arithmetic rounds alike"
     path = batch.save(tmp_path)[1]
     record = read_record(path)
     assert record == batch.records[1] and record.model == key and record.repo == REG.get(key).repo
     again = regenerate(path)
-    assert np.array_equal(_px(again.images[0]), _px(batch.images[1])), "the PNG's recipe regenerates its pixels"
+    assert np.array_equal(px(again.images[0]), px(batch.images[1])), "the PNG's recipe regenerates its pixels"
 
 
 def test_registry_defaults_fill_what_the_caller_leaves_out():
@@ -58,7 +50,7 @@ def test_registry_defaults_fill_what_the_caller_leaves_out():
 def test_random_seed_is_drawn_and_recorded():
     a = generate("sd15", "a cat", **SMALL)
     again = generate("sd15", "a cat", seed=a.records[0].seed, **SMALL)
-    assert np.array_equal(_px(a.images[0]), _px(again.images[0]))
+    assert np.array_equal(px(a.images[0]), px(again.images[0]))
 
 
 def test_result_reports_timings():
@@ -82,7 +74,7 @@ def test_negative_prompt_warns_where_ignored():
 def test_negative_prompt_changes_the_image():
     plain = generate("sd15", "a cat", seed=1, **SMALL).images[0]
     neg = generate("sd15", "a cat", negative_prompt="blurry dogs", seed=1, **SMALL).images[0]
-    assert not np.array_equal(_px(plain), _px(neg))
+    assert not np.array_equal(px(plain), px(neg))
 
 
 def test_long_prompt_names_dropped_words_only_where_it_is_still_cut():
@@ -109,7 +101,7 @@ def test_every_scheduler_name_runs_for_its_family(family):
     for name in names:
         # 3 steps: at 2, "DPM2 a" on linspace timesteps (PixArt) ends on NaN, which `problems` reports
         out = generate(pipe, "a cat", scheduler=name, seed=3, **small(key, num_inference_steps=3))
-        assert not out.problems and _px(out.images[0]).std() > 0 and out.records[0].scheduler == name
+        assert not out.problems and px(out.images[0]).std() > 0 and out.records[0].scheduler == name
         if name != "default":
             assert type(pipe.scheduler).__name__ == SCHEDULERS[name].class_name
     assert (getattr(pipe, "unet", None) or pipe.transformer) is denoiser, "changing the scheduler never reloads"
@@ -180,7 +172,7 @@ def test_images_are_kept_when_saving_fails(tmp_path):
         result.save(blocked / "out")
     kept = sorted(Path(str(e.value).split(" were saved in ")[1].split(" instead")[0]).glob("*.png"))
     assert [read_record(p).seed for p in kept] == [4, 5]
-    assert np.array_equal(_px(Image.open(kept[1])), _px(result.images[1]))
+    assert np.array_equal(px(Image.open(kept[1])), px(result.images[1]))
 
 
 def _png_with(tmp_path, key, text):

@@ -11,18 +11,9 @@ from helpers.edit import img2img
 from helpers.hires import upscale
 from helpers.upscale import upscale as learned_upscale
 
-from .common import small
+from .common import px, small
 
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
-    helpers.upscale.free()
-
-
-def _px(image):
-    return np.asarray(image).astype(int)
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 @pytest.mark.parametrize("key", ["sd15", "sdxl-base"])
@@ -39,10 +30,10 @@ def test_hires_fix_is_a_native_pass_an_upscale_and_an_img2img(key, tmp_path):
     first = generate(key, "a castle", **kw).images[0]
     by_hand = img2img(key, upscale(first, rec.hires, helpers.get(key).family), "a castle", strength=0.5,
                       num_inference_steps=4, seed=7, device="cpu").images[0]  # fmt: skip
-    assert np.array_equal(_px(result.images[0]), _px(by_hand)), "exactly A1111's three steps"
+    assert np.array_equal(px(result.images[0]), px(by_hand)), "exactly A1111's three steps"
     path = result.save(tmp_path)[0]
     assert read_record(path) == rec
-    assert np.array_equal(_px(regenerate(path).images[0]), _px(result.images[0]))
+    assert np.array_equal(px(regenerate(path).images[0]), px(result.images[0]))
 
 
 def test_hires_fix_with_a_registry_upscaler(tmp_path):
@@ -56,11 +47,11 @@ def test_hires_fix_with_a_registry_upscaler(tmp_path):
     assert learned.size == (128, 128), "the x4 upscaler's own factor, then resized to the hires scale"
     by_hand = img2img("sd15", learned.resize((64, 64), Image.Resampling.LANCZOS), "a castle", strength=0.5,
                       num_inference_steps=4, seed=5, device="cpu").images[0]  # fmt: skip
-    assert np.array_equal(_px(result.images[0]), _px(by_hand)), "the learned upscaler's pixels, repainted"
+    assert np.array_equal(px(result.images[0]), px(by_hand)), "the learned upscaler's pixels, repainted"
     lanczos = generate("sd15", "a castle", hires={"scale": 2, "strength": 0.5}, **kw).images[0]
-    assert not np.array_equal(_px(lanczos), _px(result.images[0]))
+    assert not np.array_equal(px(lanczos), px(result.images[0]))
     path = result.save(tmp_path)[0]
-    assert np.array_equal(_px(regenerate(path).images[0]), _px(result.images[0]))
+    assert np.array_equal(px(regenerate(path).images[0]), px(result.images[0]))
 
 
 def upscale_with(key, image):
@@ -78,11 +69,11 @@ def test_hires_fix_keeps_the_control_in_its_second_pass(tmp_path):
     again = dict(strength=0.5, num_inference_steps=4, seed=2, device="cpu")
     upscaled_edges = edges.resize(big.size, Image.Resampling.LANCZOS)
     controlled = img2img("sd15", big, "a house", control={"canny-sd15": upscaled_edges}, **again)
-    assert np.array_equal(_px(result.images[0]), _px(controlled.images[0])), "the control image, upscaled, again"
+    assert np.array_equal(px(result.images[0]), px(controlled.images[0])), "the control image, upscaled, again"
     plain = img2img("sd15", big, "a house", **again).images[0]
-    assert not np.array_equal(_px(result.images[0]), _px(plain)), "the second pass is steered too"
+    assert not np.array_equal(px(result.images[0]), px(plain)), "the second pass is steered too"
     path = result.save(tmp_path)[0]
-    assert np.array_equal(_px(regenerate(path, control_images=[edges]).images[0]), _px(result.images[0]))
+    assert np.array_equal(px(regenerate(path, control_images=[edges]).images[0]), px(result.images[0]))
 
 
 def _shapes() -> Image.Image:
@@ -112,4 +103,4 @@ def test_hires_upscaler_is_a_sweep_axis(tmp_path):
     records = [read_record(p) for p in paths]
     assert sorted(r.hires["upscaler"] for r in records) == ["Lanczos", "Nearest"]
     a, b = (Image.open(p) for p in paths)
-    assert a.size == (64, 64) and not np.array_equal(_px(a), _px(b))
+    assert a.size == (64, 64) and not np.array_equal(px(a), px(b))

@@ -9,7 +9,9 @@ from helpers import ZooError, generate, read_record, regenerate, registry
 from helpers.images import fingerprint
 from helpers.ip_adapter import ImagePrompt
 
-from .common import FAMILY_MODELS, small
+from .common import FAMILY_MODELS, px, small
+
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 REG = registry.default()
 
@@ -23,16 +25,6 @@ def _picture(colour) -> Image.Image:
 RED, BLUE = _picture((220, 30, 30)), _picture((30, 60, 220))
 
 
-def _px(image):
-    return np.asarray(image).astype(int)
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
-
-
 @pytest.mark.parametrize("key", sorted(REG.ip_adapters))
 def test_every_ip_adapter_loads_steers_and_regenerates(key, tmp_path):
     model = FAMILY_MODELS[REG.ip_adapter(key).family]
@@ -40,17 +32,17 @@ def test_every_ip_adapter_loads_steers_and_regenerates(key, tmp_path):
     plain = generate(model, "a cat", **kw).images[0]
     result = generate(model, "a cat", ip_adapter=ImagePrompt(RED, 0.8, key), **kw)
     rec = result.records[0]
-    assert not np.array_equal(_px(result.images[0]), _px(plain)), "the image prompt changes the picture"
+    assert not np.array_equal(px(result.images[0]), px(plain)), "the image prompt changes the picture"
     assert rec.image_prompt == {"model": key, "scale": 0.8, "image": fingerprint(RED)}
     assert f'ControlNet 0: "Module: ip-adapter_clip, Model: {key} [' in rec.a1111()
     other = generate(model, "a cat", ip_adapter=(BLUE, 0.8), **kw).images[0]
-    assert not np.array_equal(_px(other), _px(result.images[0])), "another picture steers elsewhere"
+    assert not np.array_equal(px(other), px(result.images[0])), "another picture steers elsewhere"
     path = result.save(tmp_path)[0]
     assert read_record(path) == rec
     again = regenerate(path, ip_adapter_image=RED)
-    assert np.array_equal(_px(again.images[0]), _px(result.images[0])), "the PNG's recipe remakes its pixels"
+    assert np.array_equal(px(again.images[0]), px(result.images[0])), "the PNG's recipe remakes its pixels"
     after = generate(model, "a cat", **kw).images[0]
-    assert np.array_equal(_px(after), _px(plain)), "the adapter is unloaded: the cached model draws as before"
+    assert np.array_equal(px(after), px(plain)), "the adapter is unloaded: the cached model draws as before"
 
 
 def test_the_adapter_is_unloaded_even_when_the_call_fails():
@@ -70,7 +62,7 @@ def test_scale_zero_leaves_the_model_alone_and_the_encoder_loads_once():
     kw = small("sd15", seed=2)
     plain = generate("sd15", "a cat", **kw).images[0]
     off = generate("sd15", "a cat", ip_adapter=(RED, 0.0), **kw).images[0]
-    assert np.abs(_px(off) - _px(plain)).max() <= 1
+    assert np.abs(px(off) - px(plain)).max() <= 1
     base = helpers.get_pipeline("sd15", device="cpu")
     encoders = helpers.ip_adapter.extra_modules(base)
     generate("sd15", "a cat", ip_adapter=BLUE, **kw)
@@ -85,7 +77,7 @@ def test_ip_adapter_with_a_controlnet():
     assert rec.controls[0]["model"] == "canny-sd15" and rec.image_prompt["model"] == "ip-adapter-sd15"
     assert 'ControlNet 1: "Module: ip-adapter_clip' in rec.a1111()
     again = regenerate(rec, control_images=[edges], ip_adapter_image=RED)
-    assert np.array_equal(_px(again.images[0]), _px(both.images[0]))
+    assert np.array_equal(px(again.images[0]), px(both.images[0]))
 
 
 def test_ip_adapter_mistakes_are_explained(tmp_path):

@@ -5,16 +5,11 @@ import warnings
 import numpy as np
 import pytest
 
-import helpers
 from helpers import ZooError, generate, load_pipeline, previews
 
 from .common import FAMILY_MODELS
 
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 @pytest.mark.parametrize("key", [k for f, k in FAMILY_MODELS.items() if f != "pixart"])

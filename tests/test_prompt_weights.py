@@ -9,19 +9,11 @@ import torch
 import helpers
 from helpers import generate, prompt_weights, read_record, regenerate
 
-from .common import small
+from .common import px, small
+
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 LONG = ", ".join(["a photo of a red cat on the beach at sunset"] * 12)  # about 130 tokens
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
-
-
-def _px(image):
-    return np.asarray(image).astype(int)
 
 
 def test_a1111_attention_syntax():
@@ -45,7 +37,7 @@ def test_a_plain_prompt_is_left_to_the_pipeline_and_compel_agrees_with_it():
     kw = small("sd15", seed=4)
     today = generate("sd15", "a cat", **kw).images[0]
     weight_one = generate("sd15", "(a cat:1)", **kw).images[0]
-    assert np.array_equal(_px(today), _px(weight_one)), "weight 1 through compel gives today's pixels"
+    assert np.array_equal(px(today), px(weight_one)), "weight 1 through compel gives today's pixels"
 
 
 def test_a_weight_scales_its_tokens_away_from_the_empty_prompt():
@@ -61,7 +53,7 @@ def test_a_weight_scales_its_tokens_away_from_the_empty_prompt():
     assert torch.equal(weighted[:, others], plain[:, others]), "the other tokens are untouched"
     kw = small("sd15", seed=4)
     assert not np.array_equal(
-        _px(generate("sd15", "a (cat:1.5)", **kw).images[0]), _px(generate("sd15", "a cat", **kw).images[0])
+        px(generate("sd15", "a (cat:1.5)", **kw).images[0]), px(generate("sd15", "a cat", **kw).images[0])
     )
 
 
@@ -81,6 +73,6 @@ def test_long_weighted_prompts_are_read_whole_and_regenerate(key, tmp_path):
     assert result.records[0].prompt == LONG + ", (golden hour:1.2)", "the raw prompt goes in the recipe"
     path = result.save(tmp_path)[0]
     assert read_record(path).prompt.endswith("(golden hour:1.2)")
-    assert np.array_equal(_px(regenerate(path).images[0]), _px(result.images[0]))
+    assert np.array_equal(px(regenerate(path).images[0]), px(result.images[0]))
     chunked = generate(key, "a cat BREAK a dog", **small(key, seed=2)).images[0]
-    assert not np.array_equal(_px(chunked), _px(generate(key, "a cat a dog", **small(key, seed=2)).images[0]))
+    assert not np.array_equal(px(chunked), px(generate(key, "a cat a dog", **small(key, seed=2)).images[0]))

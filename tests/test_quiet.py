@@ -16,16 +16,13 @@ from helpers import generate, load_pipeline, quiet, registry
 from .common import SMALL
 from .environment import ROOT
 
+pytestmark = pytest.mark.usefixtures("hub")
+
 REG = registry.default()
 # What libraries printed before: bitsandbytes, transformers, diffusers' deprecations, the Hub, loading bars.
 NOISE = ("gemm_4bit", "bitsandbytes", "torchvision", "FutureWarning", "deprecated", "Could not reach the Hub",
          "Couldn't connect to the Hub", "Loading pipeline components", "Loading weights", "was truncated",
          "Token indices sequence length", "No LoRA keys")  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
 
 
 @pytest.fixture

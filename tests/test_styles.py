@@ -13,47 +13,40 @@ from safetensors.torch import save_file
 import helpers
 from helpers import ZooError, registry, styles, sweep
 
+from .common import px
+
+pytestmark = pytest.mark.usefixtures("fresh_hub")
+
 K = {"num_inference_steps": 2, "height": 64, "width": 64, "seed": 1, "device": "cpu"}
 REG = registry.default()
 
 
-def _px(result):
-    return np.asarray(result.images[0]).astype(int)
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    helpers.free()
-    yield
-    helpers.free()
-
-
 def test_lora_changes_the_image_and_unloading_restores_it_exactly():
     pipe = helpers.get_pipeline("sd15", device="cpu")
-    base = _px(helpers.generate(pipe, "a fox", **K))
+    base = px(helpers.generate(pipe, "a fox", **K).images[0])
     assert styles.load_lora(pipe, "lcm-lora-sdv1-5") == "lcm-lora-sdv1-5"
     full = helpers.generate(pipe, "a fox", **K)
     half = helpers.generate(pipe, "a fox", lora_scale=0.5, **K)
-    assert not np.array_equal(_px(full), base) and not np.array_equal(_px(half), _px(full))
+    assert not np.array_equal(px(full.images[0]), base) and not np.array_equal(px(half.images[0]), px(full.images[0]))
     assert full.records[0].loras == {"lcm-lora-sdv1-5": 1.0} and half.records[0].loras == {"lcm-lora-sdv1-5": 0.5}
     assert 'Lora: "lcm-lora-sdv1-5:0.5"' in half.records[0].a1111()  # quoted, as A1111 quotes a value with a colon
     styles.unload(pipe)
     again = helpers.generate(pipe, "a fox", **K)
-    assert np.array_equal(_px(again), base) and again.records[0].loras == {}
+    assert np.array_equal(px(again.images[0]), base) and again.records[0].loras == {}
 
 
 def test_combine_fuse_and_unfuse():
     pipe = helpers.get_pipeline("sdxl-base", device="cpu")
-    base = _px(helpers.generate(pipe, "a fox", **K))
+    base = px(helpers.generate(pipe, "a fox", **K).images[0])
     styles.load_lora(pipe, "lcm-lora-sdxl")
     styles.load_lora(pipe, "sdxl-lightning-4step-lora", scale=0.7)
     assert styles.loras(pipe) == {"lcm-lora-sdxl": 1.0, "sdxl-lightning-4step-lora": 0.7}
-    combined = _px(helpers.generate(pipe, "a fox", **K))
+    combined = px(helpers.generate(pipe, "a fox", **K).images[0])
     styles.fuse(pipe)
-    assert np.abs(_px(helpers.generate(pipe, "a fox", **K)) - combined).max() <= 1, "fused == unfused"
+    assert np.abs(px(helpers.generate(pipe, "a fox", **K).images[0]) - combined).max() <= 1, "fused == unfused"
     styles.unfuse(pipe)
     styles.unload(pipe)
-    assert np.abs(_px(helpers.generate(pipe, "a fox", **K)) - base).max() <= 1
+    assert np.abs(px(helpers.generate(pipe, "a fox", **K).images[0]) - base).max() <= 1
 
 
 def test_loras_from_files_and_wrong_families():
@@ -80,8 +73,8 @@ def test_textual_inversion_embedding(tmp_path):
     path = tmp_path / "fox-style.safetensors"
     save_file({"<fox-style>": torch.randn(1, width, generator=torch.Generator().manual_seed(0))}, str(path))
     assert styles.load_embedding(pipe, str(path), token="<fox-style>") == "<fox-style>"
-    plain = _px(helpers.generate(pipe, "a fox", **K))
-    styled = _px(helpers.generate(pipe, "a fox <fox-style>", **K))
+    plain = px(helpers.generate(pipe, "a fox", **K).images[0])
+    styled = px(helpers.generate(pipe, "a fox <fox-style>", **K).images[0])
     assert not np.array_equal(plain, styled)
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import helpers
 from helpers import ZooError, compare, read_record, sweep
 from helpers.sweep import plan, read_manifest
 from helpers.sweepfile import load as load_sweep_file
@@ -18,18 +17,14 @@ from helpers.sweepfile import write as write_sweep_file
 
 from .environment import ROOT
 
+pytestmark = pytest.mark.usefixtures("fresh_hub")
+
 BASE = {"model": "sd15", "prompt": "a red dog on a hill", "seed": 5, "height": 64, "width": 64}
 AXES = {
     "x": ("num_inference_steps", [1, 2]),
     "y": ("scheduler", ["Euler", "LCM", "Flow Euler"]),  # Flow Euler is not valid for SD 1.5: error cells
     "z": ("prompt_sr", ["dog", "cat"]),
 }
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.free()
 
 
 def _manifest(out):

@@ -21,6 +21,7 @@ from helpers.loading import load_pipeline
 from helpers.memory import MACHINES, Machine
 from helpers.records import read_record
 
+from .common import px
 from .environment import ROOT
 
 T4 = MACHINES["T4 16 GB, 12 GB RAM (Colab)"]
@@ -28,10 +29,6 @@ PROMPT = "a photo of sks star"
 K = {"num_inference_steps": 2, "height": 32, "width": 32, "device": "cpu"}
 FAST = {"resolution": 32, "validation_inference_steps": 2, "validation_seeds": [1], "device": "cpu",
         "instance_prompt": PROMPT}  # fmt: skip
-
-
-def _px(image):
-    return np.asarray(image).astype(int)
 
 
 @pytest.fixture(autouse=True)
@@ -79,10 +76,10 @@ def test_the_lora_changes_pixels_and_loads_by_name_with_the_same_pixels(lora_run
     base = helpers.generate(pipe, PROMPT, seed=1, **K).images[0]
     tuned = helpers.generate(pipe, PROMPT, seed=1, loras={"stars": 1.0}, **K).images[0]
     validation = Image.open(next(p for p in lora_run.validation[12] if read_record(p).seed == 1))
-    assert not np.array_equal(_px(base), _px(tuned)), "the LoRA changes the image"
-    assert np.abs(_px(tuned) - _px(validation)).max() <= 1, "saved and loaded == the image made while training"
+    assert not np.array_equal(px(base), px(tuned)), "the LoRA changes the image"
+    assert np.abs(px(tuned) - px(validation)).max() <= 1, "saved and loaded == the image made while training"
     styles.unload(pipe)
-    assert np.array_equal(_px(helpers.generate(pipe, PROMPT, seed=1, **K).images[0]), _px(base))
+    assert np.array_equal(px(helpers.generate(pipe, PROMPT, seed=1, **K).images[0]), px(base))
 
 
 def test_was_it_worth_it_compares_base_and_fine_tune_on_the_same_seeds(lora_run, images, monkeypatch):
@@ -95,7 +92,7 @@ def test_was_it_worth_it_compares_base_and_fine_tune_on_the_same_seeds(lora_run,
     assert list(cmp.table["prompt"]) == prompts and len(cmp.base) == len(cmp.tuned) == 2
     assert {"clip_base", "clip_tuned", "similarity_base", "similarity_tuned"} <= set(cmp.summary)
     assert all(np.isfinite(v) for v in cmp.summary.values()) and cmp.grid.width > 2 * 32
-    assert not np.array_equal(_px(cmp.base[0]), _px(cmp.tuned[0]))
+    assert not np.array_equal(px(cmp.base[0]), px(cmp.tuned[0]))
 
 
 def test_the_kohya_copy_loads_through_diffusers_own_converter(lora_run):
@@ -140,12 +137,12 @@ def test_textual_inversion_adds_a_token_that_changes_the_image_only_where_it_is_
     a1111 = torch.load(r.files["a1111"], weights_only=True)
     assert a1111["string_to_param"]["*"].shape == (1, 32)
     pipe = load_pipeline("sd15", device="cpu")
-    plain = {p: _px(helpers.generate(pipe, p, seed=1, **K).images[0]) for p in ("a photo of a star", "a cat")}
+    plain = {p: px(helpers.generate(pipe, p, seed=1, **K).images[0]) for p in ("a photo of a star", "a cat")}
     assert styles.load_embedding(pipe, str(r.files["embedding"]), token="<star-toy>") == "<star-toy>"
     assert "<star-toy>" in pipe.tokenizer.get_vocab()
     for prompt, before in plain.items():  # prompts without the token: the same pixels
-        assert np.array_equal(_px(helpers.generate(pipe, prompt, seed=1, **K).images[0]), before)
-    with_token = _px(helpers.generate(pipe, "a photo of a <star-toy>", seed=1, **K).images[0])
+        assert np.array_equal(px(helpers.generate(pipe, prompt, seed=1, **K).images[0]), before)
+    with_token = px(helpers.generate(pipe, "a photo of a <star-toy>", seed=1, **K).images[0])
     assert not np.array_equal(with_token, plain["a photo of a star"])
     other = StableDiffusionPipeline.from_pretrained(helpers.get("sd15").repo, revision=helpers.get("sd15").revision)
     other.load_textual_inversion(str(r.files["a1111"]), token="<star-a1111>")  # A1111's format, plain diffusers
@@ -162,11 +159,11 @@ def test_sdxl_textual_inversion_puts_the_token_in_both_text_encoders(tmp_path, i
     assert set(load_file(str(r.files["embedding"]))) == {"clip_l", "clip_g"}  # the layout A1111 and ComfyUI read
     monkeypatch.setenv(trainexport.ENV, str(tmp_path / "xl"))
     pipe = load_pipeline("sdxl-base", device="cpu")
-    before = _px(helpers.generate(pipe, "a photo of a star", seed=1, **K).images[0])
+    before = px(helpers.generate(pipe, "a photo of a star", seed=1, **K).images[0])
     assert styles.load_embedding(pipe, "xl-star") == "<xl-star>"  # by name; the token from the metadata
     assert "<xl-star>" in pipe.tokenizer.get_vocab() and "<xl-star>" in pipe.tokenizer_2.get_vocab()
-    assert np.array_equal(_px(helpers.generate(pipe, "a photo of a star", seed=1, **K).images[0]), before)
-    assert not np.array_equal(_px(helpers.generate(pipe, "a photo of a <xl-star>", seed=1, **K).images[0]), before)
+    assert np.array_equal(px(helpers.generate(pipe, "a photo of a star", seed=1, **K).images[0]), before)
+    assert not np.array_equal(px(helpers.generate(pipe, "a photo of a <xl-star>", seed=1, **K).images[0]), before)
 
 
 def test_dreambooth_makes_class_images_with_recorded_seeds_and_trains_with_prior_preservation(
@@ -194,8 +191,8 @@ def test_sdxl_lora_trains_and_loads_into_the_zoo(tmp_path, images, monkeypatch):
     r = train.train(config)
     monkeypatch.setenv(trainexport.ENV, str(tmp_path / "xl"))
     pipe = helpers.get_pipeline("sdxl-base", device="cpu")
-    base = _px(helpers.generate(pipe, PROMPT, seed=1, **K).images[0])
-    tuned = _px(helpers.generate(pipe, PROMPT, seed=1, loras={"xl-stars": 1.0}, **K).images[0])
+    base = px(helpers.generate(pipe, PROMPT, seed=1, **K).images[0])
+    tuned = px(helpers.generate(pipe, PROMPT, seed=1, loras={"xl-stars": 1.0}, **K).images[0])
     assert r.metadata["family"] == "sdxl" and not np.array_equal(base, tuned)
     sd = helpers.get_pipeline("sd15", device="cpu")
     with pytest.raises(ZooError, match="'xl-stars' was trained on a sdxl model; this pipeline is sd1"):

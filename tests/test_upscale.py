@@ -16,13 +16,11 @@ from helpers.loaded import record
 from helpers.registry import default
 from helpers.upscale import feather, load_upscaler, tiled, upscale
 
+from .common import px
+
+pytestmark = pytest.mark.usefixtures("fresh_hub")
+
 REG = default()
-
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    yield
-    helpers.upscale.free()
 
 
 def _picture(w: int, h: int) -> Image.Image:
@@ -32,10 +30,6 @@ def _picture(w: int, h: int) -> Image.Image:
     return Image.fromarray(rgb.round().astype(np.uint8))
 
 
-def _px(image):
-    return np.asarray(image).astype(int)
-
-
 @pytest.mark.parametrize("key", sorted(REG.upscalers))
 def test_each_upscaler_loads_and_upscales_by_its_factor(key):
     spec = REG.upscaler(key)
@@ -43,8 +37,8 @@ def test_each_upscaler_loads_and_upscales_by_its_factor(key):
     kw = dict(prompt="a castle", num_inference_steps=2, device="cpu")
     out = upscale(image, key, seed=3, **kw)
     assert out.size == (40 * spec.scale, 24 * spec.scale)
-    assert np.array_equal(_px(out), _px(upscale(image, key, seed=3, **kw))), "a seed gives the same picture"
-    assert not np.array_equal(_px(out), _px(upscale(image, key, seed=4, **kw))), "another seed, another picture"
+    assert np.array_equal(px(out), px(upscale(image, key, seed=3, **kw))), "a seed gives the same picture"
+    assert not np.array_equal(px(out), px(upscale(image, key, seed=4, **kw))), "another seed, another picture"
     pipe = load_upscaler(key, device="cpu")
     assert type(pipe).__name__ == spec.pipeline and record(pipe).policy.name == "cpu"
     assert load_upscaler(key, device="cpu") is pipe, "loaded once"
@@ -55,7 +49,7 @@ def test_the_x4_upscaler_runs_in_tiles_at_any_size():
     kw = dict(num_inference_steps=2, guidance_scale=1.0, tile=32, overlap=8, device="cpu")
     out = upscale(image, "sd-x4-upscaler", "a castle", seed=1, **kw)
     assert out.size == (224, 128)
-    assert np.ptp(_px(out)) > 0
+    assert np.ptp(px(out)) > 0
 
 
 def _auto_levels(part: Image.Image) -> Image.Image:
@@ -66,7 +60,7 @@ def _auto_levels(part: Image.Image) -> Image.Image:
 
 def _column_jumps(image) -> np.ndarray:
     """Mean absolute difference between each pixel column and the next."""
-    return np.abs(np.diff(_px(image), axis=1)).mean(axis=(0, 2))
+    return np.abs(np.diff(px(image), axis=1)).mean(axis=(0, 2))
 
 
 def test_tiled_upscale_has_no_seam_at_tile_borders():
@@ -82,7 +76,7 @@ def test_tiled_upscale_has_no_seam_at_tile_borders():
     # The same tiles pasted without the feathered blend show the seam this test looks for.
     pasted = np.zeros((96, 320, 3))
     for s in starts:
-        pasted[:, 2 * s : 2 * (s + tile)] = _px(_auto_levels(image.crop((s, 0, s + tile, 48))))
+        pasted[:, 2 * s : 2 * (s + tile)] = px(_auto_levels(image.crop((s, 0, s + tile, 48))))
     hard = _column_jumps(pasted.astype(np.uint8))[[e - 1 for e in edges]]
     assert hard.max() > inside + 5, "the check would see an unblended seam"
 
@@ -90,7 +84,7 @@ def test_tiled_upscale_has_no_seam_at_tile_borders():
 def test_tiles_that_agree_blend_to_the_same_picture():
     image = _picture(100, 70)
     nearest = lambda part: part.resize((part.width * 4, part.height * 4), Image.Resampling.NEAREST)  # noqa: E731
-    assert np.array_equal(_px(tiled(image, nearest, 4, 32, 8)), _px(nearest(image)))
+    assert np.array_equal(px(tiled(image, nearest, 4, 32, 8)), px(nearest(image)))
 
 
 def test_feather_weights_fall_only_toward_neighbours():

@@ -16,12 +16,7 @@ from helpers import read_record
 from helpers.records import from_a1111
 from helpers.widgets import ComparePanel, GenerationPanel
 
-
-@pytest.fixture(autouse=True)
-def _hub(offline_hub_dir):
-    helpers.free()
-    yield
-    helpers.free()
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 def _small(panel, steps=2):
