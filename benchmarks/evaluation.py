@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -131,14 +130,9 @@ def markdown(report: dict) -> str:
 
 def write(report: dict, out_dir) -> list[Path]:
     """`<date>-evaluation-<machine>.json` and `.md`; an earlier run's files are never replaced."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", (report["machine"]["gpu"] or "cpu").lower()).strip("-")
-    stem, n = f"{report['date'][:10]}-evaluation-{slug}", 1
-    while (out / f"{stem}.json").exists():
-        n += 1
-        stem = f"{report['date'][:10]}-evaluation-{slug}-{n}"
-    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    from helpers.bench.report import new_files
+
+    paths = new_files(report, out_dir, kind="evaluation")
     paths[0].write_text(json.dumps(report, indent=1, default=str))
     paths[1].write_text(markdown(report))
     return paths

@@ -79,7 +79,7 @@ def load_pipeline(
     device = pick_device(device)
     torch_dtype = pick_dtype(spec, device, dtype)
     try:
-        policy = _policy(spec, device, memory)
+        policy = memory_mod.policy_for(spec, device, memory)
     except ZooError as e:  # "does not fit" must not hide that the download will need a licence and a token
         if not spec.gated or is_cached(spec, from_pretrained_kwargs.get("cache_dir")):
             raise
@@ -121,18 +121,6 @@ def load_pipeline(
 def derive(pipe, task: str):
     """The pipeline for another task on the same weights (diffusers' `from_pipe`), sharing the model's record."""
     return attach(TASK_PIPELINES[task].from_pipe(pipe), record(pipe))
-
-
-def _policy(spec: ModelSpec, device: str, memory):
-    """The memory policy: chosen for this machine (`"auto"`), named, or given."""
-    if isinstance(memory, memory_mod.Policy):
-        return memory
-    if memory == "auto":
-        machine = memory_mod.Machine.detect(device)
-        return memory_mod.choose_policy(spec, machine, scale=memory_mod.cached_scale(spec))
-    if memory not in memory_mod.POLICIES:
-        raise ZooError(f"Unknown memory policy '{memory}'; use 'auto' or one of {', '.join(memory_mod.POLICIES)}")
-    return memory_mod.Policy(memory, "chosen by you")
 
 
 def fp16_vae_fix(spec: ModelSpec, dtype: torch.dtype, reg: Registry) -> str | None:

@@ -299,3 +299,14 @@ def plan_for(models, machine: Machine | None = None):
         except ZooError as e:
             rows.append({"model": spec.key, "runs": False, "policy": None, "quantize": None, "why": str(e)})
     return pd.DataFrame(rows).set_index("model")
+
+
+def policy_for(spec, device: str, memory) -> Policy:
+    """The memory policy for a model or upscaler: chosen for this machine (`"auto"`), named, or given."""
+    if isinstance(memory, Policy):
+        return memory
+    if memory == "auto":
+        return choose_policy(spec, Machine.detect(device), scale=cached_scale(spec))
+    if memory not in POLICIES:
+        raise ZooError(f"Unknown memory policy '{memory}'; use 'auto' or one of {', '.join(POLICIES)}")
+    return Policy(memory, "chosen by you")

@@ -43,7 +43,7 @@ def load_upscaler(key: str, device: str = "auto", dtype="auto", memory="auto", r
     ident = (spec.key, spec.revision, device, torch_dtype, str(memory))
     if ident not in _LOADED:
         free()
-        policy = _policy(spec, device, memory)
+        policy = memory_mod.policy_for(spec, device, memory)  # as a model of its family
         print(f"[{spec.key}] memory: {policy.describe()}")
         with hub_errors_explained(spec):
             pipe = spec.pipeline_class.from_pretrained(spec.repo, **hub_kwargs(spec), dtype=torch_dtype)
@@ -52,18 +52,6 @@ def load_upscaler(key: str, device: str = "auto", dtype="auto", memory="auto", r
         memory_mod.apply(pipe, policy, device)
         _LOADED[ident] = pipe
     return _LOADED[ident]
-
-
-def _policy(spec: UpscalerSpec, device: str, memory) -> memory_mod.Policy:
-    """The memory policy: chosen for this machine (planned as a model of the upscaler's family), named, or given."""
-    if isinstance(memory, memory_mod.Policy):
-        return memory
-    if memory == "auto":
-        machine = memory_mod.Machine.detect(device)
-        return memory_mod.choose_policy(spec, machine, scale=memory_mod.cached_scale(spec))
-    if memory not in memory_mod.POLICIES:
-        raise ZooError(f"Unknown memory policy '{memory}'; use 'auto' or one of {', '.join(memory_mod.POLICIES)}")
-    return memory_mod.Policy(memory, "chosen by you")
 
 
 def free() -> None:

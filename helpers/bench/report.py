@@ -248,16 +248,22 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(report: dict, out_dir) -> list[Path]:
-    """Write `<date>-<machine>.json` and `.md` into `out_dir`, never replacing an earlier run's files."""
+def new_files(report: dict, out_dir, kind: str = "") -> list[Path]:
+    """`<date>-[kind-]<machine>[-n].json` and `.md` in `out_dir`: names no earlier run's files have."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", (report["machine"]["gpu"] or "cpu").lower()).strip("-")
-    stem, n = f"{report['date'][:10]}-{slug}", 1
+    stem = base = f"{report['date'][:10]}-{kind + '-' if kind else ''}{slug}"
+    n = 1
     while (out / f"{stem}.json").exists() or (out / f"{stem}.md").exists():
         n += 1
-        stem = f"{report['date'][:10]}-{slug}-{n}"
-    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+        stem = f"{base}-{n}"
+    return [out / f"{stem}.json", out / f"{stem}.md"]
+
+
+def write(report: dict, out_dir) -> list[Path]:
+    """Write `<date>-<machine>.json` and `.md` into `out_dir`, never replacing an earlier run's files."""
+    paths = new_files(report, out_dir)
     report = {**report, "files": [str(p) for p in paths]}
     paths[0].write_text(json.dumps(report, indent=1, default=str))
     paths[1].write_text(markdown(report))
