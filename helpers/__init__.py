@@ -8,6 +8,8 @@ Data flows one way: `models.yaml` -> `registry` -> `loading` -> notebooks and th
 >>> pipe = helpers.load_pipeline("sd15")
 """
 
+# First: some library notices are printed while torch, diffusers and transformers import.
+from . import library_notices  # noqa: I001, F401
 from . import (
     control,
     edit,

@@ -24,6 +24,7 @@ import transformers
 from PIL import Image
 
 from . import memory as memory_mod
+from . import quiet
 from .errors import ZooError
 from .images import fingerprint, load_image
 from .loaded import attach, record
@@ -116,7 +117,7 @@ def _estimator(spec: PreprocessorSpec):
     ident = (spec.repo, spec.revision)
     if ident not in _ESTIMATORS:
         kwargs = {"revision": spec.revision}
-        with hub_errors_explained(spec):
+        with hub_errors_explained(spec), quiet.loading():
             processor = transformers.AutoImageProcessor.from_pretrained(spec.repo, **kwargs)
             model = getattr(transformers, spec.cls_name).from_pretrained(spec.repo, **kwargs)
         _ESTIMATORS[ident] = processor, model.eval()
@@ -216,7 +217,7 @@ def load_controlnet(cn: ControlNetSpec, pipe):
             kwargs["subfolder"] = cn.subfolder
         if getattr(cn, "weight_name", None):
             kwargs["weight_name"] = cn.weight_name
-        with hub_errors_explained(cn):
+        with hub_errors_explained(cn), quiet.loading():
             loaded[cn.key] = getattr(diffusers, cn.cls_name).from_pretrained(cn.repo, **kwargs).eval()
     return loaded[cn.key]
 

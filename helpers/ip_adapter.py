@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import transformers
 
 from . import memory as memory_mod
+from . import quiet
 from .errors import ZooError
 from .images import fingerprint, load_image
 from .loaded import attach, record
@@ -76,7 +77,7 @@ def image_encoder(ip: IpAdapterSpec, pipe):
     ident = (ip.repo, ip.revision, ip.image_encoder)
     if ident not in loaded:
         kwargs = {"subfolder": ip.image_encoder, "revision": ip.revision, "dtype": pipe.dtype}
-        with hub_errors_explained(ip):
+        with hub_errors_explained(ip), quiet.loading():
             model = transformers.CLIPVisionModelWithProjection.from_pretrained(ip.repo, **kwargs)
         loaded[ident] = model.eval()
     return loaded[ident]

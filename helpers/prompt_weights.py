@@ -17,6 +17,8 @@ import re
 import torch
 from compel import Compel, ReturnedEmbeddingsType
 
+from . import quiet
+
 CLIP_FAMILIES = ("sd1", "sd2", "sdxl")
 
 # AUTOMATIC1111's attention grammar (modules/prompt_parser.py): escapes, brackets, ":weight)", plain text.
@@ -85,7 +87,13 @@ def embeddings(pipe, family: str, prompt: str, negative_prompt: str | None, guid
     texts = [prompt] + ([negative_prompt] if negative_prompt else [])
     if all(is_plain(t) and fits(pipe, t) for t in texts):
         return {}
-    encoders = _encoders(pipe, family)
+    # compel reads a long prompt in chunks: transformers' notice that it is too long "(482 > 77) ... indexing
+    # errors" is wrong here.
+    with quiet.no_truncation_notice(pipe):
+        return _embeddings(_encoders(pipe, family), pipe, family, prompt, negative_prompt, guided)
+
+
+def _embeddings(encoders, pipe, family: str, prompt: str, negative_prompt: str | None, guided: bool) -> dict:
     positive = _encode(encoders, prompt)
     out = {"prompt_embeds": positive[0]}
     if family == "sdxl":

@@ -26,6 +26,8 @@ import transformers
 from tqdm.auto import tqdm
 from tqdm.notebook import tqdm as notebook_tqdm
 
+from . import library_notices  # imported first of all by helpers/__init__: some notices come while libraries import
+
 # The Hub's notices when it cannot be reached: logger -> the start of its message. Each load printed both.
 OFFLINE_NOTICES = {
     "huggingface_hub.hf_api": "Could not reach the Hub",
@@ -66,13 +68,7 @@ for _name, _text in OFFLINE_NOTICES.items():
     logging.getLogger(_name).addFilter(_OfflineNotice(_text))
 
 
-class _Drop(logging.Filter):
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
+_Drop = library_notices.Drop
 
 
 # A LoRA with no text-encoder weights (LCM-LoRA, most style LoRAs): diffusers itself says "safe to ignore".

@@ -15,6 +15,7 @@ PACKAGE = ROOT / "helpers"
 # What everything shares: they import only each other (and libraries), never a module above them.
 GROUND = {
     "errors", "smoke", "devices", "images", "families", "loaded", "versions", "records", "masks", "timing", "quiet",
+    "library_notices",
 }  # fmt: skip
 # The command line loads the benchmark harness only for `bench`, so that no other command imports it.
 LAZY_ALLOWED = {("__main__", "bench")}

@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import pytest
+import torch
 from PIL import Image
 
 import helpers
@@ -22,7 +23,8 @@ REG = registry.default()
 # What libraries printed before: bitsandbytes, transformers, diffusers' deprecations, the Hub, loading bars.
 NOISE = ("gemm_4bit", "bitsandbytes", "torchvision", "FutureWarning", "deprecated", "Could not reach the Hub",
          "Couldn't connect to the Hub", "Loading pipeline components", "Loading weights", "was truncated",
-         "Token indices sequence length", "No LoRA keys")  # fmt: skip
+         "Token indices sequence length", "No LoRA keys", "publisher trust check", "torch.jit.script",
+         "should be kept in float32", "local_dir_use_symlinks", "indexing errors", "multivariate normal")  # fmt: skip
 
 
 @pytest.fixture
@@ -53,6 +55,38 @@ def test_the_cli_list_prints_no_library_noise():
     out = subprocess.run([sys.executable, "-m", "helpers", "list"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.startswith("key"), out.stderr
     assert not [n for n in NOISE if n in out.stderr] and out.stderr.strip() == "", out.stderr
+
+
+def test_the_cli_says_no_library_notices_while_it_imports_or_steers(tmp_path):
+    # Importing the libraries (kernels' offline trust check, torchvision's torch.jit.script), a ControlNet and an
+    # IP-Adapter (float32: [], local_dir_use_symlinks), a long prompt read in chunks by compel ("(482 > 77)").
+    from .test_control import EDGES
+
+    EDGES.save(tmp_path / "edges.png")
+    Image.new("RGB", (48, 48), (220, 30, 30)).save(tmp_path / "red.png")
+    long = "a castle on a hill " * 40
+    args = ["generate", "sd15", long, "--seed", "1", "--steps", "2", "--size", "64", "--out", str(tmp_path / "out"),
+            "--control", f"canny-sd15={tmp_path / 'edges.png'}", "--ip-adapter", str(tmp_path / "red.png")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": ""}
+    out = subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0 and list((tmp_path / "out").glob("*.png")), out.stderr
+    assert not [n for n in NOISE if n in out.stderr], out.stderr
+
+
+def test_loading_an_embedding_says_nothing_about_resizing_the_token_table(tmp_path, logged, capfd):
+    from safetensors.torch import save_file
+    from transformers.utils.logging import warning_once
+
+    from helpers import styles
+
+    pipe = helpers.get_pipeline("sd15", device="cpu")
+    path = tmp_path / "fox.safetensors"
+    save_file({"<fox-quiet>": torch.randn(1, pipe.text_encoder.config.hidden_size)}, str(path))
+    warning_once.cache_clear()  # transformers says it once per process: an earlier test may have had it said
+    rows = pipe.text_encoder.get_input_embeddings().weight.shape[0]
+    styles.load_embedding(pipe, str(path), token="<fox-quiet>")
+    assert pipe.text_encoder.get_input_embeddings().weight.shape[0] == rows + 1, "the table grew"
+    assert not _noise(capfd.readouterr().err, *logged), logged
 
 
 def test_loading_shows_no_bars_and_says_offline_once(capfd, monkeypatch, logged):
