@@ -2,8 +2,8 @@
 
 The architecture is pytorch-fid's `fid_inception_v3` (Apache-2.0, https://github.com/mseitzer/pytorch-fid):
 torchvision's Inception3 blocks patched to match TensorFlow (average pooling without the padded zeros, max
-pooling in the last block, 1008 classes), written out here because every maintained package that has it
-(pytorch-fid, clean-fid, torch-fidelity) imports torchvision, which has no build for this project's torch.
+pooling in the last block, 1008 classes), written out here so that the zoo does not need torchvision, which
+every maintained package that has it (pytorch-fid, clean-fid, torch-fidelity) imports.
 Its weights are pytorch-fid's converted TF checkpoint, downloaded once by `torch.hub` (the 8 hex digits in the
 file name are the start of its sha256, checked on download only, never on the cached copy).
 
@@ -11,8 +11,10 @@ Images are resized as clean-fid does (Parmar et al. 2022): each channel of the u
 bicubic with antialiasing, to 299 x 299; then scaled as the TF graph does, (x - 128) / 128 (clean-fid's TF
 port and torch-fidelity; pytorch-fid's 2x - 1 on [0, 1] differs by 0.4%).
 
-Checked once by hand (torch-fidelity cannot be installed here): with the same random weights, loaded strictly by
-both, pool3 features and logits equal torch-fidelity 0.4.0's `FeatureExtractorInceptionV3` bit for bit.
+tests/test_metrics.py checks it against torch-fidelity 0.4.0's `FeatureExtractorInceptionV3` with the same random
+weights, loaded strictly by both: fed the same tensor, the pool3 features and unbiased logits are equal bit for bit;
+from `to_batch` (the same values in another memory layout) they agree to float rounding (CPU convolutions round
+differently for another layout), within 1e-5 relative.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 
 Choices (issue 15): every judging network is an `evaluators` entry of `models.yaml`, loaded with transformers
 (CLIPModel, Dinov2Model) or, for the FID Inception-v3, `helpers.inception` (pytorch-fid's FID blocks written
-out: pytorch-fid, clean-fid and torch-fidelity all import torchvision, which has no build for this torch).
+out, so that the zoo needs no torchvision; tested against torch-fidelity's on the same random weights).
 torchmetrics' CLIPScore crashes on transformers 5 (torchmetrics#3407), so CLIP score is computed here from
 CLIPModel's own embeddings. FID/KID/IS images are resized as clean-fid does (PIL bicubic, antialiased, 299 px);
 the formulas are in `helpers.metricmath`. Every set-level number carries its extractor, resize and

@@ -159,6 +159,42 @@ def test_the_fid_resize_is_pil_bicubic_with_antialiasing_and_differs_from_biline
     assert grey[0, :, 100, 100].tolist() == pytest.approx([0, -1, 127 / 128], abs=1e-6)
 
 
+def test_the_fid_network_gives_torch_fidelitys_features_on_the_same_random_weights(tmp_path):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    from helpers import inception
+
+    torch.manual_seed(0)
+    random = inception.FIDInceptionV3()
+    with torch.no_grad():  # BatchNorm statistics too, so that a swapped or skipped normalisation shows
+        for bn in (m for m in random.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.1, 0.1), bn.running_var.uniform_(0.5, 1.5)
+            bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.1, 0.1)
+    torch.save(random.state_dict(), tmp_path / "random.pth")
+    ours = inception.load_weights(inception.FIDInceptionV3(), torch.load(tmp_path / "random.pth"))
+    theirs = FeatureExtractorInceptionV3(  # loads the file strictly: every key and shape the same
+        "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(tmp_path / "random.pth")
+    )
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (1, 299, 299, 3), dtype=np.uint8)
+    uint8 = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        features, logits = theirs(uint8)
+        # The tensor torch-fidelity's forward makes (its TF-1 bilinear resize is the identity at 299 px) gives
+        # torch-fidelity's pool3 features and unbiased logits bit for bit.
+        same_input = interpolate_bilinear_2d_like_tensorflow1x(uint8.float(), size=(299, 299), align_corners=False)
+        same_input = (same_input - 128) / 128
+        assert torch.equal(inception.to_batch([Image.fromarray(p) for p in pixels]), same_input)
+        pool, unbiased = ours(same_input)
+        assert torch.equal(pool, features) and torch.equal(unbiased, logits)
+        # From our own batch (the same values, another memory layout) the CPU convolutions round differently.
+        mine = ours(inception.to_batch([Image.fromarray(p) for p in pixels]))
+    torch.testing.assert_close(mine[0], features, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mine[1], logits, rtol=1e-5, atol=1e-6)
+    assert features.abs().mean() > 1e-3 and logits.std() > 1e-3, "the comparison is of numbers, not of zeros"
+
+
 @pytest.mark.parametrize("key", list(registry_default().evaluators))
 def test_every_evaluator_stands_in_the_offline_hub_at_its_pinned_revision(offline_hub_dir, key):
     from huggingface_hub import try_to_load_from_cache
