@@ -99,7 +99,9 @@ def load_pipeline(
     kwargs.update(from_pretrained_kwargs)
     print(f"[{spec.key}] memory: {policy.describe()}" + (f"; vae: {fix} (fp16-safe)" if fix else ""))
     with hub_errors_explained(spec), quiet.loading():
-        full = weight_plan(spec, kwargs.get("cache_dir"), skip=set(kwargs))
+        variant, full = weight_plan(spec, kwargs.get("cache_dir"), skip=set(kwargs))
+        if not variant:  # no component has the variant files: the whole pipeline loads without the variant
+            kwargs.pop("variant", None)
         for name, cls in full.items():  # no variant files: full precision for this component alone
             kwargs[name] = cls.from_pretrained(
                 spec.repo, subfolder=name, revision=spec.revision, torch_dtype=torch_dtype, use_safetensors=True,
@@ -164,14 +166,16 @@ def _repo_files(spec, cache_dir=None) -> list[str] | None:
         return None
 
 
-def weight_plan(spec, cache_dir=None, skip=()) -> dict:
-    """Decide each component's files from the repo's listing: {component: class} of those without the variant.
+def weight_plan(spec, cache_dir=None, skip=()) -> tuple[str | None, dict]:
+    """Decide each component's files from the repo's listing: (the variant to load, {component: class} to load alone).
 
-    Prints one line when components fall back to full precision; refuses a component with only pickled weights.
+    The components without the variant's files load alone in full precision; when no component has them, the
+    variant is None and the whole pipeline loads without it. Prints one line when components fall back to full
+    precision; refuses a component with only pickled weights.
     """
     files = _repo_files(spec, cache_dir)
     if files is None or "model_index.json" not in files:
-        return {}
+        return spec.variant, {}
     by_folder = {}
     for f in files:
         folder, _, name = f.rpartition("/")
@@ -194,16 +198,22 @@ def weight_plan(spec, cache_dir=None, skip=()) -> dict:
         if v and not any(f".{v}." in n or f".{v}-" in n for n in pool):
             fallback.append(folder)
     if not fallback:
-        return {}
+        return spec.variant, {}
+    used = sorted(set(by_folder) - set(fallback) - set(skip))
+    if not used:
+        print(
+            f"[{spec.key}] weights: full precision for {', '.join(fallback)} (the repo has no {spec.variant} files "
+            "for any component)"
+        )
+        return None, {}
     index = json.loads(Path(huggingface_hub.hf_hub_download(
         spec.repo, "model_index.json", revision=spec.revision, cache_dir=cache_dir
     )).read_text())  # fmt: skip
-    used = sorted(set(by_folder) - set(fallback) - set(skip))
     print(
-        f"[{spec.key}] weights: {spec.variant} for {', '.join(used) or 'none'}; full precision for "
+        f"[{spec.key}] weights: {spec.variant} for {', '.join(used)}; full precision for "
         f"{', '.join(fallback)} (the repo has no {spec.variant} files for them)"
     )
-    return {name: _component_class(*index[name]) for name in fallback}
+    return spec.variant, {name: _component_class(*index[name]) for name in fallback}
 
 
 def _component_class(library: str, name: str):

@@ -154,10 +154,12 @@ def _registry_with(mutate):
     return registry.parse(data)
 
 
-def test_missing_variant_is_explained(offline_hub_dir):
+def test_a_variant_that_no_component_has_is_said_and_left_out(offline_hub_dir, capsys):
     reg = _registry_with(lambda d: d["models"]["sd15"].update(variant="bf16", dtype="bfloat16"))
-    with pytest.raises(ModelAccessError, match=r"'sd15'.*no 'bf16' variant.*variant: null"):
-        load_pipeline("sd15", registry=reg, device="cpu")
+    pipe = load_pipeline("sd15", registry=reg, device="cpu")
+    assert "(the repo has no bf16 files for any component)" in capsys.readouterr().out
+    full = load_file(_file(offline_hub_dir, REG.get("sd15"), "unet/diffusion_pytorch_model.safetensors"))
+    assert torch.equal(pipe.unet.state_dict()["conv_in.weight"], full["conv_in.weight"]), "the full-precision files"
 
 
 def test_pickled_weights_refused_unless_entry_says_so(offline_hub_dir):
@@ -276,6 +278,20 @@ def test_each_component_falls_back_to_full_precision_on_its_own(offline_hub_dir,
     assert all(torch.equal(half[k].float(), te[k]) for k in half if k in te)
     image = pipe(**_inputs("text2img"), generator=torch.Generator().manual_seed(0)).images[0]
     assert image.std() > 0
+
+
+def test_a_repo_without_any_variant_files_loads_without_the_variant(offline_hub_dir, capsys):
+    reg = _mixed(offline_hub_dir, "no-variant-files", [])  # an fp16 entry, a snapshot with no fp16 file at all
+    folder = next((offline_hub_dir / "models--sdzoo-test--no-variant-files" / "snapshots").iterdir())
+    assert not [f for f in folder.rglob("*.safetensors") if ".fp16." in f.name]
+    pipe = load_pipeline("sd15", registry=reg, device="cpu")
+    out = capsys.readouterr().out
+    line = "[sd15] weights: full precision for safety_checker, text_encoder, unet, vae (the repo has no fp16 files for"
+    assert line in out, out
+    full = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(full[k], v) for k, v in pipe.unet.state_dict().items() if k in full)
+    image = pipe(**_inputs("text2img"), generator=torch.Generator().manual_seed(0)).images[0]
+    assert np.asarray(image).std() > 0
 
 
 def test_a_component_with_only_pickled_weights_is_refused_offline(offline_hub_dir):
