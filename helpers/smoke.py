@@ -36,7 +36,7 @@ def _shrink_one(name: str, value):
         return MAX_STEPS if value is None else min(value, MAX_STEPS)
     if "size" in name or name in ("height", "width"):
         return _size(value)
-    if name in ("num_images", "count"):
+    if name in ("num_images", "count", "repeats"):
         return min(value, MAX_ITEMS)
     return value
 

@@ -13,6 +13,7 @@ def test_on_shrinks_steps_sizes_and_counts(monkeypatch):
     monkeypatch.setenv(smoke.ENV, "1")
     assert smoke.shrink(steps=30, size=1024, seeds=[1, 2, 3], num_images=4) == (4, 64, [1, 2], 2)
     assert smoke.shrink(steps=1) == 1, "never grows work"
+    assert smoke.shrink(repeats=3) == 2, "a benchmark's timed repeats are a count"
     assert smoke.shrink(sizes=["1024x768", "512x512", "768x768"]) == ["80x64", "64x64"]
     assert smoke.shrink(models=["sd15", "sdxl-turbo", "flux-schnell"], prompt="a fox") == (
         ["sd15", "sdxl-turbo"],
