@@ -24,6 +24,25 @@ def test_ci_runs_the_readme_test_command():
     assert command in (ROOT / ".ci" / "run").read_text()
 
 
+def test_ci_installs_every_requirement_pinned_and_the_readme_says_the_same_torch():
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    ci, text = (ROOT / ".ci" / "run").read_text(), (ROOT / "README.md").read_text()
+    assert "-c constraints.txt" in ci
+    for name in ("torch", "torchvision"):  # a matching pair, the same in CI, the README and the constraints
+        assert f"{name}=={pins[name]}" in ci and f"{name}=={pins[name]}" in text
+    wanted = []
+    for path in ("requirements.txt", "requirements-dev.txt"):
+        for line in (ROOT / path).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line and not line.startswith("-"):
+                wanted.append(re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ]", line)[0]).lower())
+    assert [w for w in wanted if w not in pins] == [], "constraints.txt pins every requirement"
+
+
 def test_stale_table_is_detected(tmp_path):
     stale = tmp_path / "README.md"
     stale.write_text(f"# x\n{readme.BEGIN}\n| old |\n{readme.END}\n{readme.MEMORY_BEGIN}\n{readme.MEMORY_END}\n")
