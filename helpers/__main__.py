@@ -212,9 +212,8 @@ def _evaluate(args) -> int:
     out = args.out or os.path.join(args.folder, "scores.csv")
     table = evaluate.evaluate_folder(args.folder, args.metrics, args.reference, out, batch_size=args.batch_size,
                                      device=None if args.device == "auto" else args.device)  # fmt: skip
-    print(evaluate.markdown(table), file=sys.stderr)
-    print(out)
-    print(os.path.splitext(out)[0] + ".md")
+    print(evaluate.markdown(table))  # the table on stdout; where it was written on stderr
+    print(f"# written: {' and '.join(table.attrs['files'])}", file=sys.stderr)
     return 0
 
 
