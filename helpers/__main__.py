@@ -243,7 +243,8 @@ def _train(args) -> int:
         print(e, file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("stopped before training began; nothing was saved: rerun the same command to start", file=sys.stderr)
+        print("stopped outside the training steps; rerun the same command: it resumes from the last complete "
+              "checkpoint, if there is one", file=sys.stderr)  # fmt: skip
         return 130
     for path in result.files.values():
         print(path)
@@ -347,7 +348,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("kind", choices=["lora", "dreambooth", "textual-inversion"])
     s.add_argument("key", help="the base model (sd1, sd2 or sdxl family)")
     s.add_argument("--images", required=True, help="folder of images; NAME.txt beside NAME.png is its caption "
-                   "(else a zoo PNG's recipe prompt, else --instance-prompt)")
+                   "(else a zoo PNG's recipe prompt, else --instance-prompt)")  # fmt: skip
     s.add_argument("--out", help="output folder (default: adapters/NAME, where the zoo finds it by name)")
     s.add_argument("--name", help="the adapter's name, a file name: letters, digits, - and _ (default: KEY-KIND)")
     s.add_argument("--steps", type=int, default=500)

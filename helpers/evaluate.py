@@ -53,9 +53,15 @@ def settings_of(record, size: tuple[int, int] | None = None) -> dict:
         "lora": " ".join(f"{k}:{v:g}" for k, v in sorted(record.loras.items())),
         "controlnet": " ".join(f"{c['model']}:{c['scale']:g} ({c['start']:g}-{c['end']:g})" for c in record.controls),
         "ip_adapter": f"{record.image_prompt['model']}:{record.image_prompt['scale']:g}" if record.image_prompt else "",
-        "hires": (f"x{hires['scale']:g} strength {hires['strength']:g}, {hires['steps']} steps, {hires['upscaler']} "
-                  f"(first pass {record.width}x{record.height})") if hires else "",  # fmt: skip
+        "hires": _hires(hires, record) if hires else "",
     }
+
+
+def _hires(hires: dict, record) -> str:
+    return (
+        f"x{hires['scale']:g} strength {hires['strength']:g}, {hires['steps']} steps, {hires['upscaler']} "
+        f"(first pass {record.width}x{record.height})"
+    )
 
 
 def group_folder(folder) -> dict:
@@ -150,15 +156,9 @@ def score_groups(groups: dict, metrics, references=None, *, batch_size=32, devic
         bar.update(len(items))
     bar.close()
     table = pd.DataFrame(rows)
-    table.attrs["how"] = {m: judge.describe(m) if m != "kid" else _kid_how(scores) for m in metrics}
+    table.attrs["how"] = {m: judge.describe(m) for m in metrics}
     table.attrs["warnings"] = list(dict.fromkeys(notes))
     return table
-
-
-def _kid_how(scores: dict) -> str:
-    """KID's line names the subsets of the last group (the same for every group of the same size)."""
-    kid = scores["kid"]
-    return f"kid: {kid.extractor}; resize: {kid.resize}; {kid.implementation}"
 
 
 def evaluate_folder(folder, metrics=None, reference=None, out=None, *, batch_size=32, device=None, progress=True):
@@ -231,7 +231,7 @@ def write(table, out) -> list[Path]:
 def _cell(value) -> str:
     if isinstance(value, float):
         return "" if value != value else f"{value:.4g}"
-    return "" if value is None else str(value)
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")  # a prompt may hold either
 
 
 def markdown(table) -> str:

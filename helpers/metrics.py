@@ -307,7 +307,8 @@ def _describe(metric: str) -> tuple[str, str, str]:
         return extractor, "the model's BitImageProcessor (bicubic, shortest side, centre crop)", "helpers.metricmath"
     spec = reg.evaluator("fid-inception")
     what = "softmax of the 1008 logits without bias" if metric == "is" else "pool3, 2048-d"
-    return f"FID Inception-v3 {spec.file} ({what})", inception.RESIZE, "helpers.metricmath"
+    how = "helpers.metricmath" + (", 100 random subsets of min(1000, half the smaller set)" if metric == "kid" else "")
+    return f"FID Inception-v3 {spec.file} ({what})", inception.RESIZE, how
 
 
 def _small_set_warning(metric: str, n: int, n_ref: int | None) -> str | None:
@@ -369,9 +370,9 @@ def set_scores(images, references=None, metrics=("fid", "kid"), *, batch_size=32
             value, std = metricmath.frechet_distance(a, ref.dinov2(batch_size, device)), None
         warning = _small_set_warning(m, len(images), n_ref)
         extractor, resize, implementation = _describe(m)
-        if m == "kid":
+        if m == "kid":  # the subsets these sets got
             size = metricmath.kid_subset_size(len(images), n_ref, kid_options.get("subset_size", 1000))
-            implementation += f", {kid_options.get('subsets', 100)} random subsets of {size} images"
+            implementation = f"helpers.metricmath, {kid_options.get('subsets', 100)} random subsets of {size} images"
         out[m] = SetScore(m, value, std, len(images), n_ref, extractor, resize, implementation, warning)
     return out
 

@@ -170,13 +170,12 @@ class TrainResult:
     seconds: float = 0.0  # the whole call: loading, training, validation, saving
     train_seconds: float = 0.0  # the optimizer steps of this call only (what steps/s is made of)
     validation_seconds: float = 0.0  # validation images and checkpoints of this call
+    steps_this_call: int = 0  # a resumed run's earlier steps are not this call's
 
     @property
     def steps_per_s(self) -> float:
         """Training speed: this call's steps over their own time (validation and checkpoints left out)."""
         return self.steps_this_call / self.train_seconds if self.train_seconds else 0.0
-
-    steps_this_call: int = 0
 
 
 class Stopped(KeyboardInterrupt):
@@ -253,7 +252,10 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(preset.mixed_precision, torch.float32)
     device = "cpu" if acc.device.type == "cpu" else str(acc.device)
     policy = Policy("cpu" if device == "cpu" else "gpu", "training (planned by helpers.trainplan)")
-    items = traindata.load_folder(c.images, c.resolution, c.buckets, c.instance_prompt or "", _multiple(c.resolution))
+    # A zoo PNG's recipe prompt captions a LoRA's image; DreamBooth and textual inversion keep their instance prompt
+    # (its identifier or token is what they learn).
+    items = traindata.load_folder(c.images, c.resolution, c.buckets, c.instance_prompt or "", _multiple(c.resolution),
+                                  recipes=c.kind == "lora")  # fmt: skip
     pipe = load_pipeline(spec.key, device=device, dtype=weight_dtype, fast="off", memory=policy)
     pipe.set_progress_bar_config(disable=True)
     classes = _class_images(pipe, c, acc) if c.kind == "dreambooth" else []
@@ -281,9 +283,35 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
     pipe.unet.train()
     t0, s0, paused = time.perf_counter(), progress.step, 0.0
     try:
-        paused = _loop(pipe, c, acc, progress, items, classes, cache, noise_scheduler, generator, ti, optimizer,
-                       params, weight_dtype, per_epoch, bar, out, on_step)  # fmt: skip
-    except KeyboardInterrupt:
+        while progress.step < c.steps:
+            step = progress.step
+            epoch = traindata.batches(items, c.batch_size * acc.num_processes, c.seed, step // per_epoch)
+            batch = epoch[step % per_epoch]
+            mine = batch[acc.process_index :: acc.num_processes] or batch[:1]
+            cls = [len(items) + (step * c.batch_size + j) % len(classes) for j in range(len(mine))] if classes else []
+            loss = trainsteps.loss(pipe, cache, mine + cls, noise_scheduler, generator, c, ti, acc, weight_dtype,
+                                   len(mine))  # fmt: skip
+            acc.backward(loss)
+            trainsteps.sync_grads(acc, params)
+            if acc.sync_gradients and c.max_grad_norm:
+                acc.clip_grad_norm_(params, c.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = float(acc.reduce(loss.detach(), "mean"))
+            progress.losses.append(value)
+            progress.step += 1
+            rate = (progress.step - s0) / max(1e-9, time.perf_counter() - t0 - paused)  # training only
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", steps_per_s=f"{rate:.2f}")
+            pause = time.perf_counter()
+            if progress.step % c.validation_every == 0 or progress.step == c.steps:
+                _validate(pipe, c, progress.step, acc, ti)
+            if progress.step % c.checkpoint_every == 0 or progress.step == c.steps:
+                _checkpoint(acc, out, progress.step, c)
+            paused += time.perf_counter() - pause
+            if on_step is not None:
+                on_step(progress.step, value)
+    except KeyboardInterrupt:  # Ctrl-C, a stopped kernel: where it stopped and where a rerun resumes
         bar.close()
         done = _checkpoints(out)
         raise Stopped(progress.step, int(done[-1].name.split("-")[1]) if done else 0) from None
@@ -302,39 +330,6 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
     result.steps_this_call = progress.step - s0
     acc.end_training()
     return result
-
-
-def _loop(pipe, c, acc, progress, items, classes, cache, noise_scheduler, generator, ti, optimizer, params,
-          weight_dtype, per_epoch, bar, out, on_step) -> float:
-    """The optimizer steps, validating and checkpointing on schedule; returns the seconds those two took."""
-    t0, s0, paused = time.perf_counter(), progress.step, 0.0
-    while progress.step < c.steps:
-        step = progress.step
-        batch = traindata.batches(items, c.batch_size * acc.num_processes, c.seed, step // per_epoch)[step % per_epoch]
-        mine = batch[acc.process_index :: acc.num_processes] or batch[:1]
-        cls = [len(items) + (step * c.batch_size + j) % len(classes) for j in range(len(mine))] if classes else []
-        loss = trainsteps.loss(pipe, cache, mine + cls, noise_scheduler, generator, c, ti, acc, weight_dtype, len(mine))
-        acc.backward(loss)
-        trainsteps.sync_grads(acc, params)
-        if acc.sync_gradients and c.max_grad_norm:
-            acc.clip_grad_norm_(params, c.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        value = float(acc.reduce(loss.detach(), "mean"))
-        progress.losses.append(value)
-        progress.step += 1
-        rate = (progress.step - s0) / max(1e-9, time.perf_counter() - t0 - paused)  # training only
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}", steps_per_s=f"{rate:.2f}")
-        pause = time.perf_counter()
-        if progress.step % c.validation_every == 0 or progress.step == c.steps:
-            _validate(pipe, c, progress.step, acc, ti)
-        if progress.step % c.checkpoint_every == 0 or progress.step == c.steps:
-            _checkpoint(acc, out, progress.step, c)
-        paused += time.perf_counter() - pause
-        if on_step is not None:
-            on_step(progress.step, value)
-    return paused
 
 
 def _multiple(resolution: int) -> int:

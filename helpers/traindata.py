@@ -129,7 +129,11 @@ def captions(paths: list[Path], default_prompt: str = "", recipes: bool = True) 
 
 
 def load_folder(
-    folder: str | Path, resolution: int, buckets_on: bool = False, default_prompt: str = "", multiple: int = 64,
+    folder: str | Path,
+    resolution: int,
+    buckets_on: bool = False,
+    default_prompt: str = "",
+    multiple: int = 64,
     recipes: bool = True,
 ) -> list[Example]:
     """The images of a folder, each with its caption (see `captions`) or `default_prompt`, cropped for training."""

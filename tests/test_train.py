@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -232,6 +233,9 @@ def test_captions_that_are_not_name_txt_are_named_and_zoo_pngs_caption_themselve
     assert "caption-like files of 3 image(s) are not read" in said and "a.caption.txt" in said
     assert f"captioned with the prompt in their PNG's recipe: {zoo.name}" in said
     assert {i.source: i.prompt for i in items}[zoo.name] == "a zoo prompt"
+    with warnings.catch_warnings(record=True):  # DreamBooth and textual inversion: the instance prompt, always
+        items = traindata.load_folder(folder, 32, default_prompt="a photo", recipes=False)
+    assert {i.source: i.prompt for i in items}[zoo.name] == "a photo"
 
 
 def test_captions_buckets_and_the_data_hash(tmp_path):
