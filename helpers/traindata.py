@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 from .errors import ZooError
+from .records import read_record
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -73,8 +74,6 @@ def _recipe_prompt(path: Path) -> str:
     """The prompt in a PNG's generation recipe (the zoo's own, or the A1111 web UI's), or ""."""
     if path.suffix.lower() != ".png":
         return ""
-    from .records import read_record  # records sits beside this module; imported here to keep data loading light
-
     try:
         return read_record(path).prompt.strip()
     except ZooError:
