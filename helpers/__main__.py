@@ -212,9 +212,8 @@ def _evaluate(args) -> int:
     out = args.out or os.path.join(args.folder, "scores.csv")
     table = evaluate.evaluate_folder(args.folder, args.metrics, args.reference, out, batch_size=args.batch_size,
                                      device=None if args.device == "auto" else args.device)  # fmt: skip
-    print(evaluate.markdown(table), file=sys.stderr)
-    print(out)
-    print(os.path.splitext(out)[0] + ".md")
+    print(evaluate.markdown(table))  # the table on stdout; where it was written on stderr
+    print(f"# written: {' and '.join(table.attrs['files'])}", file=sys.stderr)
     return 0
 
 
@@ -229,16 +228,24 @@ def _names(text: str) -> list[str]:
 def _train(args) -> int:
     config = train.TrainConfig(
         args.kind, args.key, args.images, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
-        lr=args.lr, batch_size=args.batch_size, resolution=args.resolution, buckets=args.buckets,
+        alpha=args.alpha, lr=args.lr, batch_size=args.batch_size, resolution=args.resolution, buckets=args.buckets,
         instance_prompt=args.instance_prompt, class_prompt=args.class_prompt, num_class_images=args.num_class_images,
         token=args.token, init_word=args.init_word, num_vectors=args.num_vectors, seed=args.seed,
         validation_prompts=args.validation_prompt or [], validation_every=args.validation_every,
         validation_inference_steps=args.validation_steps, checkpoint_every=args.checkpoint_every, device=args.device,
     )  # fmt: skip
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the paths of the files written
-        if args.resume:
-            train.require_checkpoint(config)
-        result = train.train(config)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the paths of the files written
+            if args.resume:
+                train.require_checkpoint(config)
+            result = train.train(config)
+    except train.Stopped as e:  # Ctrl-C: one line, where it stopped and how to go on, no traceback
+        print(e, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("stopped outside the training steps; rerun the same command: it resumes from the last complete "
+              "checkpoint, if there is one", file=sys.stderr)  # fmt: skip
+        return 130
     for path in result.files.values():
         print(path)
     return 0
@@ -340,11 +347,13 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="fine-tune on a folder of images: LoRA, DreamBooth-LoRA, textual inversion")
     s.add_argument("kind", choices=["lora", "dreambooth", "textual-inversion"])
     s.add_argument("key", help="the base model (sd1, sd2 or sdxl family)")
-    s.add_argument("--images", required=True, help="folder of images; NAME.txt beside NAME.png is its caption")
+    s.add_argument("--images", required=True, help="folder of images; NAME.txt beside NAME.png is its caption "
+                   "(else a zoo PNG's recipe prompt, else --instance-prompt)")  # fmt: skip
     s.add_argument("--out", help="output folder (default: adapters/NAME, where the zoo finds it by name)")
-    s.add_argument("--name", help="the adapter's name (default: KEY-KIND)")
+    s.add_argument("--name", help="the adapter's name, a file name: letters, digits, - and _ (default: KEY-KIND)")
     s.add_argument("--steps", type=int, default=500)
     s.add_argument("--rank", type=int, default=4, help="LoRA rank")
+    s.add_argument("--alpha", type=float, help="LoRA alpha: the LoRA's scale is alpha/rank (default: the rank)")
     s.add_argument("--lr", type=float, help="learning rate (default: 1e-4 for LoRA, 5e-4 for textual inversion)")
     s.add_argument("--batch-size", type=int, default=1)
     s.add_argument("--resolution", type=int, help="training size (default: the model's native size)")

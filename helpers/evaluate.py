@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
+from PIL import Image
 from tqdm.auto import tqdm
 
 from . import metrics as judge
@@ -22,18 +24,61 @@ from .records import read_record
 
 DEFAULT_METRICS = ["clip", "pickscore"]
 LOWER_IS_BETTER = {"fid", "kid", "fd-dinov2"}
-GROUP_FIELDS = ["model", "steps", "guidance", "scheduler", "size"]
+GROUP_FIELDS = ["model", "steps", "guidance", "scheduler", "size"]  # always shown
+# Also grouped by, and shown when any image has them: what else in a recipe changes the picture.
+RECIPE_FIELDS = ["task", "negative", "options", "vae", "lora", "controlnet", "ip_adapter", "hires"]
 
 
-def settings_of(record) -> dict:
-    """The fields images are grouped by: model and the settings that change its pictures."""
+def _pairs(values: dict) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(values.items()))
+
+
+def settings_of(record, size: tuple[int, int] | None = None) -> dict:
+    """The fields images are grouped by: model and everything in its recipe that changes the picture.
+
+    `size` is the image's real (width, height); a hires-fixed recipe records its first pass's size (as A1111 does).
+    """
+    width, height = size or (record.width, record.height)
+    hires = record.hires
     return {
         "model": record.model,
         "steps": record.num_inference_steps,
         "guidance": record.guidance_scale,
         "scheduler": record.scheduler,
-        "size": f"{record.width}x{record.height}",
+        "size": f"{width}x{height}",
+        "task": "" if record.task == "text2img" else record.task,
+        "negative": record.negative_prompt or "",
+        "options": _pairs({**record.scheduler_options, **record.extra}),
+        "vae": record.vae,
+        "lora": " ".join(f"{k}:{v:g}" for k, v in sorted(record.loras.items())),
+        "controlnet": " ".join(f"{c['model']}:{c['scale']:g} ({c['start']:g}-{c['end']:g})" for c in record.controls),
+        "ip_adapter": f"{record.image_prompt['model']}:{record.image_prompt['scale']:g}" if record.image_prompt else "",
+        "hires": _hires(hires, record) if hires else "",
     }
+
+
+def _hires(hires: dict, record) -> str:
+    return (
+        f"x{hires['scale']:g} strength {hires['strength']:g}, {hires['steps']} steps, {hires['upscaler']} "
+        f"(first pass {record.width}x{record.height})"
+    )
+
+
+def group_folder(folder) -> dict:
+    """{label fields (tuple of pairs): [(path, prompt), ...]} of the PNGs under `folder`, grouped by `settings_of`.
+
+    The recipe fields no image has (no LoRA anywhere, say) are left out of the labels.
+    """
+    found = []
+    for path, rec in read_folder(folder):
+        with Image.open(path) as im:
+            found.append((path, rec, settings_of(rec, im.size)))
+    used = [f for f in RECIPE_FIELDS if any(fields[f] for _, _, fields in found)]
+    groups: dict = {}
+    for path, rec, fields in found:
+        label = tuple((k, fields[k]) for k in [*GROUP_FIELDS, *used])
+        groups.setdefault(label, []).append((path, rec.prompt))
+    return groups
 
 
 def read_folder(folder) -> list[tuple[Path, object]]:
@@ -81,15 +126,24 @@ def _row(fields: dict, scores: dict, n: int) -> dict:
     return row
 
 
+def _describe_group(label) -> str:
+    return "the group " + ", ".join(f"{k} {v}" for k, v in label if v not in ("", None))
+
+
 def score_groups(groups: dict, metrics, references=None, *, batch_size=32, device=None, progress=True):
     """groups: {label fields (tuple of pairs): [(image or path, prompt), ...]} -> a DataFrame, a row a group.
 
-    The table's `attrs` hold how each metric was computed (`how`) and the small-sample warnings (`warnings`).
+    Every group's size is checked against the metrics before any network runs. The table's `attrs` hold how each
+    metric was computed (`how`) and the small-sample warnings (`warnings`).
     """
     import pandas as pd
 
     metrics = check_metrics(metrics)
+    judge.check_batch_size(batch_size)
     refs = reference_images(references)
+    for label, items in groups.items():
+        judge.check_set_sizes(metrics, len(items), len(refs.images) if refs is not None else None,
+                              _describe_group(label))  # fmt: skip
     rows, notes = [], []
     bar = tqdm(total=sum(len(v) for v in groups.values()), desc="scoring", unit="image", disable=not progress)
     for label, items in groups.items():
@@ -108,36 +162,76 @@ def score_groups(groups: dict, metrics, references=None, *, batch_size=32, devic
 
 
 def evaluate_folder(folder, metrics=None, reference=None, out=None, *, batch_size=32, device=None, progress=True):
-    """Score every PNG with a recipe under `folder`, grouped by model and settings; write `out` (CSV or JSON) + .md."""
+    """Score every PNG with a recipe under `folder`, grouped by model and settings; write `out` (CSV or JSON) + .md.
+
+    `out` is checked before anything is scored, and an existing results file is never replaced: the table then
+    goes to a new name (`scores-2.csv`), said in a warning; `table.attrs["files"]` holds the paths written.
+    """
     metrics = check_metrics(metrics or DEFAULT_METRICS)
-    groups: dict = {}
-    for path, rec in read_folder(folder):
-        groups.setdefault(tuple(settings_of(rec).items()), []).append((path, rec.prompt))
+    judge.check_batch_size(batch_size)
+    target = None if out is None else free_name(check_out(out))
+    groups = group_folder(folder)
     table = score_groups(groups, metrics, reference, batch_size=batch_size, device=device,
                          progress=progress)  # fmt: skip
-    if out is not None:
-        write(table, out)
+    if target is not None:
+        table.attrs["files"] = [str(p) for p in write(table, target)]
     return table
 
 
+def check_out(out) -> Path:
+    """A results path that can be written (a .csv or .json file in a folder that can be made), or a `ZooError`."""
+    out = Path(out)
+    if out.is_dir():
+        raise ZooError(f"--out {out} is a folder: give a file in it, such as {out / 'scores.csv'}")
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise ZooError(f"--out {out}: give a file ending in .csv or .json (a .md table is written beside it)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise ZooError(f"--out {out}: results cannot be written there ({e.strerror or e}); choose another") from None
+    return out
+
+
+def free_name(out: Path) -> Path:
+    """`out`, or `STEM-2.csv`, `STEM-3.csv`... when it or its .md table exists already (earlier results are kept)."""
+    n, path = 1, out
+    while path.exists() or path.with_suffix(".md").exists():
+        n += 1
+        path = out.with_name(f"{out.stem}-{n}{out.suffix}")
+    if path != out:
+        warnings.warn(f"{out} exists and is kept: these results go to {path} and {path.with_suffix('.md')}",
+                      stacklevel=3)  # fmt: skip
+    return path
+
+
 def write(table, out) -> list[Path]:
-    """`out` as CSV (or JSON if it ends in .json), and a markdown table beside it; returns both paths."""
+    """`out` as CSV (or JSON if it ends in .json), and a markdown table beside it; returns both paths.
+
+    Neither file may exist already (`free_name` picks one that does not): results are never replaced.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".json":
         data = {"rows": json.loads(table.to_json(orient="records")), **table.attrs}
-        out.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        text = json.dumps(data, indent=2, ensure_ascii=False)
     else:
-        table.to_csv(out, index=False)
+        text = table.to_csv(index=False)
     md = out.with_suffix(".md")
-    md.write_text(markdown(table) + "\n", encoding="utf-8")
+    for path, content in ((out, text), (md, markdown(table) + "\n")):
+        try:
+            with open(path, "x", encoding="utf-8", newline="") as f:
+                f.write(content)
+        except FileExistsError:
+            raise ZooError(f"{path} exists and is kept: write these results under another name") from None
     return [out, md]
 
 
 def _cell(value) -> str:
     if isinstance(value, float):
         return "" if value != value else f"{value:.4g}"
-    return "" if value is None else str(value)
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")  # a prompt may hold either
 
 
 def markdown(table) -> str:

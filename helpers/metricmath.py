@@ -70,12 +70,27 @@ def polynomial_mmd(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float =
     return float(sxx + syy - 2 * kxy.mean())
 
 
+def kid_subset_size(n_a: int, n_b: int, subset_size: int = 1000) -> int:
+    """The size of KID's random subsets: `subset_size`, but at most half the smaller set.
+
+    Subsets as large as the sets are all the same set, and their std is 0 whatever the sets; torch-fidelity refuses
+    sets smaller than its subsets. Half the smaller set keeps the subsets different, so the std measures a spread.
+    """
+    return min(subset_size, min(n_a, n_b) // 2)
+
+
 def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """Kernel Inception distance: mean and std of the unbiased MMD^2 over random subsets (as torch-fidelity)."""
+    """Kernel Inception distance: mean and std of the unbiased MMD^2 over random subsets (Bińkowski et al. 2018).
+
+    As torch-fidelity, except that the subsets hold at most half the smaller set (`kid_subset_size`).
+    """
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
-    size = min(subset_size, len(a), len(b))
+    size = kid_subset_size(len(a), len(b), subset_size)
     if size < 2:
-        raise ValueError(f"KID needs at least 2 images in each set; got {len(a)} and {len(b)}")
+        raise ValueError(
+            f"KID needs at least 4 images in each set (its subsets hold half the smaller set, and at least 2); "
+            f"got {len(a)} and {len(b)}"
+        )
     rng = np.random.default_rng(seed)
     values = [
         polynomial_mmd(a[rng.choice(len(a), size, replace=False)], b[rng.choice(len(b), size, replace=False)])

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import inception, metricmath
+from . import inception, metricmath, quiet
 from .devices import pick_device
 from .errors import ZooError
 from .registry import default as default_registry
@@ -42,6 +42,9 @@ PER_IMAGE = {  # name -> (evaluator, needs): each image gets a number
     "clip-i": ("clip-vit-l-14", "references"),
 }
 PER_SET = {"fid": "references", "kid": "references", "fd-dinov2": "references", "is": None}  # one number a set
+# The fewest images a set metric is defined for, in each set: a Gaussian's covariance needs 2; KID's subsets hold half
+# the smaller set and at least 2 (helpers.metricmath.kid_subset_size).
+MIN_SET = {"fid": 2, "fd-dinov2": 2, "kid": 4, "is": 1}
 METRICS = [*PER_IMAGE, *PER_SET]
 
 
@@ -87,19 +90,8 @@ def _device_and_dtype(key: str, device, dtype) -> tuple[str, torch.dtype]:
 def _load(key: str, device: str, dtype: torch.dtype) -> Judge:
     spec = default_registry().evaluator(key)
     try:
-        if spec.kind == "inception":
-            model, processor = _load_inception(spec), None
-        elif spec.kind == "dinov2":
-            from transformers import AutoImageProcessor, Dinov2Model
-
-            model = Dinov2Model.from_pretrained(spec.repo, revision=spec.revision, dtype=dtype)
-            processor = AutoImageProcessor.from_pretrained(spec.repo, revision=spec.revision)
-        else:
-            from transformers import CLIPModel, CLIPProcessor
-
-            model = CLIPModel.from_pretrained(spec.repo, revision=spec.revision, dtype=dtype)
-            where = (spec.processor, spec.processor_revision) if spec.processor else (spec.repo, spec.revision)
-            processor = CLIPProcessor.from_pretrained(where[0], revision=where[1])
+        with quiet.loading():  # no "Loading weights" bars: the scoring bar says what runs
+            model, processor = _load_network(spec, dtype)
     except OSError as e:
         source = spec.url or f"https://huggingface.co/{spec.repo} (revision {spec.revision})"
         raise ZooError(
@@ -107,6 +99,22 @@ def _load(key: str, device: str, dtype: torch.dtype) -> Judge:
             "(HF_HUB_OFFLINE=1) it must be in the cache already: run the same call once with network."
         ) from None
     return Judge(spec, model.to(device, dtype).eval(), processor, device, dtype)
+
+
+def _load_network(spec, dtype: torch.dtype):
+    """(model, processor) of an evaluator entry."""
+    if spec.kind == "inception":
+        return _load_inception(spec), None
+    if spec.kind == "dinov2":
+        from transformers import AutoImageProcessor, Dinov2Model
+
+        model = Dinov2Model.from_pretrained(spec.repo, revision=spec.revision, dtype=dtype)
+        return model, AutoImageProcessor.from_pretrained(spec.repo, revision=spec.revision)
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(spec.repo, revision=spec.revision, dtype=dtype)
+    where = (spec.processor, spec.processor_revision) if spec.processor else (spec.repo, spec.revision)
+    return model, CLIPProcessor.from_pretrained(where[0], revision=where[1])
 
 
 def _load_inception(spec) -> inception.FIDInceptionV3:
@@ -170,7 +178,29 @@ def _prompts(prompts, n: int) -> list[str]:
     return prompts
 
 
+def check_batch_size(size) -> int:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ZooError(f"batch size {size!r}: give a whole number of 1 or more (--batch-size)")
+    return size
+
+
+def check_set_sizes(metrics, n: int, n_reference: int | None, what: str = "the images") -> None:
+    """A `ZooError` naming the metric and the set when a set metric is asked of too few images."""
+    for m in metrics:
+        need = MIN_SET.get(m)
+        if need is None:
+            continue
+        if n < need:
+            raise ZooError(f"{m} needs at least {need} images in each set; {what} has {n}: add images, or drop {m}")
+        if PER_SET[m] and n_reference is not None and n_reference < need:
+            raise ZooError(
+                f"{m} needs at least {need} images in each set; the reference has {n_reference}: add reference "
+                f"images, or drop {m}"
+            )
+
+
 def _batches(items: list, size: int):
+    check_batch_size(size)
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -277,7 +307,8 @@ def _describe(metric: str) -> tuple[str, str, str]:
         return extractor, "the model's BitImageProcessor (bicubic, shortest side, centre crop)", "helpers.metricmath"
     spec = reg.evaluator("fid-inception")
     what = "softmax of the 1008 logits without bias" if metric == "is" else "pool3, 2048-d"
-    return f"FID Inception-v3 {spec.file} ({what})", inception.RESIZE, "helpers.metricmath"
+    how = "helpers.metricmath" + (", 100 random subsets of min(1000, half the smaller set)" if metric == "kid" else "")
+    return f"FID Inception-v3 {spec.file} ({what})", inception.RESIZE, how
 
 
 def _small_set_warning(metric: str, n: int, n_ref: int | None) -> str | None:
@@ -322,6 +353,8 @@ def set_scores(images, references=None, metrics=("fid", "kid"), *, batch_size=32
     ref = references if isinstance(references, Reference) or references is None else Reference(as_images(references))
     if ref is None and any(PER_SET[m] for m in metrics):
         raise ZooError(f"{[m for m in metrics if PER_SET[m]]} compare two sets: give reference images")
+    check_batch_size(batch_size)
+    check_set_sizes(metrics, len(images), len(ref.images) if ref is not None else None)
     inc = inception_outputs(images, batch_size, device) if {"fid", "kid", "is"} & set(metrics) else None
     out = {}
     for m in metrics:
@@ -336,7 +369,11 @@ def set_scores(images, references=None, metrics=("fid", "kid"), *, batch_size=32
             a = image_embeddings(judge("dinov2-base", device), images, batch_size)
             value, std = metricmath.frechet_distance(a, ref.dinov2(batch_size, device)), None
         warning = _small_set_warning(m, len(images), n_ref)
-        out[m] = SetScore(m, value, std, len(images), n_ref, *_describe(m), warning)
+        extractor, resize, implementation = _describe(m)
+        if m == "kid":  # the subsets these sets got
+            size = metricmath.kid_subset_size(len(images), n_ref, kid_options.get("subset_size", 1000))
+            implementation = f"helpers.metricmath, {kid_options.get('subsets', 100)} random subsets of {size} images"
+        out[m] = SetScore(m, value, std, len(images), n_ref, extractor, resize, implementation, warning)
     return out
 
 
@@ -368,6 +405,7 @@ def score(images, prompts=None, metrics=("clip",), references=None, *, batch_siz
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ZooError(f"unknown metric(s) {unknown}; choose from {METRICS}")
+    check_batch_size(batch_size)
     images = as_images(images)
     out = {}
     for m in metrics:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ from .versions import versions
 _NOT_IN_FINGERPRINT = ("out", "steps", "device", "validation_every", "validation_prompts", "validation_seeds",
                        "validation_inference_steps", "checkpoint_every", "keep_checkpoints")  # fmt: skip
 DEFAULT_LR = {"lora": 1e-4, "dreambooth": 1e-4, "textual-inversion": 5e-4}
+# A name is a file and folder name and a peft adapter name (which may not hold "."): letters, digits, - and _.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+# The command line's flag of each field whose name differs from it.
+FLAGS = {"validation_inference_steps": "validation-steps"}
 
 
 @dataclass
@@ -80,11 +85,13 @@ class TrainConfig:
         c = dataclasses.replace(self)
         if c.kind not in trainplan.KINDS:
             raise ZooError(f"unknown training kind '{c.kind}'; use one of {', '.join(trainplan.KINDS)}")
-        c.name = c.name or f"{spec.key}-{c.kind}"
+        c.name = check_name(c.name) if c.name is not None else f"{spec.key}-{c.kind}".replace(".", "-")
         c.out = str(c.out or trainexport.adapters_dir() / c.name)
-        c.alpha = float(c.alpha or c.rank)
-        c.lr = c.lr or DEFAULT_LR[c.kind]
-        c.resolution = c.resolution or spec.resolution
+        c.alpha = c.rank if c.alpha is None else c.alpha  # 0 is refused below, not replaced by a default
+        c.lr = DEFAULT_LR[c.kind] if c.lr is None else c.lr
+        c.resolution = spec.resolution if c.resolution is None else c.resolution
+        check_numbers(c)
+        c.alpha = float(c.alpha)
         if c.kind == "textual-inversion":
             c.token = c.token or f"<{c.name}>"
             c.instance_prompt = c.instance_prompt or trainsteps.TI_TEMPLATES[0].format(c.token)
@@ -101,6 +108,54 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _flag(field_name: str) -> str:
+    return "--" + FLAGS.get(field_name, field_name.replace("_", "-"))
+
+
+def check_name(name: str) -> str:
+    """An adapter name: a file name (it becomes adapters/NAME/NAME.safetensors), not a path; said once, up front."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ZooError(
+            f"--name {name!r}: a name is a file name, not a path: letters, digits, '-' and '_' (no '/', no '.', "
+            f"at most 100), starting with a letter or digit; it becomes adapters/NAME/NAME.safetensors and the "
+            f"name you load it by. For example --name {_suggest(name)}"
+        )
+    return name
+
+
+def _suggest(name) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", str(name)).strip("-_")[:100] or "my-style"
+
+
+def check_numbers(c: TrainConfig) -> None:
+    """Every number of a run checked before anything loads, each refused with its flag and what it takes."""
+    whole = {"steps": 1, "rank": 1, "batch_size": 1, "num_vectors": 1, "validation_every": 1,
+             "checkpoint_every": 1, "keep_checkpoints": 1, "num_class_images": 1}  # fmt: skip
+    if c.validation_inference_steps is not None:
+        whole["validation_inference_steps"] = 1
+    for name, least in whole.items():
+        value = getattr(c, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ZooError(f"{_flag(name)} {value}: give a whole number of {least} or more")
+    for name in ("lr", "alpha"):
+        value = getattr(c, name)
+        if not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+            raise ZooError(f"{_flag(name)} {value}: give a number above 0")
+    for name in ("max_grad_norm", "prior_loss_weight"):
+        value = getattr(c, name)
+        if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise ZooError(f"{_flag(name)} {value}: give a number of 0 or more")
+    r = c.resolution
+    if not isinstance(r, int) or isinstance(r, bool) or r < 8 or r % 8:
+        near = max(8, round(r / 8) * 8) if isinstance(r, (int, float)) and r > 0 else 512
+        raise ZooError(
+            f"--resolution {r}: give a multiple of 8 (the VAE makes latents 8 times smaller, and the validation "
+            f"images need it), such as {near}"
+        )
+    if not c.validation_seeds:
+        raise ZooError("validation_seeds is empty: give at least one seed for the validation images")
+
+
 @dataclass
 class TrainResult:
     name: str
@@ -112,7 +167,28 @@ class TrainResult:
     metadata: dict
     preset: trainplan.Preset
     estimate: trainplan.Estimate
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole call: loading, training, validation, saving
+    train_seconds: float = 0.0  # the optimizer steps of this call only (what steps/s is made of)
+    validation_seconds: float = 0.0  # validation images and checkpoints of this call
+    steps_this_call: int = 0  # a resumed run's earlier steps are not this call's
+
+    @property
+    def steps_per_s(self) -> float:
+        """Training speed: this call's steps over their own time (validation and checkpoints left out)."""
+        return self.steps_this_call / self.train_seconds if self.train_seconds else 0.0
+
+
+class Stopped(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C, a stopped kernel); says where, and from where a rerun resumes."""
+
+    def __init__(self, step: int, resume_from: int):
+        super().__init__(step, resume_from)
+        self.step, self.resume_from = step, resume_from
+
+    def __str__(self) -> str:
+        if self.resume_from:
+            return f"stopped at step {self.step}; rerun the same command to resume from step {self.resume_from}"
+        return f"stopped at step {self.step}, before the first checkpoint; rerun the same command to start again"
 
 
 class _Progress:
@@ -176,9 +252,12 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(preset.mixed_precision, torch.float32)
     device = "cpu" if acc.device.type == "cpu" else str(acc.device)
     policy = Policy("cpu" if device == "cpu" else "gpu", "training (planned by helpers.trainplan)")
+    # A zoo PNG's recipe prompt captions a LoRA's image; DreamBooth and textual inversion keep their instance prompt
+    # (its identifier or token is what they learn).
+    items = traindata.load_folder(c.images, c.resolution, c.buckets, c.instance_prompt or "", _multiple(c.resolution),
+                                  recipes=c.kind == "lora")  # fmt: skip
     pipe = load_pipeline(spec.key, device=device, dtype=weight_dtype, fast="off", memory=policy)
     pipe.set_progress_bar_config(disable=True)
-    items = traindata.load_folder(c.images, c.resolution, c.buckets, c.instance_prompt or "", _multiple(c.resolution))
     classes = _class_images(pipe, c, acc) if c.kind == "dreambooth" else []
     acc.wait_for_everyone()
 
@@ -202,38 +281,53 @@ def train(config: TrainConfig, on_step=None) -> TrainResult:
     per_epoch = len(traindata.batches(items, c.batch_size * acc.num_processes, c.seed, 0))
     bar = tqdm(total=c.steps, initial=progress.step, desc=f"{c.name}", disable=not main, unit="step")
     pipe.unet.train()
-    t0, s0 = time.perf_counter(), progress.step
-    while progress.step < c.steps:
-        step = progress.step
-        batch = traindata.batches(items, c.batch_size * acc.num_processes, c.seed, step // per_epoch)[step % per_epoch]
-        mine = batch[acc.process_index :: acc.num_processes] or batch[:1]
-        cls = [len(items) + (step * c.batch_size + j) % len(classes) for j in range(len(mine))] if classes else []
-        loss = trainsteps.loss(pipe, cache, mine + cls, noise_scheduler, generator, c, ti, acc, weight_dtype, len(mine))
-        acc.backward(loss)
-        trainsteps.sync_grads(acc, params)
-        if acc.sync_gradients and c.max_grad_norm:
-            acc.clip_grad_norm_(params, c.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        value = float(acc.reduce(loss.detach(), "mean"))
-        progress.losses.append(value)
-        progress.step += 1
-        rate = (progress.step - s0) / max(1e-9, time.perf_counter() - t0)
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}", steps_per_s=f"{rate:.2f}")
-        if progress.step % c.validation_every == 0 or progress.step == c.steps:
-            _validate(pipe, c, progress.step, acc, ti)
-        if progress.step % c.checkpoint_every == 0 or progress.step == c.steps:
-            _checkpoint(acc, out, progress.step, c)
-        if on_step is not None:
-            on_step(progress.step, value)
+    t0, s0, paused = time.perf_counter(), progress.step, 0.0
+    try:
+        while progress.step < c.steps:
+            step = progress.step
+            epoch = traindata.batches(items, c.batch_size * acc.num_processes, c.seed, step // per_epoch)
+            batch = epoch[step % per_epoch]
+            mine = batch[acc.process_index :: acc.num_processes] or batch[:1]
+            cls = [len(items) + (step * c.batch_size + j) % len(classes) for j in range(len(mine))] if classes else []
+            loss = trainsteps.loss(pipe, cache, mine + cls, noise_scheduler, generator, c, ti, acc, weight_dtype,
+                                   len(mine))  # fmt: skip
+            acc.backward(loss)
+            trainsteps.sync_grads(acc, params)
+            if acc.sync_gradients and c.max_grad_norm:
+                acc.clip_grad_norm_(params, c.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = float(acc.reduce(loss.detach(), "mean"))
+            progress.losses.append(value)
+            progress.step += 1
+            rate = (progress.step - s0) / max(1e-9, time.perf_counter() - t0 - paused)  # training only
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", steps_per_s=f"{rate:.2f}")
+            pause = time.perf_counter()
+            if progress.step % c.validation_every == 0 or progress.step == c.steps:
+                _validate(pipe, c, progress.step, acc, ti)
+            if progress.step % c.checkpoint_every == 0 or progress.step == c.steps:
+                _checkpoint(acc, out, progress.step, c)
+            paused += time.perf_counter() - pause
+            if on_step is not None:
+                on_step(progress.step, value)
+    except KeyboardInterrupt:  # Ctrl-C, a stopped kernel: where it stopped and where a rerun resumes
+        bar.close()
+        done = _checkpoints(out)
+        raise Stopped(progress.step, int(done[-1].name.split("-")[1]) if done else 0) from None
+    elapsed = time.perf_counter() - t0
     bar.close()
     acc.wait_for_everyone()
     files = _export(pipe, c, spec, trained, ti, progress, items, classes) if main else {}
     grid = validation_grid(out) if main else None
+    if grid is not None:
+        files["grid"] = out / "validation" / "grid.png"
+        grid.save(files["grid"])
     meta = json.loads(files["metadata"].read_text()) if main else {}
     result = TrainResult(c.name, out, files, progress.losses, _validation_paths(out), grid, meta, preset, est)
     result.seconds = time.perf_counter() - started
+    result.train_seconds, result.validation_seconds = elapsed - paused, paused
+    result.steps_this_call = progress.step - s0
     acc.end_training()
     return result
 
@@ -253,7 +347,7 @@ def _class_images(pipe, c: TrainConfig, acc) -> list:
                           height=c.resolution, width=c.resolution)  # fmt: skip
         result.save(folder)
     acc.wait_for_everyone()
-    items = traindata.load_folder(folder, c.resolution, False, c.class_prompt, _multiple(c.resolution))
+    items = traindata.load_folder(folder, c.resolution, False, c.class_prompt, _multiple(c.resolution), recipes=False)
     return [dataclasses.replace(i, prompt=c.class_prompt) for i in items[: c.num_class_images]]
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
 from .errors import ZooError
+from .records import read_record
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -58,10 +60,82 @@ def fit(image: Image.Image, width: int, height: int) -> tuple[Image.Image, tuple
     return resized.crop((left, top, left + width, top + height)), (top, left)
 
 
+def _near_misses(path: Path, names: list[str], taken: set[str]) -> list[str]:
+    """Files that look meant as `path`'s caption but are not its `NAME.txt` (NAME.caption.txt, NAME.png.txt, NAME.TXT).
+
+    `taken`: the exact caption names of every image, which belong to their own image.
+    """
+    stem = path.stem.lower()
+    return [n for n in names if n not in taken and n.lower().endswith((".txt", ".caption"))
+            and (n.lower().startswith(stem + "."))]  # fmt: skip
+
+
+def _recipe_prompt(path: Path) -> str:
+    """The prompt in a PNG's generation recipe (the zoo's own, or the A1111 web UI's), or ""."""
+    if path.suffix.lower() != ".png":
+        return ""
+    try:
+        return read_record(path).prompt.strip()
+    except ZooError:
+        return ""
+
+
+def _names(paths) -> str:
+    names = [p if isinstance(p, str) else p.name for p in paths]
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def captions(paths: list[Path], default_prompt: str = "", recipes: bool = True) -> list[tuple[str, str]]:
+    """(prompt, caption text) of each image: its `NAME.txt`, else its PNG recipe's prompt, else `default_prompt`.
+
+    Says in a warning which images took their recipe's prompt, and which caption-like files were not read (and
+    why); an image left with no prompt at all is an error that names every such image and what to do.
+    """
+    folder_names = sorted(p.name for p in paths[0].parent.iterdir()) if paths else []
+    taken = {p.with_suffix(".txt").name for p in paths}
+    out, from_recipe, missing, misses = [], [], [], {}
+    for path in paths:
+        caption = path.with_suffix(".txt")
+        text = caption.read_text(encoding="utf-8").strip() if caption.is_file() else ""
+        if not text:
+            near = _near_misses(path, folder_names, taken)
+            if near:
+                misses[path.name] = near
+            text = _recipe_prompt(path) if recipes else ""
+            if text:
+                from_recipe.append(path)
+        if not (text or default_prompt):
+            missing.append(path)
+        out.append((text or default_prompt, text))
+    if missing:
+        why = "; ".join(
+            f"{p.name}: " + (f"{', '.join(misses[p.name])} is not NAME.txt" if p.name in misses else "no " +
+                             p.with_suffix(".txt").name) for p in missing[:5])  # fmt: skip
+        raise ZooError(
+            f"{len(missing)} image(s) have no caption and no default prompt was given ({why}"
+            f"{' and more' if len(missing) > 5 else ''}): add NAME.txt beside each, or give --instance-prompt"
+        )
+    if misses:
+        detail = "; ".join(f"{img}: {', '.join(n)}" for img, n in list(misses.items())[:5])
+        warnings.warn(
+            f"caption-like files of {len(misses)} image(s) are not read, because a caption is NAME.txt beside "
+            f"NAME.png, in the same case ({detail}): rename them to read them", stacklevel=3,
+        )  # fmt: skip
+    if from_recipe:
+        warnings.warn(f"{len(from_recipe)} image(s) have no NAME.txt caption and are captioned with the prompt in "
+                      f"their PNG's recipe: {_names(from_recipe)}", stacklevel=3)  # fmt: skip
+    return out
+
+
 def load_folder(
-    folder: str | Path, resolution: int, buckets_on: bool = False, default_prompt: str = "", multiple: int = 64
+    folder: str | Path,
+    resolution: int,
+    buckets_on: bool = False,
+    default_prompt: str = "",
+    multiple: int = 64,
+    recipes: bool = True,
 ) -> list[Example]:
-    """The images of a folder, each with its caption file's text (or `default_prompt`), cropped for training."""
+    """The images of a folder, each with its caption (see `captions`) or `default_prompt`, cropped for training."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ZooError(f"--images {folder}: no such folder; give a folder of .png/.jpg images")
@@ -70,12 +144,7 @@ def load_folder(
         raise ZooError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     sizes = buckets(resolution, multiple) if buckets_on else [(resolution, resolution)]
     items = []
-    for path in paths:
-        caption = path.with_suffix(".txt")
-        text = caption.read_text(encoding="utf-8").strip() if caption.is_file() else ""
-        prompt = text or default_prompt
-        if not prompt:
-            raise ZooError(f"{path.name} has no caption file ({caption.name}) and no default prompt was given")
+    for path, (prompt, text) in zip(paths, captions(paths, default_prompt, recipes), strict=True):
         raw = path.read_bytes()
         try:
             with Image.open(path) as im:

@@ -68,9 +68,11 @@ def save_lora(pipe, unet_layers: dict, out_dir: Path, name: str, rank: int, alph
 
     out_dir.mkdir(parents=True, exist_ok=True)
     layers = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in unet_layers.items()}
-    type(pipe).save_lora_weights(
-        out_dir, unet_lora_layers=convert_state_dict_to_diffusers(layers), weight_name=f"{name}.safetensors"
-    )
+    # peft's config (rank, alpha, targets) goes into the file's metadata, where `load_lora_weights` reads it back:
+    # without it diffusers assumes alpha = rank, and a LoRA trained with another alpha gives other pixels.
+    config = pipe.unet.peft_config["default"].to_dict()
+    type(pipe).save_lora_weights(out_dir, unet_lora_layers=convert_state_dict_to_diffusers(layers),
+                                 weight_name=f"{name}.safetensors", unet_lora_adapter_metadata=config)  # fmt: skip
     diffusers_path = out_dir / f"{name}.safetensors"
     peft_keys = {f"unet.{k}": v for k, v in layers.items()}
     kohya = convert_state_dict_to_kohya(peft_keys)

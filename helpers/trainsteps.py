@@ -27,6 +27,7 @@ class Embedding:
 
     def __init__(self, tok, enc, token: str, init_word: str, num_vectors: int):
         tokens = [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
+        check_token(tok, token)
         if tok.add_tokens(tokens) != num_vectors:
             raise ZooError(f"the tokenizer already has the token '{token}'; choose another --token")
         init = tok.encode(init_word, add_special_tokens=False)
@@ -55,6 +56,17 @@ class Embedding:
 
     def vectors(self) -> torch.Tensor:
         return self.param.detach()
+
+
+def check_token(tok, token: str) -> None:
+    """Refuse a token the tokenizer already reads as one of its own: training it would change every prompt with it."""
+    ids = tok.encode(token, add_special_tokens=False)
+    if token in tok.get_vocab() or len(ids) == 1:
+        raise ZooError(
+            f"--token '{token}': the tokenizer already knows it (as '{tok.convert_ids_to_tokens(ids)[0]}'), so "
+            f"training it would change every prompt that uses it. Choose a string it does not know, such as "
+            f"'<{token.strip('<>')}-concept>'"
+        )
 
 
 class TokenVectors:

@@ -50,9 +50,21 @@ def test_kid_is_the_mean_of_a_direct_unbiased_mmd_over_subsets():
     mmd = (k(a, a).sum() - np.trace(k(a, a))) / (m * (m - 1))
     mmd += (k(b, b).sum() - np.trace(k(b, b))) / (n * (n - 1)) - 2 * k(a, b).mean()
     assert metricmath.polynomial_mmd(a, b) == pytest.approx(mmd, rel=1e-10)
-    mean, std = metricmath.kid(a, b, subsets=5, subset_size=100)  # subsets as large as the sets: all the same
-    assert mean == pytest.approx(mmd, rel=1e-10) and std == pytest.approx(0, abs=1e-12)
+    mean, std = metricmath.kid(a, b, subsets=1, subset_size=1000, seed=3)  # one subset: half of each set
+    rng = np.random.default_rng(3)
+    half = a[rng.choice(40, 20, replace=False)], b[rng.choice(40, 20, replace=False)]
+    assert mean == pytest.approx(metricmath.polynomial_mmd(*half), rel=1e-10)
     assert metricmath.kid(a, b, subset_size=10)[1] > 0  # random subsets: a spread, reported
+
+
+def test_kid_subsets_are_smaller_than_the_sets_so_its_std_measures_a_spread():
+    a, b = _features(40, 8, 4), _features(40, 8, 5, shift=0.3)
+    assert metricmath.kid_subset_size(40, 40, 1000) == 20 and metricmath.kid_subset_size(5000, 3000, 1000) == 1000
+    _, std = metricmath.kid(a, b, subset_size=1000)  # the default, with sets far below it (README, notebook 10)
+    spread = [metricmath.polynomial_mmd(a[i : i + 20], b[i : i + 20]) for i in (0, 10, 20)]
+    assert std > 0.1 * np.std(spread)  # subsets as large as the sets were all the same set: std 0
+    with pytest.raises(ValueError, match="KID needs at least 4 images in each set"):
+        metricmath.kid(a[:3], b)
 
 
 def test_inception_score_of_uniform_predictions_is_one_and_of_confident_distinct_ones_is_the_class_count():
@@ -117,12 +129,14 @@ def test_preference_score_is_logit_scale_times_cosine(images):
 def test_set_metrics_carry_how_they_were_made_and_warn_on_small_sets(images):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = metrics.set_scores(images[:2], images[2:], ["fid", "kid", "is", "fd-dinov2"], subsets=10)
-    assert any("FID from 2 images is biased upwards" in str(w.message) for w in caught)
+        flipped = [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images]
+        out = metrics.set_scores(images, flipped, ["fid", "kid", "is", "fd-dinov2"], subsets=10)
+    assert any("FID from 4 images is biased upwards" in str(w.message) for w in caught)
     fid = out["fid"]
-    assert (fid.n, fid.n_reference) == (2, 2) and fid.value > 0 and "clean-fid" in fid.resize
+    assert (fid.n, fid.n_reference) == (4, 4) and fid.value > 0 and "clean-fid" in fid.resize
     assert "pt_inception-2015-12-05" in fid.extractor and fid.warning and fid.std is None
-    assert out["kid"].std is not None and out["is"].value == pytest.approx(1, abs=0.1)  # a random net: unsure
+    assert out["kid"].std > 0 and "10 random subsets of 2 images" in out["kid"].implementation
+    assert out["is"].value == pytest.approx(1, abs=0.1)  # a random net: unsure
     assert out["fd-dinov2"].value > 0 and "dinov2-base" in out["fd-dinov2"].extractor
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import helpers
-from helpers import ZooError, styles, train, traindata, trainexport, trainplan
+from helpers import ZooError, records, styles, train, traindata, trainexport, trainplan
 from helpers.loading import load_pipeline
 from helpers.memory import MACHINES, Machine
 from helpers.records import read_record
@@ -47,8 +48,8 @@ def images(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lora_run(offline_hub_dir, tmp_path_factory, images):
     out = tmp_path_factory.mktemp("run") / "stars"
-    config = train.TrainConfig("lora", "sd15", str(images), out=str(out), name="stars", steps=12, rank=8, lr=2e-2,
-                               validation_every=6, checkpoint_every=6, **FAST)  # fmt: skip
+    config = train.TrainConfig("lora", "sd15", str(images), out=str(out), name="stars", steps=12, rank=8, alpha=2,
+                               lr=2e-2, validation_every=6, checkpoint_every=6, **FAST)  # fmt: skip
     return train.train(config)
 
 
@@ -59,6 +60,9 @@ def test_lora_run_writes_its_files_and_the_loss_on_a_fixed_batch_falls(lora_run,
     assert meta["base_model"] == "sd15" and meta["steps"] == 12 and meta["hyperparameters"]["rank"] == 8
     assert len(meta["data_hash"]) == 64 and meta["revision"] == helpers.get("sd15").revision
     assert sorted(r.validation) == [6, 12] and r.grid is not None and len(r.losses) == 12
+    assert Image.open(r.files["grid"]).size == r.grid.size  # the grid over steps is saved, not only returned
+    assert r.validation_seconds > 0 and r.train_seconds + r.validation_seconds < r.seconds
+    assert r.steps_per_s == pytest.approx(12 / r.train_seconds)  # steps/s leaves validation and checkpoints out
     rec = read_record(r.validation[12][0])
     assert rec.prompt == PROMPT and rec.seed == 1 and rec.loras == {"stars": 1.0}
     pipe = load_pipeline("sd15", device="cpu")
@@ -70,6 +74,12 @@ def test_lora_run_writes_its_files_and_the_loss_on_a_fixed_batch_falls(lora_run,
 
 
 def test_the_lora_changes_pixels_and_loads_by_name_with_the_same_pixels(lora_run, monkeypatch):
+    """Trained with alpha 2 at rank 8 (scale 1/4): the file must say so, or it loads at scale 1 (other pixels)."""
+    from safetensors import safe_open
+
+    with safe_open(str(lora_run.files["lora"]), "pt") as f:
+        saved = json.loads(f.metadata()["lora_adapter_metadata"])
+    assert saved["unet.lora_alpha"] == 2 and saved["unet.r"] == 8
     monkeypatch.setenv(trainexport.ENV, str(lora_run.out_dir.parent))
     assert trainexport.find("stars") == lora_run.files["lora"] and "stars" in trainexport.available("sd1")
     pipe = helpers.get_pipeline("sd15", device="cpu")
@@ -199,10 +209,39 @@ def test_sdxl_lora_trains_and_loads_into_the_zoo(tmp_path, images, monkeypatch):
         styles.load_lora(sd, "xl-stars")
 
 
+def test_captions_that_are_not_name_txt_are_named_and_zoo_pngs_caption_themselves(tmp_path):
+    from helpers.records import Record, save_png
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for name in ("a", "b", "c", "e"):
+        Image.new("RGB", (40, 40), "red").save(folder / f"{name}.png")
+    (folder / "a.caption.txt").write_text("a red square")
+    (folder / "b.png.txt").write_text("a red square")
+    (folder / "C.TXT").write_text("a red square")
+    recipe = Record("a zoo prompt", 1, 2, 7.5, "Euler", 40, 40, "sd15")
+    zoo = save_png(Image.new("RGB", (40, 40), "blue"), folder, "d", records.png_info(recipe))
+    with pytest.raises(ZooError) as e:
+        traindata.load_folder(folder, 32)
+    said = str(e.value)
+    assert said.startswith("4 image(s) have no caption") and zoo.name not in said
+    assert "a.png: a.caption.txt is not NAME.txt" in said and "b.png: b.png.txt" in said and "c.png: C.TXT" in said
+    assert "e.png: no e.txt" in said and "--instance-prompt" in said
+    with pytest.warns(UserWarning) as caught:
+        items = traindata.load_folder(folder, 32, default_prompt="a photo")
+    said = " ".join(str(w.message) for w in caught)
+    assert "caption-like files of 3 image(s) are not read" in said and "a.caption.txt" in said
+    assert f"captioned with the prompt in their PNG's recipe: {zoo.name}" in said
+    assert {i.source: i.prompt for i in items}[zoo.name] == "a zoo prompt"
+    with warnings.catch_warnings(record=True):  # DreamBooth and textual inversion: the instance prompt, always
+        items = traindata.load_folder(folder, 32, default_prompt="a photo", recipes=False)
+    assert {i.source: i.prompt for i in items}[zoo.name] == "a photo"
+
+
 def test_captions_buckets_and_the_data_hash(tmp_path):
     folder = traindata.draw_examples(tmp_path / "d", "stripes", count=2, size=64, caption="stripes")
     Image.new("RGB", (96, 48), "red").save(folder / "wide.png")
-    with pytest.raises(ZooError, match="wide.png has no caption file"):
+    with pytest.raises(ZooError, match=r"1 image\(s\) have no caption .*\(wide.png: no wide.txt\)"):
         traindata.load_folder(folder, 64)
     items = traindata.load_folder(folder, 64, buckets_on=True, default_prompt="a red thing")
     wide = next(i for i in items if i.source == "wide.png")
@@ -238,7 +277,8 @@ def test_the_cli_trains_and_prints_the_files(tmp_path, images):
     assert done.returncode == 0, done.stderr[-3000:]
     printed = done.stdout.split()
     assert [p.rsplit("/", 1)[1] for p in printed] == ["sd15-lora.safetensors", "sd15-lora-kohya.safetensors",
-                                                      "sd15-lora.json"]  # fmt: skip
+                                                      "sd15-lora.json", "grid.png"]  # fmt: skip
+    assert Image.open(printed[-1]).width > 32 and "validation" in printed[-1]  # the grid the README promises
     assert "preset CPU: float32" in done.stderr
     again = subprocess.run(cmd[:-2] + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "resumed from step-000002" in again.stderr
@@ -267,3 +307,66 @@ def test_the_training_benchmark_runs_in_its_smoke_form(tmp_path):
     (row,) = report["results"]
     assert row["model"] == "sd15" and row["steps"] == 4 and row["steps_per_s"] > 0 and report["machine"]["torch"]
     assert "| sd15 | 32 |" in next(tmp_path.glob("train-*.md")).read_text()
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--steps", "0"], "--steps 0: give a whole number of 1 or more"),
+        (["--steps", "-5"], "--steps -5: give a whole number of 1 or more"),
+        (["--resolution", "50"], "--resolution 50: give a multiple of 8"),
+        (["--rank", "0"], "--rank 0: give a whole number of 1 or more"),
+        (["--alpha", "0"], "--alpha 0.0: give a number above 0"),
+        (["--lr", "-1"], "--lr -1.0: give a number above 0"),
+        (["--batch-size", "0"], "--batch-size 0: give a whole number"),
+        (["--validation-steps", "0"], "--validation-steps 0: give a whole number"),
+        (["--name", "../../escape"], "--name '../../escape': a name is a file name, not a path"),
+        (["--name", "my.style"], "--name 'my.style': a name is a file name"),
+    ],
+)
+def test_numbers_and_names_are_refused_before_anything_loads_or_is_written(tmp_path, images, capsys, args, says):
+    from helpers.__main__ import main
+
+    out = tmp_path / "run"
+    code = main(["train", "lora", "sd15", "--images", str(images), "--out", str(out), "--instance-prompt", PROMPT,
+                 "--device", "cpu", *args])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and err.count("\n") == 1, err
+    assert not out.exists() and not (tmp_path / "escape").exists()  # refused before the run's folder was made
+
+
+def test_a_default_name_is_a_loadable_name():
+    spec = helpers.get("realistic-vision-5.1")
+    assert train.TrainConfig("lora", spec.key, "x").resolved(spec).name == "realistic-vision-5-1-lora"
+
+
+def test_a_textual_inversion_token_the_tokenizer_knows_is_refused(tmp_path, images):
+    config = train.TrainConfig("textual-inversion", "sd15", str(images), out=str(tmp_path / "ti"), token="cat",
+                               steps=2, **{**FAST, "instance_prompt": None})  # fmt: skip
+    with pytest.raises(ZooError, match="--token 'cat': the tokenizer already knows it"):
+        train.train(config)
+    assert not list((tmp_path / "ti").glob("*.safetensors"))
+
+
+def test_ctrl_c_stops_with_one_line_that_says_where_to_resume_from(tmp_path, images):
+    import re
+    import signal
+    import time
+
+    out = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "helpers", "train", "lora", "sd15", "--images", str(images), "--out", str(out),
+           "--steps", "100000", "--resolution", "32", "--instance-prompt", PROMPT, "--checkpoint-every", "2",
+           "--validation-every", "100000", "--device", "cpu"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "step-000004" / "complete.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "training did not reach step 4"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    last = stderr.strip().splitlines()[-1]
+    found = re.fullmatch(r"stopped at step (\d+); rerun the same command to resume from step (\d+)", last)
+    assert proc.returncode == 130 and found, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr and stdout == ""
+    step, resume = map(int, found.groups())
+    assert 4 <= resume <= step and (out / "checkpoints" / f"step-{resume:06d}" / "complete.json").is_file()
