@@ -17,17 +17,14 @@ import os
 import sys
 import warnings
 
-import torch
 import yaml
-from PIL import PngImagePlugin
 
-from . import doctor, evaluate, offline_hub, readme, sweepfile, train, upscale
+# Only what `--help`, `list` and `show` need is imported here: a command that runs a model imports torch,
+# diffusers and transformers itself, so the rest of the command line answers at once.
 from .errors import ZooError
 from .families import FAMILIES
-from .generate import generate
 from .images import parse_size
-from .ip_adapter import ImagePrompt
-from .records import check_folder, save_png
+from .records import check_folder
 from .registry import REGISTRY_ENV, default
 from .registry import load as load_registry
 
@@ -68,6 +65,8 @@ def _show(args) -> int:
 
 
 def _offline_hub(args) -> int:
+    from . import offline_hub
+
     path = offline_hub.build(args.dir, keys=args.keys or None)
     print(f"Built an offline hub of tiny random-weight models in {path} (images made from it are noise).")
     print(f"Use it with:\n  export HF_HUB_CACHE={path} HF_HUB_OFFLINE=1 TORCH_HOME={offline_hub.torch_home(path)}")
@@ -75,6 +74,8 @@ def _offline_hub(args) -> int:
 
 
 def _readme(args) -> int:
+    from . import readme
+
     fresh = readme.update(check=args.check)
     if args.check and not fresh:
         print("README.md's model tables are stale: run `python -m helpers readme`", file=sys.stderr)
@@ -105,6 +106,8 @@ def _generate(args) -> int:
 
 
 def _run_generate(args, width, height):
+    from .generate import generate
+
     return generate(
         args.key,
         args.prompt,
@@ -142,6 +145,8 @@ def _controls(pairs):
 
 def _image_prompt(args):
     """`--ip-adapter IMAGE` with its scale and adapter as generate's `ip_adapter`; None when none is given."""
+    from .ip_adapter import ImagePrompt
+
     if not args.ip_adapter:
         if args.ip_adapter_scale is not None or args.ip_adapter_model:
             raise ZooError("--ip-adapter-scale and --ip-adapter-model need --ip-adapter IMAGE: the image prompt")
@@ -151,6 +156,11 @@ def _image_prompt(args):
 
 
 def _upscale(args) -> int:
+    from PIL import PngImagePlugin
+
+    from . import upscale
+    from .records import save_png
+
     check_folder(args.out)  # before the upscaler runs, so its work is not lost to a bad folder
     settings = {"upscaler": args.upscaler, "prompt": args.prompt, "negative_prompt": args.negative, "seed": args.seed,
                 "num_inference_steps": args.steps, "guidance_scale": args.guidance, "noise_level": args.noise_level,
@@ -165,6 +175,8 @@ def _upscale(args) -> int:
 
 
 def _doctor(args) -> int:
+    from . import doctor
+
     checks = doctor.run(args.keys or None, pin=args.pin, path=args.registry)
     for c in checks:
         status = "ok" if c.ok else "PROBLEM"
@@ -178,6 +190,8 @@ def _doctor(args) -> int:
 
 
 def _sweep(args) -> int:
+    from . import sweepfile
+
     with contextlib.redirect_stdout(sys.stderr):
         result = sweepfile.run(args.file, out=args.out)
     for path in result.grid_paths:
@@ -209,6 +223,8 @@ def _bench(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from . import evaluate
+
     out = args.out or os.path.join(args.folder, "scores.csv")
     table = evaluate.evaluate_folder(args.folder, args.metrics, args.reference, out, batch_size=args.batch_size,
                                      device=None if args.device == "auto" else args.device)  # fmt: skip
@@ -219,6 +235,8 @@ def _evaluate(args) -> int:
 
 
 def _cuda() -> bool:
+    import torch
+
     return torch.cuda.is_available()
 
 
@@ -227,6 +245,8 @@ def _names(text: str) -> list[str]:
 
 
 def _train(args) -> int:
+    from . import train
+
     config = train.TrainConfig(
         args.kind, args.key, args.images, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
         lr=args.lr, batch_size=args.batch_size, resolution=args.resolution, buckets=args.buckets,

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import diffusers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -222,7 +221,7 @@ class UpscalerSpec(_Pinned):
 
     @property
     def pipeline_class(self):
-        return getattr(diffusers, self.pipeline)
+        return _diffusers_class(self.pipeline)
 
 
 class IpAdapterSpec(_Pinned):
@@ -270,13 +269,6 @@ class ModelSpec(_Pinned):
     trigger_words: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("pipeline")
-    @classmethod
-    def _pipeline_exists(cls, v):
-        if not hasattr(diffusers, v):
-            raise ValueError(f"diffusers has no pipeline class '{v}' (diffusers {diffusers.__version__})")
-        return v
-
     @field_validator("aliases")
     @classmethod
     def _alias_form(cls, v):
@@ -302,7 +294,7 @@ class ModelSpec(_Pinned):
 
     @property
     def pipeline_class(self):
-        return getattr(diffusers, self.pipeline)
+        return _diffusers_class(self.pipeline)
 
     @property
     def schedulers(self) -> list[str]:
@@ -312,6 +304,13 @@ class ModelSpec(_Pinned):
     def fits(self, vram_gb: float) -> bool:
         """Whether the model runs with everything on a GPU of `vram_gb`."""
         return self.size.vram_gb is not None and self.size.vram_gb <= vram_gb
+
+
+def _diffusers_class(name: str):
+    """A diffusers class by name, imported only when a model is run (listing the registry needs no torch)."""
+    import diffusers
+
+    return getattr(diffusers, name)
 
 
 class Registry:

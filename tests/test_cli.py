@@ -178,3 +178,27 @@ def test_upscale_writes_a_new_png_each_time_with_its_settings(tmp_path, capsys):
     assert (settings["upscaler"], settings["prompt"], settings["seed"]) == ("sd-x2-latent-upscaler", "a castle", 3)
     assert main([*args[:2], "--upscaler", "sd-x3-upscalr", "--out", str(tmp_path)]) == 2
     assert "sd-x3-upscalr" in capsys.readouterr().err
+
+
+_LOADED = """
+import json, runpy, sys, time
+sys.argv = ["helpers", *json.loads(sys.argv[1])]
+start = time.perf_counter()
+try:
+    runpy.run_module("helpers", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules)
+print(json.dumps({"heavy": heavy, "seconds": time.perf_counter() - start}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["show", "sd15"], ["list", "controlnets"]])
+def test_help_list_and_show_load_no_model_libraries(args):
+    proc = subprocess.run([sys.executable, "-c", _LOADED, json.dumps(args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert facts["heavy"] == [], f"`{' '.join(args)}` imported {facts['heavy']}"
+    assert facts["seconds"] < 15, facts  # loose: the point is the imports; on an idle CPU it answers in well under 1 s
+    assert proc.stdout.strip()

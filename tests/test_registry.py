@@ -49,6 +49,13 @@ def test_entry(key):
         assert m.repo == REG.get(m.base).repo and m.revision == REG.get(m.base).revision
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_pipeline_is_a_diffusers_pipeline(family):
+    # The registry checks an entry's pipeline against this table, without importing diffusers.
+    for name in FAMILIES[family].pipelines:
+        assert issubclass(getattr(diffusers, name), diffusers.DiffusionPipeline), name
+
+
 def test_keys_and_aliases_are_unique():
     names = [n for m in REG.models.values() for n in (m.key, *m.aliases)]
     assert len(names) == len(set(names))
