@@ -2,8 +2,10 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -202,3 +204,25 @@ def test_help_list_and_show_load_no_model_libraries(args):
     assert facts["heavy"] == [], f"`{' '.join(args)}` imported {facts['heavy']}"
     assert facts["seconds"] < 15, facts  # loose: the point is the imports; on an idle CPU it answers in well under 1 s
     assert proc.stdout.strip()
+
+
+def _refused_port() -> int:
+    with socket.socket() as s:  # bound, then closed: nothing listens there, so a connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_without_a_network_the_first_command_fails_fast_with_our_message(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{_refused_port()}", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "helpers", "generate", "sd15-lcm-lora", "a fox", "--seed", "42",
+                           "--out", str(tmp_path), "--device", "cpu"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 2, proc.stderr
+    assert "Retry" not in proc.stderr and proc.stderr.count("Connection refused") <= 2, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: Model 'sd15-lcm-lora'") and "is not in the local cache" in error, proc.stderr
+    assert "the Hub cannot be reached" in error and "HF_HUB_OFFLINE" not in error, error
+    print(f"failed in {seconds:.1f} s")  # loose: five retries with backoff took over 20 s more
