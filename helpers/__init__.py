@@ -12,6 +12,8 @@ import torch, diffusers or transformers; only what runs a model does.
 """
 
 import importlib
+import sys
+import types
 
 from .versions import __version__
 
@@ -51,3 +53,17 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """`helpers.generate`, `helpers.compare` and `helpers.sweep` are the functions, as they were when this file
+    imported everything: importing the module of the same name (`from .generate import ...`) must not put the
+    module in the function's place. The modules stay at `sys.modules["helpers.generate"]` and so on."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _NAMES.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

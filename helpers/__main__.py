@@ -25,11 +25,31 @@ from .errors import ZooError
 from .families import FAMILIES
 from .images import parse_size
 from .records import check_folder
-from .registry import REGISTRY_ENV, default
+from .registry import REGISTRY_ENV, SECTIONS, default
 from .registry import load as load_registry
+from .trainexport import ENV as ADAPTERS_ENV
+
+# What `list` shows: the registry's sections by their command-line names, then the trained adapters.
+LISTS = [*(section.replace("_", "-") for section in SECTIONS), "trained", "all"]
 
 
 def _list(args) -> int:
+    what = args.what
+    for name in LISTS[:-1] if what == "all" else [what]:
+        if what == "all":
+            print(f"## {name}")
+        if name == "models":
+            _list_models(args)
+        elif name == "trained":
+            _list_trained(args)
+        else:
+            _list_section(args, name.replace("-", "_"))
+        if what == "all":
+            print()
+    return 0
+
+
+def _list_models(args) -> None:
     gated = {"yes": True, "no": False}.get(args.gated)
     found = default().list(
         family=args.family, task=args.task, tag=args.tag, gated=gated, fits_gb=args.fits, commercial=args.commercial
@@ -48,19 +68,58 @@ def _list(args) -> int:
                 m.description[:70],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+    _table(rows)
     print(f"\n{len(found)} of {len(default().models)} models")
-    return 0
+
+
+def _list_section(args, section: str) -> None:
+    """Any other registry section: key, family, kind, repo and description, filtered by `--family`."""
+    entries = getattr(default(), section)
+    rows = [("key", "family", "kind", "repo", "description")]
+    for e in entries.values():
+        families = getattr(e, "families", None) or [getattr(e, "family", "")]
+        if args.family and args.family not in families:
+            continue
+        kind = getattr(e, "kind", None) or getattr(e, "pipeline", "")
+        rows.append((e.key, ",".join(f for f in families if f), kind, e.repo or e.url or "", e.description[:70]))
+    _table(rows)
+    print(f"\n{len(rows) - 1} of {len(entries)} {section.replace('_', '-')}")
+
+
+def _list_trained(args) -> None:
+    from . import trainexport
+
+    found = trainexport.available(args.family)
+    rows = [("name", "family", "kind", "base model", "steps")]
+    for name, meta in found.items():
+        rows.append((name, meta.get("family", "?"), meta.get("kind", "?"), meta.get("base", meta.get("model", "?")),
+                     str(meta.get("steps", "?"))))  # fmt: skip
+    _table(rows)
+    where = trainexport.adapters_dir().resolve()
+    print(f"\n{len(found)} trained adapters in {where} (set {trainexport.ENV} or --adapters DIR to look elsewhere)")
+
+
+def _table(rows) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + str(r[-1]))
 
 
 def _show(args) -> int:
-    m = default().get(args.key)
+    from . import trainexport
+
+    if trainexport.find(args.key) and args.key not in default().adapters:  # a trained adapter, by name
+        path = trainexport.find(args.key)
+        print(f"# {args.key}: a trained adapter\n# {path}\n")
+        print(yaml.safe_dump(trainexport.metadata(path), sort_keys=False, allow_unicode=True, width=110).rstrip())
+        return 0
+    section, m = default().find(args.key)
     facts = m.model_dump(mode="json", by_alias=True, exclude={"key"})
-    print(f"# {m.key}: {m.name}\n# {m.url}\n")
+    where = getattr(m, "url", None)
+    print(f"# {m.key}: {m.name} ({SECTIONS[section]})" + (f"\n# {where}" if where else "") + "\n")
     print(yaml.safe_dump(facts, sort_keys=False, allow_unicode=True, width=110).rstrip())
-    print(f"\nschedulers: {', '.join(m.schedulers)}")
+    if section == "models":
+        print(f"\nschedulers: {', '.join(m.schedulers)}")
     return 0
 
 
@@ -125,12 +184,40 @@ def _run_generate(args, width, height):
         **({"strength": args.strength} if args.strength is not None else {}),
         control=_controls(args.control),
         ip_adapter=_image_prompt(args),
+        loras=_loras(args.lora),
+        embeddings=_embeddings(args.embedding),
         hires=(
             {"scale": args.hires, "strength": args.hires_strength, "upscaler": args.hires_upscaler}
             if args.hires
             else None
         ),
     )
+
+
+def _loras(items):
+    """`--lora NAME[:SCALE]` items as generate's {source: scale}; a registry LoRA's scale is its entry's."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, _, tail = item.rpartition(":")
+        try:
+            scale = float(tail) if name else None
+        except ValueError:
+            name, scale = item, None
+        name = name or item
+        if scale is None:
+            entry = default().adapters.get(name)
+            scale = entry.scale if entry else 1.0
+        out[name] = scale
+    return out
+
+
+def _embeddings(items):
+    """`--embedding SOURCE[=TOKEN]` items as generate's {source: token or None}."""
+    if not items:
+        return None
+    return {source: token or None for source, _, token in (item.partition("=") for item in items)}
 
 
 def _controls(pairs):
@@ -268,7 +355,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers", description="The Stable Diffusion model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("list", help="list registry models, filtered")
+    s = sub.add_parser("list", help="list registry models (or another section's entries), filtered")
+    s.add_argument("what", nargs="?", default="models", choices=LISTS,
+                   help="which entries (default: models; `trained`: adapters made with `train`; `all`)")  # fmt: skip
     s.add_argument("--family", choices=list(FAMILIES))
     s.add_argument("--task", choices=["text2img", "img2img", "inpaint"])
     s.add_argument("--tag")
@@ -277,7 +366,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--commercial", action="store_true", default=None, help="licence allows commercial use")
     s.set_defaults(run=_list)
 
-    s = sub.add_parser("show", help="every registry fact of one model")
+    s = sub.add_parser("show", help="every registry fact of one entry (a model, LoRA, ControlNet, ...) or trained "
+                       "adapter")
     s.add_argument("key")
     s.set_defaults(run=_show)
 
@@ -304,6 +394,12 @@ def parser() -> argparse.ArgumentParser:
                         "prompt; 0 turns it off)")  # fmt: skip
     s.add_argument("--ip-adapter-model", metavar="KEY", help="with --ip-adapter: the registry IP-Adapter "
                    "(default: the first for the model's family)")  # fmt: skip
+    s.add_argument("--lora", action="append", metavar="NAME[:SCALE]",
+                   help="a LoRA for this call: a registry adapter (`list adapters`), a trained adapter's name (`list "
+                        "trained`) or a .safetensors file; scale default: the entry's, else 1 (repeat for several)")
+    s.add_argument("--embedding", action="append", metavar="SOURCE[=TOKEN]",
+                   help="a textual-inversion embedding: a registry key, a trained adapter's name or a file (give "
+                        "=TOKEN for a file); put its token in the prompt (repeat for several)")  # fmt: skip
     s.add_argument("--hires", type=float, metavar="SCALE", help="hires fix: upscale by SCALE, then img2img")
     s.add_argument("--hires-strength", type=float, default=0.5, help="hires fix denoising strength (default 0.5)")
     s.add_argument("--hires-upscaler", default="Lanczos",
@@ -399,6 +495,9 @@ def parser() -> argparse.ArgumentParser:
         sub.choices[name].add_argument(
             "--registry", metavar="FILE", help=f"registry file (default: ${REGISTRY_ENV}, else models.yaml)"
         )
+    for name in ("list", "show", "generate", "sweep", "train"):
+        sub.choices[name].add_argument("--adapters", metavar="DIR", help="folder of trained adapters, found there by "
+                                       f"name (default: ${ADAPTERS_ENV}, else ./adapters)")  # fmt: skip
 
     s = sub.add_parser("readme", help="regenerate README.md's model tables from models.yaml")
     s.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
@@ -413,22 +512,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    before = os.environ.get(REGISTRY_ENV), warnings.showwarning
+    before = {name: os.environ.get(name) for name in (REGISTRY_ENV, ADAPTERS_ENV)}
+    shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
         if getattr(args, "registry", None):  # every command then reads this file (see helpers.registry.default)
             os.environ[REGISTRY_ENV] = args.registry
             load_registry(args.registry)  # a missing or bad file fails here, naming it
+        if getattr(args, "adapters", None):  # trained adapters are looked up there (helpers.trainexport)
+            os.environ[ADAPTERS_ENV] = args.adapters
         return args.run(args)
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:  # called in-process (tests, notebooks), the command leaves the environment as it found it
-        warnings.showwarning = before[1]
-        if before[0] is None:
-            os.environ.pop(REGISTRY_ENV, None)
-        else:
-            os.environ[REGISTRY_ENV] = before[0]
+        warnings.showwarning = shown
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 if __name__ == "__main__":

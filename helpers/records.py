@@ -72,6 +72,7 @@ class Record:
     controls: list = field(default_factory=list)  # ControlNets: model, scale, start, end, image fingerprint
     hires: dict = field(default_factory=dict)  # hires fix: scale, strength, steps, upscaler (helpers.hires)
     image_prompt: dict = field(default_factory=dict)  # IP-Adapter: model, scale, image fingerprint
+    embeddings: dict = field(default_factory=dict)  # textual-inversion embeddings: source -> token
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -92,6 +93,8 @@ class Record:
             kw["loras"] = dict(self.loras)
         if self.hires:
             kw["hires"] = dict(self.hires)
+        if self.embeddings:
+            kw["embeddings"] = dict(self.embeddings)
         return kw | dict(self.extra)
 
     def to_json(self) -> str:

@@ -226,3 +226,41 @@ def test_without_a_network_the_first_command_fails_fast_with_our_message(tmp_pat
     assert error.startswith("error: Model 'sd15-lcm-lora'") and "is not in the local cache" in error, proc.stderr
     assert "the Hub cannot be reached" in error and "HF_HUB_OFFLINE" not in error, error
     print(f"failed in {seconds:.1f} s")  # loose: five retries with backoff took over 20 s more
+
+
+def test_generate_takes_loras_and_embeddings_and_records_them(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    emb = tmp_path / "fox-look.safetensors"
+    save_file({"<fox-look>": torch.randn(1, 32, generator=torch.Generator().manual_seed(0))}, str(emb))
+    common = ["--steps", "2", "--size", "64", "--seed", "3", "--out", str(tmp_path), "--device", "cpu"]
+    assert main(["generate", "sd15", "a <fox-look> fox", "--lora", "lcm-lora-sdv1-5:0.5",
+                 "--embedding", f"{emb}=<fox-look>", *common]) == 0, capsys.readouterr().err  # fmt: skip
+    styled = capsys.readouterr().out.split()[0]
+    rec = read_record(styled)
+    assert rec.loras == {"lcm-lora-sdv1-5": 0.5} and rec.embeddings == {str(emb): "<fox-look>"}
+    assert main(["generate", "sd15", "a <fox-look> fox", "--embedding", f"{emb}=<fox-look>", *common]) == 0
+    plain = capsys.readouterr().out.split()[0]
+    assert read_record(plain).loras == {}
+    assert not np.array_equal(np.asarray(Image.open(styled)), np.asarray(Image.open(plain)))
+    assert main(["generate", "sd15", "a fox", "--lora", "my-style", *common, "--adapters", str(tmp_path / "ad")]) == 2
+    err = capsys.readouterr().err
+    assert f"no trained adapter of that name in {tmp_path / 'ad'}" in err and "--adapters" in err, err
+
+
+def test_list_and_show_know_every_section(capsys):
+    for section, key in [("controlnets", "canny-sd15"), ("t2i-adapters", "t2i-canny-sd15"), ("vaes", "taesd"),
+                         ("ip-adapters", "ip-adapter-sd15"), ("upscalers", "sd-x4-upscaler"),
+                         ("evaluators", "clip-vit-l-14"), ("preprocessors", "depth-anything-v2-small"),
+                         ("adapters", "lcm-lora-sdv1-5")]:  # fmt: skip
+        assert main(["list", section]) == 0
+        assert key in capsys.readouterr().out.split(), section
+        assert main(["show", key]) == 0
+        assert capsys.readouterr().out.startswith(f"# {key}:")
+    assert main(["show", "cany-sd15"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'canny-sd15' (`python -m helpers list controlnets`)" in err, err
+    assert main(["list", "controlnets"]) == 0 and "canny-sd15" in capsys.readouterr().out
+    assert main(["list", "trained", "--adapters", "/nowhere/adapters"]) == 0
+    assert "0 trained adapters in /nowhere/adapters (set SDZOO_ADAPTERS or --adapters DIR" in capsys.readouterr().out

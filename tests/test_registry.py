@@ -177,3 +177,13 @@ def test_environment_variable_chooses_the_registry(tmp_path, monkeypatch):
     assert list(reg_mod.default().models) == ["sd15"]
     monkeypatch.delenv(reg_mod.REGISTRY_ENV)
     assert reg_mod.default().get("sd15").name != "From the other file"
+
+
+@pytest.mark.parametrize("section", list(reg_mod.SECTIONS))
+def test_a_typo_points_to_the_list_that_shows_the_right_key(section):
+    key = next(iter(getattr(REG, section)))
+    typo = key[:-1] + ("x" if key[-1] != "x" else "y")
+    with pytest.raises(UnknownModelError) as e:
+        REG.get(typo) if section == "models" else REG.entry(section, typo)
+    listing = "python -m helpers list" + ("" if section == "models" else f" {section.replace('_', '-')}")
+    assert f"Did you mean '{key}'" in str(e.value) and f"Run `{listing}`" in str(e.value), str(e.value)
