@@ -262,9 +262,21 @@ def _upscale(args) -> int:
 
 
 def _doctor(args) -> int:
-    from . import doctor
+    from . import doctor, hub
 
     checks = doctor.run(args.keys or None, pin=args.pin, path=args.registry)
+    why = hub.unreachable(say=False)
+    if why:  # said once; each entry then says what the cache holds
+        state = "is offline (HF_HUB_OFFLINE=1)" if hub.offline_by_setting() else f"cannot be reached ({why})"
+        print(f"The Hugging Face Hub {state}: nothing was checked against it. Checked the local cache "
+              f"({hub.constants.HF_HUB_CACHE}) instead: is each entry downloaded at its revision?\n")  # fmt: skip
+        for c in checks:
+            at = f" -> {c.commit[:12]}" if c.commit else ""
+            print(f"{'cached' if c.ok else 'missing':8} {c.section}.{c.key}  {c.repo}@{c.revision[:12]}{at}")
+        cached = sum(c.ok for c in checks)
+        print(f"\n{cached} of {len(checks)} entries in the cache; run doctor with a network to check repos, "
+              "revisions, files and gates on the Hub")
+        return 1
     for c in checks:
         status = "ok" if c.ok else "PROBLEM"
         at = f" -> {c.commit[:12]}" if c.commit and c.commit != c.revision else ""
@@ -427,7 +439,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: the file's `out`)")
     s.set_defaults(run=_sweep)
 
-    s = sub.add_parser("doctor", help="check registry entries against the Hub (needs network)")
+    s = sub.add_parser("doctor", help="check every registry section's entries against the Hub (offline: what "
+                       "the cache holds)")
     s.add_argument("keys", nargs="*")
     s.add_argument("--pin", action="store_true", help="write each branch entry's current commit into the registry")
     s.set_defaults(run=_doctor)

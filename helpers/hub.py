@@ -20,15 +20,17 @@ def offline_by_setting() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
-def unreachable() -> str | None:
-    """Why the Hub cannot be reached (said once, then offline for the process); None when it can."""
+def unreachable(say: bool = True) -> str | None:
+    """Why the Hub cannot be reached (said once unless `say` is False, then offline for the process); None when
+    it can."""
     if offline_by_setting():
         return "offline (HF_HUB_OFFLINE=1)"
     if "why" not in _STATE:
         _STATE["why"] = _probe()
         if _STATE["why"]:
             constants.HF_HUB_OFFLINE = True  # every later Hub call reads the local cache instead of retrying
-            say_offline()
+            if say:
+                say_offline()
     return _STATE["why"]
 
 
