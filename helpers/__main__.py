@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import warnings
 
 import yaml
@@ -186,12 +187,23 @@ def _run_generate(args, width, height):
         ip_adapter=_image_prompt(args),
         loras=_loras(args.lora),
         embeddings=_embeddings(args.embedding),
-        hires=(
-            {"scale": args.hires, "strength": args.hires_strength, "upscaler": args.hires_upscaler}
-            if args.hires
-            else None
-        ),
+        hires=_hires(args),
     )
+
+
+def _hires(args):
+    """`--hires SCALE` with its strength, steps and upscaler as generate's `hires`; None without `--hires`."""
+    extras = {"--hires-strength": args.hires_strength, "--hires-steps": args.hires_steps,
+              "--hires-upscaler": args.hires_upscaler}  # fmt: skip
+    if args.hires is None:
+        given = [flag for flag, value in extras.items() if value is not None]
+        if given:
+            raise ZooError(f"{' and '.join(given)} only work with --hires SCALE (e.g. --hires 2): the hires fix is "
+                           "off without it")  # fmt: skip
+        return None
+    hires = {"scale": args.hires, "strength": 0.5 if args.hires_strength is None else args.hires_strength,
+             "upscaler": args.hires_upscaler or "Lanczos"}  # fmt: skip
+    return hires | ({"steps": args.hires_steps} if args.hires_steps is not None else {})
 
 
 def _loras(items):
@@ -243,8 +255,6 @@ def _image_prompt(args):
 
 
 def _upscale(args) -> int:
-    from PIL import PngImagePlugin
-
     from . import upscale
     from .records import save_png
 
@@ -252,13 +262,35 @@ def _upscale(args) -> int:
     settings = {"upscaler": args.upscaler, "prompt": args.prompt, "negative_prompt": args.negative, "seed": args.seed,
                 "num_inference_steps": args.steps, "guidance_scale": args.guidance, "noise_level": args.noise_level,
                 "tile": args.tile, "overlap": args.overlap}  # fmt: skip
+    start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the path, for scripts
         big = upscale.upscale(args.image, device=args.device, **settings)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("upscale", json.dumps({"source": str(args.image), **settings}))
+    seconds = time.perf_counter() - start  # loading, every tile and the blending: what the user waited
     stem = f"{os.path.splitext(os.path.basename(str(args.image)))[0]}-{args.upscaler}"
-    print(save_png(big, args.out, stem, info))
+    print(save_png(big, args.out, stem, _upscaled_info(args.image, big, settings)))
+    print(f"# {big.width}x{big.height} with {args.upscaler} in {seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+def _upscaled_info(source, big, settings: dict):
+    """The upscaled PNG's text: the source PNG's own chunks (its recipe, which still says how the picture was
+    made), A1111's `postprocessing` line, and the settings as JSON."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    kept = {}
+    if os.path.isfile(str(source)):
+        with contextlib.suppress(OSError), Image.open(source) as im:
+            kept = dict(getattr(im, "text", None) or {})
+    kept = {k: v for k, v in kept.items() if k not in ("upscale", "postprocessing")}
+    for key, value in kept.items():
+        info.add_itxt(key, value)
+    used = {k: v for k, v in settings.items() if v not in (None, "")}
+    line = {"Postprocess upscaler": used.pop("upscaler"), "Postprocess upscale to": f"{big.width}x{big.height}",
+            **{k.replace("_", " ").capitalize(): v for k, v in used.items()}}  # fmt: skip
+    info.add_text("postprocessing", ", ".join(f"{k}: {v}" for k, v in line.items()))
+    info.add_text("upscale", json.dumps({"source": str(source), **settings}))
+    return info
 
 
 def _doctor(args) -> int:
@@ -413,8 +445,10 @@ def parser() -> argparse.ArgumentParser:
                    help="a textual-inversion embedding: a registry key, a trained adapter's name or a file (give "
                         "=TOKEN for a file); put its token in the prompt (repeat for several)")  # fmt: skip
     s.add_argument("--hires", type=float, metavar="SCALE", help="hires fix: upscale by SCALE, then img2img")
-    s.add_argument("--hires-strength", type=float, default=0.5, help="hires fix denoising strength (default 0.5)")
-    s.add_argument("--hires-upscaler", default="Lanczos",
+    s.add_argument("--hires-strength", type=float, help="with --hires: denoising strength (default 0.5)")
+    s.add_argument("--hires-steps", type=int, help="with --hires: second-pass denoising steps, as A1111 counts them "
+                   "(default: --steps)")
+    s.add_argument("--hires-upscaler",
                    help="hires fix upscaler: Lanczos (default), Nearest, Bicubic, or a registry upscaler such as "
                         "sd-x4-upscaler")  # fmt: skip
     s.set_defaults(run=_generate)

@@ -50,6 +50,11 @@ def test_generate_writes_pngs_and_prints_paths(tmp_path):
         (["generate", "sd15", "x", "--size", "64", "--scheduler", "Euler z"], "'Euler z' is not valid"),
         (["generate", "sdxl-trubo", "x"], "Did you mean 'sdxl-turbo'"),
         (["show", "flux-devv"], "Did you mean 'flux-dev'"),
+        (["generate", "sd15", "x", "--hires", "0"], "hires scale must be above 1 and at most 4 (got 0)"),
+        (["generate", "sd15", "x", "--hires", "1"], "hires scale must be above 1 and at most 4 (got 1)"),
+        (["generate", "sd15", "x", "--hires-strength", "0.3"], "--hires-strength only work with --hires SCALE"),
+        (["generate", "sd15", "x", "--hires-steps", "5", "--hires-upscaler", "Nearest"],
+         "--hires-steps and --hires-upscaler only work with --hires SCALE"),
     ],
 )
 def test_bad_input_fails_clearly(args, message, capsys):
@@ -180,6 +185,30 @@ def test_upscale_writes_a_new_png_each_time_with_its_settings(tmp_path, capsys):
     assert (settings["upscaler"], settings["prompt"], settings["seed"]) == ("sd-x2-latent-upscaler", "a castle", 3)
     assert main([*args[:2], "--upscaler", "sd-x3-upscalr", "--out", str(tmp_path)]) == 2
     assert "sd-x3-upscalr" in capsys.readouterr().err
+
+
+def test_upscale_shows_progress_reports_its_time_and_keeps_the_source_recipe(tmp_path, capsys):
+    from helpers.records import Record, save_image
+
+    source = Record(prompt="a castle", seed=9, num_inference_steps=20, guidance_scale=7, scheduler="Euler",
+                    width=40, height=24, model="sd15")  # fmt: skip
+    picture = Image.fromarray(np.random.default_rng(2).integers(0, 255, (24, 40, 3), dtype=np.uint8))
+    path = save_image(picture, source, tmp_path)
+    start = time.perf_counter()
+    assert main(["upscale", str(path), "--upscaler", "sd-x2-latent-upscaler", "--steps", "2", "--tile", "16",
+                 "--overlap", "4", "--device", "cpu", "--out", str(tmp_path / "big")]) == 0  # fmt: skip
+    waited = time.perf_counter() - start
+    captured = capsys.readouterr()
+    big = captured.out.strip()
+    assert read_record(big) == source, "the source's recipe is kept"
+    with Image.open(big) as im:
+        assert im.size == (80, 48)
+        assert im.text["postprocessing"].startswith("Postprocess upscaler: sd-x2-latent-upscaler, Postprocess upscale "
+                                                    "to: 80x48"), im.text  # fmt: skip
+        assert "parameters" in im.text and im.text["parameters"].startswith("a castle")
+    assert "[sd-x2-latent-upscaler] 6 tiles x 2 steps" in captured.err and "12/12" in captured.err, captured.err
+    reported = float(captured.err.rsplit(" in ", 1)[1].split(" s")[0])
+    assert 0.5 * waited <= reported <= waited, (reported, waited)
 
 
 _LOADED = """
