@@ -161,7 +161,9 @@ def _generate(args) -> int:
     for path in result.save(args.out):
         print(path)
     t = result.timings
-    print(f"# {len(result.images)} image(s) in {t['total']:.1f} s ({t['denoising']:.1f} s denoising)", file=sys.stderr)
+    hires = f", {t['hires']:.1f} s hires fix" if "hires" in t else ""
+    print(f"# {len(result.images)} image(s) in {t['total']:.1f} s ({t['denoising']:.1f} s denoising{hires})",
+          file=sys.stderr)
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,8 +150,11 @@ def generate(
     finally:  # the cached model stays as it was, even when the call fails or is cancelled: its LoRAs are this call's
         ip_mod.unload(pipe)
         styles.restore(pipe, before)
-    if request.hires:
+    if request.hires:  # its upscaling and second pass count in the call's time, as the user waited for them
+        start = time.perf_counter()
         images = _hires_pass(request, images, device, memory, registry, generator_device, used)
+        timings["hires"] = time.perf_counter() - start
+        timings["total"] += timings["hires"]
     return GenerationResult(images, recipes, timings, peak_gb(pipe.device), problems)
 
 
@@ -159,7 +163,8 @@ def _hires_pass(request: Request, images, device, memory, registry, generator_de
     the first pass's LoRAs."""
     h, spec = request.hires, request.spec
     pipe = get_pipeline(spec.key, task="img2img", device=device, memory=memory, registry=registry)
-    settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=h["steps"],
+    steps = hires_mod.second_pass_steps(h["steps"], h["strength"], spec.family)  # runs h["steps"], as A1111 does
+    settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=steps,
                     guidance_scale=request.guidance, scheduler=request.scheduler,
                     scheduler_options=request.scheduler_options, generator_device=generator_device,
                     loras=loras)  # fmt: skip
@@ -400,6 +405,7 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         guidance_scale=request.guidance,
         scheduler=request.scheduler,
         scheduler_options=request.scheduler_options,
+        schedule_type=records.schedule_type(request.scheduler_options),
         width=images[0].width,
         height=images[0].height,
         model=spec.key,
