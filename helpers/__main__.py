@@ -15,24 +15,42 @@ import contextlib
 import json
 import os
 import sys
+import time
 import warnings
 
-import torch
 import yaml
-from PIL import PngImagePlugin
 
-from . import doctor, evaluate, offline_hub, readme, sweepfile, train, upscale
+# Only what `--help`, `list` and `show` need is imported here: a command that runs a model imports torch,
+# diffusers and transformers itself, so the rest of the command line answers at once.
 from .errors import ZooError
 from .families import FAMILIES
-from .generate import generate
 from .images import parse_size
-from .ip_adapter import ImagePrompt
-from .records import check_folder, save_png
-from .registry import REGISTRY_ENV, default
+from .records import check_folder
+from .registry import REGISTRY_ENV, SECTIONS, default
 from .registry import load as load_registry
+from .trainexport import ENV as ADAPTERS_ENV
+
+# What `list` shows: the registry's sections by their command-line names, then the trained adapters.
+LISTS = [*(section.replace("_", "-") for section in SECTIONS), "trained", "all"]
 
 
 def _list(args) -> int:
+    what = args.what
+    for name in LISTS[:-1] if what == "all" else [what]:
+        if what == "all":
+            print(f"## {name}")
+        if name == "models":
+            _list_models(args)
+        elif name == "trained":
+            _list_trained(args)
+        else:
+            _list_section(args, name.replace("-", "_"))
+        if what == "all":
+            print()
+    return 0
+
+
+def _list_models(args) -> None:
     gated = {"yes": True, "no": False}.get(args.gated)
     found = default().list(
         family=args.family, task=args.task, tag=args.tag, gated=gated, fits_gb=args.fits, commercial=args.commercial
@@ -51,23 +69,64 @@ def _list(args) -> int:
                 m.description[:70],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+    _table(rows)
     print(f"\n{len(found)} of {len(default().models)} models")
-    return 0
+
+
+def _list_section(args, section: str) -> None:
+    """Any other registry section: key, family, kind, repo and description, filtered by `--family`."""
+    entries = getattr(default(), section)
+    rows = [("key", "family", "kind", "repo", "description")]
+    for e in entries.values():
+        families = getattr(e, "families", None) or [getattr(e, "family", "")]
+        if args.family and args.family not in families:
+            continue
+        kind = getattr(e, "kind", None) or getattr(e, "pipeline", "")
+        rows.append((e.key, ",".join(f for f in families if f), kind, e.repo or e.url or "", e.description[:70]))
+    _table(rows)
+    print(f"\n{len(rows) - 1} of {len(entries)} {section.replace('_', '-')}")
+
+
+def _list_trained(args) -> None:
+    from . import trainexport
+
+    found = trainexport.available(args.family)
+    rows = [("name", "family", "kind", "base model", "steps")]
+    for name, meta in found.items():
+        rows.append((name, meta.get("family", "?"), meta.get("kind", "?"), meta.get("base", meta.get("model", "?")),
+                     str(meta.get("steps", "?"))))  # fmt: skip
+    _table(rows)
+    where = trainexport.adapters_dir().resolve()
+    print(f"\n{len(found)} trained adapters in {where} (set {trainexport.ENV} or --adapters DIR to look elsewhere)")
+
+
+def _table(rows) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + str(r[-1]))
 
 
 def _show(args) -> int:
-    m = default().get(args.key)
+    from . import trainexport
+
+    if trainexport.find(args.key) and args.key not in default().adapters:  # a trained adapter, by name
+        path = trainexport.find(args.key)
+        print(f"# {args.key}: a trained adapter\n# {path}\n")
+        print(yaml.safe_dump(trainexport.metadata(path), sort_keys=False, allow_unicode=True, width=110).rstrip())
+        return 0
+    section, m = default().find(args.key)
     facts = m.model_dump(mode="json", by_alias=True, exclude={"key"})
-    print(f"# {m.key}: {m.name}\n# {m.url}\n")
+    where = getattr(m, "url", None)
+    print(f"# {m.key}: {m.name} ({SECTIONS[section]})" + (f"\n# {where}" if where else "") + "\n")
     print(yaml.safe_dump(facts, sort_keys=False, allow_unicode=True, width=110).rstrip())
-    print(f"\nschedulers: {', '.join(m.schedulers)}")
+    if section == "models":
+        print(f"\nschedulers: {', '.join(m.schedulers)}")
     return 0
 
 
 def _offline_hub(args) -> int:
+    from . import offline_hub
+
     path = offline_hub.build(args.dir, keys=args.keys or None)
     print(f"Built an offline hub of tiny random-weight models in {path} (images made from it are noise).")
     print(f"Use it with:\n  export HF_HUB_CACHE={path} HF_HUB_OFFLINE=1 TORCH_HOME={offline_hub.torch_home(path)}")
@@ -75,6 +134,8 @@ def _offline_hub(args) -> int:
 
 
 def _readme(args) -> int:
+    from . import readme
+
     fresh = readme.update(check=args.check)
     if args.check and not fresh:
         print("README.md's model tables are stale: run `python -m helpers readme`", file=sys.stderr)
@@ -100,11 +161,15 @@ def _generate(args) -> int:
     for path in result.save(args.out):
         print(path)
     t = result.timings
-    print(f"# {len(result.images)} image(s) in {t['total']:.1f} s ({t['denoising']:.1f} s denoising)", file=sys.stderr)
+    hires = f", {t['hires']:.1f} s hires fix" if "hires" in t else ""
+    print(f"# {len(result.images)} image(s) in {t['total']:.1f} s ({t['denoising']:.1f} s denoising{hires})",
+          file=sys.stderr)
     return 0
 
 
 def _run_generate(args, width, height):
+    from .generate import generate
+
     return generate(
         args.key,
         args.prompt,
@@ -122,12 +187,51 @@ def _run_generate(args, width, height):
         **({"strength": args.strength} if args.strength is not None else {}),
         control=_controls(args.control),
         ip_adapter=_image_prompt(args),
-        hires=(
-            {"scale": args.hires, "strength": args.hires_strength, "upscaler": args.hires_upscaler}
-            if args.hires
-            else None
-        ),
+        loras=_loras(args.lora),
+        embeddings=_embeddings(args.embedding),
+        hires=_hires(args),
     )
+
+
+def _hires(args):
+    """`--hires SCALE` with its strength, steps and upscaler as generate's `hires`; None without `--hires`."""
+    extras = {"--hires-strength": args.hires_strength, "--hires-steps": args.hires_steps,
+              "--hires-upscaler": args.hires_upscaler}  # fmt: skip
+    if args.hires is None:
+        given = [flag for flag, value in extras.items() if value is not None]
+        if given:
+            raise ZooError(f"{' and '.join(given)} only work with --hires SCALE (e.g. --hires 2): the hires fix is "
+                           "off without it")  # fmt: skip
+        return None
+    hires = {"scale": args.hires, "strength": 0.5 if args.hires_strength is None else args.hires_strength,
+             "upscaler": args.hires_upscaler or "Lanczos"}  # fmt: skip
+    return hires | ({"steps": args.hires_steps} if args.hires_steps is not None else {})
+
+
+def _loras(items):
+    """`--lora NAME[:SCALE]` items as generate's {source: scale}; a registry LoRA's scale is its entry's."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, _, tail = item.rpartition(":")
+        try:
+            scale = float(tail) if name else None
+        except ValueError:
+            name, scale = item, None
+        name = name or item
+        if scale is None:
+            entry = default().adapters.get(name)
+            scale = entry.scale if entry else 1.0
+        out[name] = scale
+    return out
+
+
+def _embeddings(items):
+    """`--embedding SOURCE[=TOKEN]` items as generate's {source: token or None}."""
+    if not items:
+        return None
+    return {source: token or None for source, _, token in (item.partition("=") for item in items)}
 
 
 def _controls(pairs):
@@ -142,6 +246,8 @@ def _controls(pairs):
 
 def _image_prompt(args):
     """`--ip-adapter IMAGE` with its scale and adapter as generate's `ip_adapter`; None when none is given."""
+    from .ip_adapter import ImagePrompt
+
     if not args.ip_adapter:
         if args.ip_adapter_scale is not None or args.ip_adapter_model:
             raise ZooError("--ip-adapter-scale and --ip-adapter-model need --ip-adapter IMAGE: the image prompt")
@@ -151,21 +257,60 @@ def _image_prompt(args):
 
 
 def _upscale(args) -> int:
+    from . import upscale
+    from .records import save_png
+
     check_folder(args.out)  # before the upscaler runs, so its work is not lost to a bad folder
     settings = {"upscaler": args.upscaler, "prompt": args.prompt, "negative_prompt": args.negative, "seed": args.seed,
                 "num_inference_steps": args.steps, "guidance_scale": args.guidance, "noise_level": args.noise_level,
                 "tile": args.tile, "overlap": args.overlap}  # fmt: skip
+    start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the path, for scripts
         big = upscale.upscale(args.image, device=args.device, **settings)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("upscale", json.dumps({"source": str(args.image), **settings}))
+    seconds = time.perf_counter() - start  # loading, every tile and the blending: what the user waited
     stem = f"{os.path.splitext(os.path.basename(str(args.image)))[0]}-{args.upscaler}"
-    print(save_png(big, args.out, stem, info))
+    print(save_png(big, args.out, stem, _upscaled_info(args.image, big, settings)))
+    print(f"# {big.width}x{big.height} with {args.upscaler} in {seconds:.1f} s", file=sys.stderr)
     return 0
 
 
+def _upscaled_info(source, big, settings: dict):
+    """The upscaled PNG's text: the source PNG's own chunks (its recipe, which still says how the picture was
+    made), A1111's `postprocessing` line, and the settings as JSON."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    kept = {}
+    if os.path.isfile(str(source)):
+        with contextlib.suppress(OSError), Image.open(source) as im:
+            kept = dict(getattr(im, "text", None) or {})
+    kept = {k: v for k, v in kept.items() if k not in ("upscale", "postprocessing")}
+    for key, value in kept.items():
+        info.add_itxt(key, value)
+    used = {k: v for k, v in settings.items() if v not in (None, "")}
+    line = {"Postprocess upscaler": used.pop("upscaler"), "Postprocess upscale to": f"{big.width}x{big.height}",
+            **{k.replace("_", " ").capitalize(): v for k, v in used.items()}}  # fmt: skip
+    info.add_text("postprocessing", ", ".join(f"{k}: {v}" for k, v in line.items()))
+    info.add_text("upscale", json.dumps({"source": str(source), **settings}))
+    return info
+
+
 def _doctor(args) -> int:
+    from . import doctor, hub
+
     checks = doctor.run(args.keys or None, pin=args.pin, path=args.registry)
+    why = hub.unreachable(say=False)
+    if why:  # said once; each entry then says what the cache holds
+        state = "is offline (HF_HUB_OFFLINE=1)" if hub.offline_by_setting() else f"cannot be reached ({why})"
+        print(f"The Hugging Face Hub {state}: nothing was checked against it. Checked the local cache "
+              f"({hub.constants.HF_HUB_CACHE}) instead: is each entry downloaded at its revision?\n")  # fmt: skip
+        for c in checks:
+            at = f" -> {c.commit[:12]}" if c.commit else ""
+            print(f"{'cached' if c.ok else 'missing':8} {c.section}.{c.key}  {c.repo}@{c.revision[:12]}{at}")
+        cached = sum(c.ok for c in checks)
+        print(f"\n{cached} of {len(checks)} entries in the cache; run doctor with a network to check repos, "
+              "revisions, files and gates on the Hub")
+        return 1
     for c in checks:
         status = "ok" if c.ok else "PROBLEM"
         at = f" -> {c.commit[:12]}" if c.commit and c.commit != c.revision else ""
@@ -178,6 +323,8 @@ def _doctor(args) -> int:
 
 
 def _sweep(args) -> int:
+    from . import sweepfile
+
     with contextlib.redirect_stdout(sys.stderr):
         result = sweepfile.run(args.file, out=args.out)
     for path in result.grid_paths:
@@ -209,6 +356,8 @@ def _bench(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from . import evaluate
+
     out = args.out or os.path.join(args.folder, "scores.csv")
     table = evaluate.evaluate_folder(args.folder, args.metrics, args.reference, out, batch_size=args.batch_size,
                                      device=None if args.device == "auto" else args.device)  # fmt: skip
@@ -218,6 +367,8 @@ def _evaluate(args) -> int:
 
 
 def _cuda() -> bool:
+    import torch
+
     return torch.cuda.is_available()
 
 
@@ -226,6 +377,8 @@ def _names(text: str) -> list[str]:
 
 
 def _train(args) -> int:
+    from . import train
+
     config = train.TrainConfig(
         args.kind, args.key, args.images, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
         alpha=args.alpha, lr=args.lr, batch_size=args.batch_size, resolution=args.resolution, buckets=args.buckets,
@@ -255,7 +408,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers", description="The Stable Diffusion model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("list", help="list registry models, filtered")
+    s = sub.add_parser("list", help="list registry models (or another section's entries), filtered")
+    s.add_argument("what", nargs="?", default="models", choices=LISTS,
+                   help="which entries (default: models; `trained`: adapters made with `train`; `all`)")  # fmt: skip
     s.add_argument("--family", choices=list(FAMILIES))
     s.add_argument("--task", choices=["text2img", "img2img", "inpaint"])
     s.add_argument("--tag")
@@ -264,7 +419,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--commercial", action="store_true", default=None, help="licence allows commercial use")
     s.set_defaults(run=_list)
 
-    s = sub.add_parser("show", help="every registry fact of one model")
+    s = sub.add_parser("show", help="every registry fact of one entry (a model, LoRA, ControlNet, ...) or trained "
+                       "adapter")
     s.add_argument("key")
     s.set_defaults(run=_show)
 
@@ -291,9 +447,17 @@ def parser() -> argparse.ArgumentParser:
                         "prompt; 0 turns it off)")  # fmt: skip
     s.add_argument("--ip-adapter-model", metavar="KEY", help="with --ip-adapter: the registry IP-Adapter "
                    "(default: the first for the model's family)")  # fmt: skip
+    s.add_argument("--lora", action="append", metavar="NAME[:SCALE]",
+                   help="a LoRA for this call: a registry adapter (`list adapters`), a trained adapter's name (`list "
+                        "trained`) or a .safetensors file; scale default: the entry's, else 1 (repeat for several)")
+    s.add_argument("--embedding", action="append", metavar="SOURCE[=TOKEN]",
+                   help="a textual-inversion embedding: a registry key, a trained adapter's name or a file (give "
+                        "=TOKEN for a file); put its token in the prompt (repeat for several)")  # fmt: skip
     s.add_argument("--hires", type=float, metavar="SCALE", help="hires fix: upscale by SCALE, then img2img")
-    s.add_argument("--hires-strength", type=float, default=0.5, help="hires fix denoising strength (default 0.5)")
-    s.add_argument("--hires-upscaler", default="Lanczos",
+    s.add_argument("--hires-strength", type=float, help="with --hires: denoising strength (default 0.5)")
+    s.add_argument("--hires-steps", type=int, help="with --hires: second-pass denoising steps, as A1111 counts them "
+                   "(default: --steps)")
+    s.add_argument("--hires-upscaler",
                    help="hires fix upscaler: Lanczos (default), Nearest, Bicubic, or a registry upscaler such as "
                         "sd-x4-upscaler")  # fmt: skip
     s.set_defaults(run=_generate)
@@ -318,7 +482,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: the file's `out`)")
     s.set_defaults(run=_sweep)
 
-    s = sub.add_parser("doctor", help="check registry entries against the Hub (needs network)")
+    s = sub.add_parser("doctor", help="check every registry section's entries against the Hub (offline: what "
+                       "the cache holds)")
     s.add_argument("keys", nargs="*")
     s.add_argument("--pin", action="store_true", help="write each branch entry's current commit into the registry")
     s.set_defaults(run=_doctor)
@@ -388,6 +553,9 @@ def parser() -> argparse.ArgumentParser:
         sub.choices[name].add_argument(
             "--registry", metavar="FILE", help=f"registry file (default: ${REGISTRY_ENV}, else models.yaml)"
         )
+    for name in ("list", "show", "generate", "sweep", "train"):
+        sub.choices[name].add_argument("--adapters", metavar="DIR", help="folder of trained adapters, found there by "
+                                       f"name (default: ${ADAPTERS_ENV}, else ./adapters)")  # fmt: skip
 
     s = sub.add_parser("readme", help="regenerate README.md's model tables from models.yaml")
     s.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
@@ -402,22 +570,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    before = os.environ.get(REGISTRY_ENV), warnings.showwarning
+    before = {name: os.environ.get(name) for name in (REGISTRY_ENV, ADAPTERS_ENV)}
+    shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
         if getattr(args, "registry", None):  # every command then reads this file (see helpers.registry.default)
             os.environ[REGISTRY_ENV] = args.registry
             load_registry(args.registry)  # a missing or bad file fails here, naming it
+        if getattr(args, "adapters", None):  # trained adapters are looked up there (helpers.trainexport)
+            os.environ[ADAPTERS_ENV] = args.adapters
         return args.run(args)
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:  # called in-process (tests, notebooks), the command leaves the environment as it found it
-        warnings.showwarning = before[1]
-        if before[0] is None:
-            os.environ.pop(REGISTRY_ENV, None)
-        else:
-            os.environ[REGISTRY_ENV] = before[0]
+        warnings.showwarning = shown
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 python -m helpers doctor                 # every entry
 python -m helpers doctor sd15 flux-dev   # some
 python -m helpers doctor --pin           # also write each branch entry's current commit into models.yaml
+
+Every section is checked (models, LoRAs, VAEs, ControlNets, adapters, upscalers, preprocessors, evaluators).
+When the Hub cannot be reached, that is said once and only the local cache is checked: which entries are there.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, try_to_load_from_cache
 from huggingface_hub import errors as hub_errors
 
+from . import hub
 from . import registry as registry_mod
 from .errors import RegistryError
 
@@ -87,14 +91,37 @@ def check(spec, section: str, api: HfApi) -> Check:
     gated = bool(info.gated)
     if hasattr(spec, "gated") and gated != spec.gated:
         result.problems.append(f"the Hub says gated={gated}, the entry says gated={spec.gated}")
-    if section == "models":
+    if section in ("models", "upscalers"):
         result.problems += _file_problems(spec, files)
-    elif section == "adapters" and spec.weight_name not in files:
-        result.problems.append(f"no file '{spec.weight_name}' in the repo")
-    elif section == "vaes":
-        prefix = f"{spec.subfolder}/" if spec.subfolder else ""
-        if f"{prefix}config.json" not in files:
-            result.problems.append(f"no {prefix}config.json in the repo")
+    elif key_file(spec, section) not in files:
+        result.problems.append(f"no file '{key_file(spec, section)}' in the repo")
+    return result
+
+
+def key_file(spec, section: str) -> str:
+    """The file an entry cannot load without: what is looked for on the Hub, and in the cache offline."""
+    if section in ("models", "upscalers"):
+        return "model_index.json"
+    if section == "adapters":
+        return spec.weight_name
+    if section == "ip_adapters":
+        return f"{spec.subfolder}/{spec.weight_name}"
+    if getattr(spec, "weight_name", None):  # a single-file ControlNet
+        return spec.weight_name
+    subfolder = getattr(spec, "subfolder", None)
+    return f"{subfolder}/config.json" if subfolder else "config.json"
+
+
+def from_cache(spec, section: str, cache_dir=None) -> Check:
+    """What the local cache says about an entry, for when the Hub cannot be asked: whether its key file is there
+    at the entry's revision, and at which commit."""
+    result = Check(section, spec.key, spec.repo, spec.revision)
+    found = try_to_load_from_cache(spec.repo, key_file(spec, section), revision=spec.revision, cache_dir=cache_dir)
+    if isinstance(found, str):
+        parts = Path(found).parts
+        result.commit = parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+    else:
+        result.problems.append(f"not in the local cache ({key_file(spec, section)} at {spec.revision[:12]})")
     return result
 
 
@@ -102,20 +129,22 @@ def run(keys: list[str] | None = None, pin: bool = False, path: str | Path | Non
     """Check entries (all, or `keys` of any section); with `pin`, write resolved commits into the registry file."""
     path = Path(path) if path else registry_mod.default_path()
     reg = registry_mod.load(path)
-    api = HfApi()
     entries = []
-    for section, table in (("models", reg.models), ("vaes", reg.vaes), ("adapters", reg.adapters)):
-        for key, spec in table.items():
+    for section in registry_mod.SECTIONS:
+        for key, spec in getattr(reg, section).items():
             if keys and key not in keys and not (section == "models" and spec.key in _resolve(reg, keys)):
                 continue
-            if section == "models" and spec.base:
-                continue  # its repo is its base's
+            if (section == "models" and spec.base) or getattr(spec, "repo", None) is None:
+                continue  # a derived model's repo is its base's; an evaluator file at a URL is no Hub repo
             entries.append((section, spec))
     if keys:
         known = {s.key for _, s in entries} | {s.key for s in reg.models.values() if s.base}
         for k in keys:
             if k not in known:
-                reg.get(k)  # raises the "did you mean" error
+                reg.find(k)  # raises the "did you mean" error
+    if hub.unreachable(say=False):  # once, not once per entry: then only the cache can be asked
+        return [from_cache(spec, section) for section, spec in entries]
+    api = HfApi()
     checks = [check(spec, section, api) for section, spec in entries]
     if pin:
         pins = {(c.section, c.key): c.commit for c in checks if c.ok and c.commit and not _is_sha(c.revision)}
@@ -142,6 +171,8 @@ def pin_revisions(path: Path, pins: dict[tuple[str, str], str]) -> None:
     """Rewrite `revision:` and `revision_kind:` of the given entries in place, keeping every comment."""
     text = path.read_text(encoding="utf-8")
     for (section, key), sha in pins.items():
+        if not isinstance(yaml.safe_load(sha), str):  # all digits, or digits with one 'e', would load as a number
+            sha = f'"{sha}"'
         sec = re.search(rf"(?m)^{section}:\s*$", text)
         if not sec:
             raise RegistryError(f"{path}: no section '{section}'")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,7 @@ def generate(
     control=None,
     hires=None,
     ip_adapter=None,
+    embeddings: dict | None = None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -101,8 +103,11 @@ def generate(
     `batch_size` is faster on big GPUs, but batched arithmetic may round differently (pixels within 1 level).
     `on_step(done, total)` is called after every denoising step (progress bars, cancelling by raising);
     `on_preview(image, done, total)` gets the step's latents decoded by the family's tiny VAE (`helpers.previews`).
-    `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing); `lora_scale` sets them
-    all to one scale (a sweep axis). `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
+    `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing) for this call only; after
+    it the model's LoRAs are as the caller left them (a LoRA fused with `styles.fuse` stays). `lora_scale` sets
+    them all to one scale (a sweep axis). `embeddings` ({source: token or None}) loads textual-inversion
+    embeddings (registry key, trained adapter name or file) before the call; their tokens go in the prompt.
+    `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
     `registry` is the registry a key is looked up in (the project's `models.yaml` by default).
     `control` steers the image with ControlNets: `{controlnet_key: image}` or `helpers.control.Control`s.
     `hires` ({"scale": 2, "strength": 0.5, "steps": N, "upscaler": "Lanczos"}) finishes each image larger.
@@ -133,25 +138,36 @@ def generate(
         pipe = control_mod.pipeline(pipe, request.controls, registry)
     if request.image_prompt:
         pipe = ip_mod.pipeline(pipe, request.image_prompt, registry)
+    before = styles.loras(pipe)  # what the caller set on the pipeline (styles.load_lora): kept after this call
     try:
+        request.embeddings = {source: styles.ensure_embedding(pipe, source, token)
+                              for source, token in (embeddings or {}).items()}  # fmt: skip
         call = prepare(pipe, request, loras, lora_scale)
         call |= _step_kwargs(pipe, _step_callback(pipe, request, on_step, on_preview))
         images, problems, timings = run(pipe, request, call, generator_device)
-    finally:  # the cached model stays as it was, even when the call fails or is cancelled
+        recipes = record(pipe, request, images)  # the first pass's size, as A1111 records it
+        used = styles.loras(pipe)
+    finally:  # the cached model stays as it was, even when the call fails or is cancelled: its LoRAs are this call's
         ip_mod.unload(pipe)
-    recipes = record(pipe, request, images)  # the first pass's size, as A1111 records it
-    if request.hires:
-        images = _hires_pass(request, images, device, memory, registry, generator_device)
+        styles.restore(pipe, before)
+    if request.hires:  # its upscaling and second pass count in the call's time, as the user waited for them
+        start = time.perf_counter()
+        images = _hires_pass(request, images, device, memory, registry, generator_device, used)
+        timings["hires"] = time.perf_counter() - start
+        timings["total"] += timings["hires"]
     return GenerationResult(images, recipes, timings, peak_gb(pipe.device), problems)
 
 
-def _hires_pass(request: Request, images, device, memory, registry, generator_device) -> list[Image.Image]:
-    """A1111's second pass: each image upscaled, then repainted by img2img at the hires strength, same seed."""
+def _hires_pass(request: Request, images, device, memory, registry, generator_device, loras) -> list[Image.Image]:
+    """A1111's second pass: each image upscaled, then repainted by img2img at the hires strength, same seed and
+    the first pass's LoRAs."""
     h, spec = request.hires, request.spec
     pipe = get_pipeline(spec.key, task="img2img", device=device, memory=memory, registry=registry)
-    settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=h["steps"],
+    steps = hires_mod.second_pass_steps(h["steps"], h["strength"], spec.family)  # runs h["steps"], as A1111 does
+    settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=steps,
                     guidance_scale=request.guidance, scheduler=request.scheduler,
-                    scheduler_options=request.scheduler_options, generator_device=generator_device)  # fmt: skip
+                    scheduler_options=request.scheduler_options, generator_device=generator_device,
+                    loras=loras)  # fmt: skip
     out = []
     for im, s in zip(images, request.seeds, strict=True):
         big = hires_mod.upscale(im, h, spec.family, request.prompt, s, device, registry)
@@ -389,6 +405,7 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         guidance_scale=request.guidance,
         scheduler=request.scheduler,
         scheduler_options=request.scheduler_options,
+        schedule_type=records.schedule_type(request.scheduler_options),
         width=images[0].width,
         height=images[0].height,
         model=spec.key,
@@ -405,6 +422,7 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         controls=[c.recipe() for c in request.controls],
         hires=dict(request.hires),
         image_prompt=request.image_prompt.recipe() if request.image_prompt else {},
+        embeddings=dict(request.embeddings),
     )
     return [Record.from_dict({**base.__dict__, "seed": s}) for s in request.seeds]
 

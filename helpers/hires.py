@@ -1,9 +1,11 @@
 """Hires fix as AUTOMATIC1111 does it: generate at the model's native size, upscale, then img2img at a strength.
 
 `generate(..., hires={"scale": 2, "strength": 0.5})` runs it; the record keeps A1111's fields (`Hires upscale`,
-`Hires steps`, `Hires upscaler`, `Denoising strength`) so the PNG regenerates. Upscalers here are PIL's
-resampling filters, by A1111's names, or a registry upscaler by key (`helpers.upscale`), which upscales by its own
-factor, guided by the prompt and seed; the result is then resized (Lanczos) to `scale` times the first pass.
+`Hires steps`, `Hires upscaler`, `Denoising strength`) so the PNG regenerates. As in A1111, the second pass runs
+`Hires steps` denoising steps (of a longer schedule that the strength cuts into; see `second_pass_steps`).
+Upscalers here are PIL's resampling filters, by A1111's names, or a registry upscaler by key (`helpers.upscale`),
+which upscales by its own factor, guided by the prompt and seed; the result is then resized (Lanczos) to `scale`
+times the first pass.
 
 >>> generate("sd15", "a castle", seed=1, hires={"scale": 2, "strength": 0.45, "steps": 15})
 >>> generate("sd15", "a castle", seed=1, hires={"scale": 2, "upscaler": "sd-x2-latent-upscaler"})
@@ -34,15 +36,16 @@ def settle(spec, hires, steps: int, registry: Registry | None = None, controls=(
 
     With ControlNets (`controls`, settled) the second pass runs the family's ControlNet img2img pipeline.
     """
-    if not hires:
+    if hires is None or hires is False or hires == {}:
         return {}
-    if isinstance(hires, (int, float)):
+    if isinstance(hires, (int, float)):  # a scale; 0 is refused below, not taken for "off"
         hires = {"scale": hires}
     unknown = set(hires) - {"scale", "strength", "steps", "upscaler", "upscaler_steps"}
     if unknown:
         raise ZooError(f"hires takes scale, strength, steps, upscaler and upscaler_steps (got {sorted(unknown)})")
     out = {"scale": float(hires.get("scale", 2.0)), "strength": float(hires.get("strength", 0.5)),
-           "steps": int(hires.get("steps") or steps), "upscaler": hires.get("upscaler", "Lanczos")}  # fmt: skip
+           "steps": int(steps if hires.get("steps") is None else hires["steps"]),
+           "upscaler": hires.get("upscaler", "Lanczos")}  # fmt: skip
     if "img2img" not in spec.tasks:
         raise ZooError(f"hires fix repaints with img2img, which '{spec.key}' does not support")
     if controls and (spec.family, "img2img") not in CONTROL_PIPELINES:
@@ -54,8 +57,8 @@ def settle(spec, hires, steps: int, registry: Registry | None = None, controls=(
         raise ZooError(f"hires scale must be above 1 and at most 4 (got {out['scale']:g})")
     if not 0 < out["strength"] <= 1:
         raise ZooError(f"hires strength must be in (0, 1] (got {out['strength']:g})")
-    if int(out["steps"] * out["strength"]) < 1:
-        raise ZooError(f"hires strength {out['strength']:g} of {out['steps']} steps runs no step: use more steps")
+    if out["steps"] < 1:
+        raise ZooError(f"hires steps must be at least 1 (got {out['steps']})")
     learned = (registry or default_registry()).upscalers
     if out["upscaler"] not in UPSCALERS and out["upscaler"] not in learned:
         raise ZooError(
@@ -69,6 +72,22 @@ def settle(spec, hires, steps: int, registry: Registry | None = None, controls=(
         if out["upscaler_steps"] < 1:
             raise ZooError(f"hires upscaler_steps must be at least 1 (got {out['upscaler_steps']})")
     return out
+
+
+def second_pass_steps(steps: int, strength: float, family: str) -> int:
+    """The img2img `num_inference_steps` whose last `steps` steps diffusers runs at `strength`: A1111's hires pass.
+
+    A1111 runs "Hires steps" denoising steps, on a schedule of int(steps / min(strength, 0.999)) steps of which it
+    skips the first part (`setup_img2img_steps` in modules/sd_samplers_common.py, which the hires pass always calls
+    with its steps); diffusers runs int(n * strength) of n steps (flow models: n - int(n - n * strength)). So the
+    second pass asks diffusers for the n that runs exactly `steps`, not for `steps` (which ran fewer).
+    """
+    flow = FAMILIES[family].samplers == "flow"
+    for n in range(steps, int(steps / strength) + 3):
+        runs = n - int(max(n - min(n * strength, n), 0)) if flow else min(int(n * strength), n)
+        if runs == steps:
+            return n
+    return int(steps / min(strength, 0.999))
 
 
 def upscale(image: Image.Image, hires: dict, family: str, prompt: str = "", seed: int = 0, device: str = "auto",

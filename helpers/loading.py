@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import torch
 from huggingface_hub import errors as hub_errors
 
 from . import fast as fast_mod
+from . import hub, quiet
 from . import memory as memory_mod
-from . import quiet
 from .devices import pick_device, pick_dtype
 from .errors import ModelAccessError, ModelNotCachedError, ZooError
 from .loaded import LoadedModel, attach, record
@@ -225,6 +224,10 @@ def _component_class(library: str, name: str):
 
 
 def hub_kwargs(spec) -> dict:
+    """from_pretrained's revision, safetensors and variant arguments of an entry. Every load asks for these
+    first, so here the Hub is asked once whether it can be reached (helpers.hub): without a network the load
+    then reads the cache at once, and fails fast with our message, instead of after five retries."""
+    hub.unreachable()
     kwargs = {"revision": spec.revision, "use_safetensors": spec.weights == "safetensors"}
     if spec.variant:
         kwargs["variant"] = spec.variant
@@ -363,13 +366,13 @@ def _gated_note(spec) -> str:
 
 
 def _not_cached_message(what: str) -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    why = "HF_HUB_OFFLINE=1 is set" if offline else "the Hub cannot be reached"
+    offline = hub.offline_by_setting()
+    why = "HF_HUB_OFFLINE=1 is set" if offline else f"the Hub cannot be reached ({hub.unreachable() or 'no answer'})"
     cache = huggingface_hub.constants.HF_HUB_CACHE
     return (
         f"Model {what} is not in the local cache ({cache}) and {why}. Connect to the network once "
-        "(unset HF_HUB_OFFLINE) to download it; to try the project with no network at all, build tiny "
-        "stand-ins with `python -m helpers offline-hub DIR` and set HF_HUB_CACHE=DIR."
+        f"{'(unset HF_HUB_OFFLINE) ' if offline else ''}to download it; to try the project with no network at "
+        "all, build tiny stand-ins with `python -m helpers offline-hub DIR` and set HF_HUB_CACHE=DIR."
     )
 
 

@@ -13,6 +13,7 @@ weights that fits is left to the pipeline, so it gives exactly the embeddings it
 from __future__ import annotations
 
 import re
+import warnings
 
 import torch
 from compel import Compel, ReturnedEmbeddingsType
@@ -24,12 +25,32 @@ CLIP_FAMILIES = ("sd1", "sd2", "sdxl")
 # AUTOMATIC1111's attention grammar (modules/prompt_parser.py): escapes, brackets, ":weight)", plain text.
 _ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:", re.X)
 _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_SAID: set[str] = set()  # prompts whose bracket mistakes were said in this process (a hires pass reads them again)
 
 
 def parse(text: str) -> list[tuple[str, float]]:
     """A1111's (text, weight) runs of a prompt; a BREAK is the run ("BREAK", -1)."""
+    return _parse(text)[0]
+
+
+def mistakes(text: str) -> str | None:
+    """What in a prompt's brackets A1111 reads other than a writer may mean, and how it was read; None if nothing.
+
+    >>> mistakes("((((a cat")
+    "4 '(' never closed (each weights the rest x1.1). Read as: 'a cat' x1.46"
+    """
+    runs, notes = _parse(text)
+    if not notes:
+        return None
+    read = ", ".join(f"{t.strip()!r} x{w:.3g}" if w != 1.0 else repr(t.strip()) for t, w in runs if t.strip())
+    return f"{'; '.join(notes)}. Read as: {read}"
+
+
+def _parse(text: str) -> tuple[list[tuple[str, float]], list[str]]:
+    """The runs of `parse`, and notes on brackets that A1111's rules read in a way a writer may not mean."""
     res: list[list] = []
     round_open, square_open = [], []
+    stray, colons = [], []
 
     def multiply(start: int, factor: float) -> None:
         for run in res[start:]:
@@ -50,6 +71,10 @@ def parse(text: str) -> list[tuple[str, float]]:
         elif part == "]" and square_open:
             multiply(square_open.pop(), 1 / 1.1)
         else:
+            if part in (")", "]"):
+                stray.append(part)
+            elif part == ":" and round_open:
+                colons.append(part)
             for i, piece in enumerate(_BREAK.split(part)):
                 if i:
                     res.append(["BREAK", -1])
@@ -59,13 +84,24 @@ def parse(text: str) -> list[tuple[str, float]]:
         multiply(start, 1.1)
     for start in square_open:
         multiply(start, 1 / 1.1)
+    notes = []
+    if round_open:
+        notes.append(f"{len(round_open)} '(' never closed (each weights the rest x1.1)")
+    if square_open:
+        notes.append(f"{len(square_open)} '[' never closed (each weights the rest /1.1)")
+    if stray:
+        kinds = " and ".join(f"'{c}'" for c in sorted(set(stray)))
+        notes.append(f"{len(stray)} {kinds} without an opening bracket, kept as text")
+    if colons:
+        notes.append("a ':' in brackets not followed by a number and ')' is no weight: kept as text, the brackets "
+                     "weight x1.1")  # fmt: skip
     merged: list[list] = []
     for run in res or [["", 1.0]]:
         if merged and merged[-1][1] == run[1] and run[1] != -1:
             merged[-1][0] += run[0]
         else:
             merged.append(run)
-    return [(t, w) for t, w in merged]
+    return [(t, w) for t, w in merged], notes
 
 
 def is_plain(text: str) -> bool:
@@ -85,6 +121,11 @@ def embeddings(pipe, family: str, prompt: str, negative_prompt: str | None, guid
     if family not in CLIP_FAMILIES or getattr(pipe, "tokenizer", None) is None:
         return {}
     texts = [prompt] + ([negative_prompt] if negative_prompt else [])
+    for name, text in zip(("prompt", "negative prompt"), texts, strict=False):
+        said = mistakes(text)
+        if said and text not in _SAID:  # read as A1111 reads it, which is right; said once, so the user sees how
+            _SAID.add(text)
+            warnings.warn(f"The {name}'s brackets were read as A1111 reads them: {said}", stacklevel=4)
     if all(is_plain(t) and fits(pipe, t) for t in texts):
         return {}
     # compel reads a long prompt in chunks: transformers' notice that it is too long "(482 > 77) ... indexing

@@ -17,7 +17,6 @@ import contextlib
 import contextvars
 import inspect
 import logging
-import os
 import warnings
 
 import diffusers
@@ -26,14 +25,14 @@ import transformers
 from tqdm.auto import tqdm
 from tqdm.notebook import tqdm as notebook_tqdm
 
-from . import library_notices  # imported first of all by helpers/__init__: some notices come while libraries import
+from . import hub, library_notices  # library_notices: imported first of all by helpers/__init__
 
 # The Hub's notices when it cannot be reached: logger -> the start of its message. Each load printed both.
 OFFLINE_NOTICES = {
     "huggingface_hub.hf_api": "Could not reach the Hub",
     "diffusers.pipelines.pipeline_utils": "Couldn't connect to the Hub",
 }
-_SAID: set[str] = set()  # the offline notices already said in this process
+_SAID = hub.SAID  # the offline notices already said in this process
 
 # diffusers warns about its own modules importing its deprecated names: nothing a user can change.
 warnings.filterwarnings("ignore", message=r".*Importing and using `\w+` from `diffusers\.", category=FutureWarning)
@@ -41,10 +40,7 @@ warnings.filterwarnings("ignore", message=r".*Importing and using `\w+` from `di
 
 def offline_notice() -> str:
     """What we say, once, instead of the Hub's notices."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    why = "offline (HF_HUB_OFFLINE=1)" if offline else "cannot be reached"
-    cache = huggingface_hub.constants.HF_HUB_CACHE
-    return f"Hugging Face Hub {why}: models load from the local cache ({cache}), without checking for updates."
+    return hub.notice()
 
 
 class _OfflineNotice(logging.Filter):

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,8 @@ class Record:
     controls: list = field(default_factory=list)  # ControlNets: model, scale, start, end, image fingerprint
     hires: dict = field(default_factory=dict)  # hires fix: scale, strength, steps, upscaler (helpers.hires)
     image_prompt: dict = field(default_factory=dict)  # IP-Adapter: model, scale, image fingerprint
+    embeddings: dict = field(default_factory=dict)  # textual-inversion embeddings: source -> token
+    schedule_type: str = ""  # A1111's "Schedule type" where not the sampler's own ("Exponential", ...)
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -92,6 +95,8 @@ class Record:
             kw["loras"] = dict(self.loras)
         if self.hires:
             kw["hires"] = dict(self.hires)
+        if self.embeddings:
+            kw["embeddings"] = dict(self.embeddings)
         return kw | dict(self.extra)
 
     def to_json(self) -> str:
@@ -110,6 +115,7 @@ class Record:
         fields = {
             "Steps": self.num_inference_steps,
             "Sampler": self.scheduler,
+            **({"Schedule type": self.schedule_type} if self.schedule_type else {}),
             "CFG scale": f"{self.guidance_scale:g}",
             "Seed": self.seed,
             "Size": f"{self.width}x{self.height}",
@@ -160,6 +166,36 @@ def parse_a1111(text: str) -> dict:
     return out
 
 
+# A1111's "Schedule type" -> the diffusers scheduler options that make it, from diffusers' table of A1111 schedule
+# types (https://huggingface.co/docs/diffusers/api/schedulers/overview, "Noise schedules and schedule types").
+# "Automatic" is the sampler's own schedule; Karras is also folded into the sampler name ("DPM++ 2M Karras").
+SCHEDULE_TYPES = {
+    "Automatic": {},
+    "Karras": {"use_karras_sigmas": True},
+    "Exponential": {"timestep_spacing": "linspace", "use_exponential_sigmas": True},
+    "Beta": {"timestep_spacing": "linspace", "use_beta_sigmas": True},
+    "SGM Uniform": {"timestep_spacing": "trailing"},
+    "Simple": {"timestep_spacing": "trailing"},
+}
+
+
+def schedule_type(options: dict) -> str:
+    """A1111's schedule type of scheduler options (Karras is in the sampler's name), or ""."""
+    return next((name for name, wanted in SCHEDULE_TYPES.items() if wanted and name != "Karras"
+                 and all(options.get(k) == v for k, v in wanted.items())), "")  # fmt: skip
+
+
+def _schedule(fields: dict) -> tuple[dict, str]:
+    """The scheduler options and the schedule type's name of an A1111 text; one diffusers lacks is kept by name."""
+    name = fields.get("Schedule type", "")
+    if name and name not in SCHEDULE_TYPES:
+        warnings.warn(f"A1111's schedule type '{name}' has no diffusers equivalent: it is kept in the record, and "
+                      "making the image again uses the sampler's own schedule", stacklevel=3)  # fmt: skip
+        return {}, name
+    options = {} if name == "Karras" else dict(SCHEDULE_TYPES.get(name, {}))  # Karras: in the sampler's name
+    return options, "" if name in ("", "Automatic", "Karras") else name
+
+
 def _sampler(fields: dict) -> str:
     """A1111 1.9+ writes "Sampler: DPM++ 2M, Schedule type: Karras"; the sampler table knows "DPM++ 2M Karras"."""
     sampler = fields.get("Sampler", "default")
@@ -171,6 +207,7 @@ def _sampler(fields: dict) -> str:
 def from_a1111(text: str) -> Record:
     """The record in an AUTOMATIC1111 `parameters` text (the web UI's "PNG Info"): its prompt and main fields."""
     p = parse_a1111(text)
+    options, stype = _schedule(p)
     try:
         width, height = parse_size(p["Size"])
         return Record(
@@ -180,6 +217,8 @@ def from_a1111(text: str) -> Record:
             num_inference_steps=int(p["Steps"]),
             guidance_scale=float(p["CFG scale"]),
             scheduler=_sampler(p),
+            scheduler_options=options,
+            schedule_type=stype,
             width=width,
             height=height,
             model=p.get("Model", ""),

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import diffusers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -222,7 +221,7 @@ class UpscalerSpec(_Pinned):
 
     @property
     def pipeline_class(self):
-        return getattr(diffusers, self.pipeline)
+        return _diffusers_class(self.pipeline)
 
 
 class IpAdapterSpec(_Pinned):
@@ -270,13 +269,6 @@ class ModelSpec(_Pinned):
     trigger_words: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("pipeline")
-    @classmethod
-    def _pipeline_exists(cls, v):
-        if not hasattr(diffusers, v):
-            raise ValueError(f"diffusers has no pipeline class '{v}' (diffusers {diffusers.__version__})")
-        return v
-
     @field_validator("aliases")
     @classmethod
     def _alias_form(cls, v):
@@ -302,7 +294,7 @@ class ModelSpec(_Pinned):
 
     @property
     def pipeline_class(self):
-        return getattr(diffusers, self.pipeline)
+        return _diffusers_class(self.pipeline)
 
     @property
     def schedulers(self) -> list[str]:
@@ -312,6 +304,13 @@ class ModelSpec(_Pinned):
     def fits(self, vram_gb: float) -> bool:
         """Whether the model runs with everything on a GPU of `vram_gb`."""
         return self.size.vram_gb is not None and self.size.vram_gb <= vram_gb
+
+
+def _diffusers_class(name: str):
+    """A diffusers class by name, imported only when a model is run (listing the registry needs no torch)."""
+    import diffusers
+
+    return getattr(diffusers, name)
 
 
 class Registry:
@@ -339,50 +338,54 @@ class Registry:
         by_repo = [m for m in self.models.values() if m.base is None and key in (m.repo, *m.previous_repos)]
         if by_repo:
             return by_repo[0]
-        raise UnknownModelError(_unknown("model", key, [*self.models, *self._aliases]))
+        raise UnknownModelError(_unknown("model", key, [*self.models, *self._aliases], "models"))
+
+    def entry(self, section: str, key: str):
+        """The entry of `key` in a section ("vaes", "controlnets", ...; see `SECTIONS`); a typo gets a 'did you
+        mean' and the `list` command that shows the section's keys."""
+        entries = getattr(self, section)
+        if key not in entries:
+            raise UnknownModelError(_unknown(SECTIONS[section], key, entries, section))
+        return entries[key]
 
     def vae(self, key: str) -> VaeSpec:
-        if key not in self.vaes:
-            raise UnknownModelError(_unknown("VAE", key, self.vaes))
-        return self.vaes[key]
+        return self.entry("vaes", key)
 
     def adapter(self, key: str) -> AdapterSpec:
-        if key not in self.adapters:
-            raise UnknownModelError(_unknown("adapter", key, self.adapters))
-        return self.adapters[key]
+        return self.entry("adapters", key)
 
     def evaluator(self, key: str) -> EvaluatorSpec:
-        if key not in self.evaluators:
-            close = difflib.get_close_matches(str(key), sorted(self.evaluators), n=2, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            known = ", ".join(self.evaluators)
-            raise UnknownModelError(f"Unknown evaluator '{key}'.{hint} The evaluators of models.yaml: {known}")
-        return self.evaluators[key]
+        return self.entry("evaluators", key)
 
     def controlnet(self, key: str) -> ControlNetSpec:
-        if key not in self.controlnets:
-            raise UnknownModelError(_unknown("ControlNet", key, self.controlnets))
-        return self.controlnets[key]
+        return self.entry("controlnets", key)
 
     def preprocessor(self, key: str) -> PreprocessorSpec:
-        if key not in self.preprocessors:
-            raise UnknownModelError(_unknown("preprocessor", key, self.preprocessors))
-        return self.preprocessors[key]
+        return self.entry("preprocessors", key)
 
     def upscaler(self, key: str) -> UpscalerSpec:
-        if key not in self.upscalers:
-            raise UnknownModelError(_unknown("upscaler", key, self.upscalers))
-        return self.upscalers[key]
+        return self.entry("upscalers", key)
 
     def ip_adapter(self, key: str) -> IpAdapterSpec:
-        if key not in self.ip_adapters:
-            raise UnknownModelError(_unknown("IP-Adapter", key, self.ip_adapters))
-        return self.ip_adapters[key]
+        return self.entry("ip_adapters", key)
 
     def t2i_adapter(self, key: str) -> T2IAdapterSpec:
-        if key not in self.t2i_adapters:
-            raise UnknownModelError(_unknown("T2I-Adapter", key, self.t2i_adapters))
-        return self.t2i_adapters[key]
+        return self.entry("t2i_adapters", key)
+
+    def find(self, key: str) -> tuple[str, object]:
+        """(section, entry) of a key in any section, models first; a typo gets the closest keys of every section."""
+        for section in SECTIONS:
+            try:
+                return section, (self.get(key) if section == "models" else self.entry(section, key))
+            except UnknownModelError:
+                continue
+        everything = {k: section for section in SECTIONS for k in getattr(self, section)}
+        everything.update({a: "models" for a in self._aliases})
+        close = difflib.get_close_matches(str(key).lower(), sorted(everything), n=3, cutoff=0.5)
+        hint = "".join(f" Did you mean '{c}' (`python -m helpers list {_cli(everything[c])}`)?" for c in close[:1])
+        more = f" Other close keys: {', '.join(repr(c) for c in close[1:])}." if len(close) > 1 else ""
+        raise UnknownModelError(f"No registry entry '{key}'.{hint}{more} Run `python -m helpers list all` "
+                                "to see every section's keys.")  # fmt: skip
 
     def list(
         self,
@@ -437,11 +440,31 @@ class Registry:
         return pd.DataFrame(rows).set_index("key")
 
 
-def _unknown(what: str, key: str, known) -> str:
+def _unknown(what: str, key: str, known, section: str) -> str:
     known = sorted(known)
     close = difflib.get_close_matches(str(key).lower(), known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"Unknown {what} '{key}'.{hint} Run `python -m helpers list` to see them all."
+    listing = "python -m helpers list" + ("" if section == "models" else f" {_cli(section)}")
+    return f"Unknown {what} '{key}'.{hint} Run `{listing}` to see them all."
+
+
+def _cli(section: str) -> str:
+    """A section's name on the command line: `ip_adapters` -> `ip-adapters`."""
+    return section.replace("_", "-")
+
+
+# The registry's sections: attribute (and models.yaml section) -> what one entry is called in messages.
+SECTIONS = {
+    "models": "model",
+    "adapters": "adapter",
+    "vaes": "VAE",
+    "controlnets": "ControlNet",
+    "t2i_adapters": "T2I-Adapter",
+    "ip_adapters": "IP-Adapter",
+    "upscalers": "upscaler",
+    "preprocessors": "preprocessor",
+    "evaluators": "evaluator",
+}
 
 
 _INHERITED = (

@@ -47,6 +47,7 @@ class Request:
     controls: list = field(default_factory=list)  # helpers.control.Control, settled
     hires: dict = field(default_factory=dict)  # helpers.hires settings, settled
     image_prompt: object = None  # helpers.ip_adapter.ImagePrompt, settled
+    embeddings: dict = field(default_factory=dict)  # textual inversion: source -> the token it binds to
 
     @property
     def batches(self) -> list[list[int]]:

@@ -7,8 +7,6 @@ https://huggingface.co/docs/diffusers/api/schedulers/overview
 
 from dataclasses import dataclass, field
 
-import diffusers
-
 from .errors import ZooError
 from .families import FAMILIES
 from .loaded import record
@@ -25,6 +23,8 @@ class SchedulerSpec:
 
     @property
     def cls(self):
+        import diffusers  # here, not at the top: the registry reads this table without loading diffusers
+
         return getattr(diffusers, self.class_name)
 
 

@@ -71,8 +71,11 @@ def load_lora(pipe, source: str, weight_name: str | None = None, name: str | Non
             family = _family(pipe)
             known = [a.key for a in reg.adapters.values() if a.kind == "lora" and family in (a.family, None)]
             raise ZooError(
-                f"no LoRA file '{source}' (from {Path.cwd()}) and no registry adapter of that name: check the path, "
-                f"or use a registry LoRA ({', '.join(known) or 'none for this family'}) or a Hub repo id 'owner/name'"
+                f"no LoRA file '{source}' (from {Path.cwd()}), no registry adapter of that name, and no trained "
+                f"adapter of that name in {trainexport.adapters_dir().resolve()} (set {trainexport.ENV}, or --adapters "
+                f"DIR on the command line, to look in another folder). Check the name or path, or use a registry LoRA "
+                f"({', '.join(known) or 'none for this family'}; `python -m helpers list adapters`) or a Hub repo id "
+                "'owner/name'"
             )
         args, kwargs = (source,), ({"weight_name": weight_name} if weight_name else {})
         name = name or source.replace("/", "--")
@@ -175,6 +178,24 @@ def load_embedding(pipe, source: str, token: str | None = None, weight_name: str
     if token is None:
         raise ZooError("give the token the embedding binds to, e.g. token='<my-style>'")
     return token
+
+
+def ensure_embedding(pipe, source: str, token: str | None = None) -> str:
+    """Load an embedding unless its token is loaded already (a cached model keeps it); returns the token."""
+    reg = default_registry()
+    if token is None and source in reg.adapters:
+        token = reg.adapter(source).token
+    elif token is None and trainexport.find(source):
+        token = trainexport.metadata(source).get("token")
+    if token is not None and token in pipe.tokenizer.get_vocab():
+        return token
+    return load_embedding(pipe, source, token)
+
+
+def restore(pipe, scales: dict[str, float]) -> None:
+    """Put back the LoRA scales a generate call found (helpers.generate): a call's LoRAs are that call's."""
+    if hasattr(pipe, "get_list_adapters") and loras(pipe) != scales:
+        set_scales(pipe, scales)
 
 
 def trigger_words_missing(pipe, prompt: str) -> list[str]:

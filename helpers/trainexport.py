@@ -18,10 +18,9 @@ import json
 import os
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
 from .errors import ZooError
+
+# torch and safetensors are imported where weights are read or written: finding and listing adapters needs neither.
 
 ENV = "SDZOO_ADAPTERS"
 
@@ -64,7 +63,9 @@ def available(family: str | None = None) -> dict[str, dict]:
 
 def save_lora(pipe, unet_layers: dict, out_dir: Path, name: str, rank: int, alpha: float) -> tuple[Path, Path]:
     """Write the U-Net LoRA in the diffusers/peft layout and a kohya-layout copy; returns both paths."""
+    import torch
     from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
+    from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
     layers = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in unet_layers.items()}
@@ -89,6 +90,9 @@ def save_lora(pipe, unet_layers: dict, out_dir: Path, name: str, rank: int, alph
 def save_embedding(vectors: list, token: str, out_dir: Path, name: str, step: int, base: str):
     """Write textual-inversion vectors: for one text encoder diffusers' {token: vectors} and A1111's
     `string_to_param` .pt; for SDXL's two, one {"clip_l", "clip_g"} file, the layout A1111 and ComfyUI read."""
+    import torch
+    from safetensors.torch import save_file
+
     out_dir.mkdir(parents=True, exist_ok=True)
     vectors = [v.detach().to("cpu", torch.float32).contiguous() for v in vectors]
     path = out_dir / f"{name}.safetensors"
@@ -104,6 +108,8 @@ def save_embedding(vectors: list, token: str, out_dir: Path, name: str, step: in
 
 def load_embedding_file(pipe, path: str | Path, token: str) -> None:
     """Load an embedding file into a pipeline: one text encoder's, or SDXL's {"clip_l", "clip_g"} pair."""
+    from safetensors.torch import load_file
+
     data = load_file(str(path)) if str(path).endswith(".safetensors") else {}
     if "clip_l" in data and "clip_g" in data:  # diffusers loads each half into its own encoder
         pipe.load_textual_inversion(
@@ -122,4 +128,6 @@ def write_metadata(out_dir: Path, name: str, facts: dict) -> Path:
 
 
 def load_lora_file(path: str | Path) -> dict:
+    from safetensors.torch import load_file
+
     return load_file(str(path))

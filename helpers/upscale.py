@@ -15,6 +15,7 @@ import math
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from . import memory as memory_mod
 from .devices import pick_device, pick_dtype
@@ -62,11 +63,13 @@ def free() -> None:
 def upscale(image, upscaler: str = "sd-x4-upscaler", prompt: str = "", negative_prompt: str | None = None,
             seed: int = 0, num_inference_steps: int | None = None, guidance_scale: float | None = None,
             noise_level: int | None = None, tile: int | None = None, overlap: int | None = None,
-            device: str = "auto", memory="auto", registry: Registry | None = None) -> Image.Image:  # fmt: skip
+            device: str = "auto", memory="auto", registry: Registry | None = None,
+            on_step=None) -> Image.Image:  # fmt: skip
     """The picture `scale` times larger by a registry upscaler, guided by `prompt`, in tiles where it is large.
 
     What is left out comes from the entry's defaults; `tile` (input pixels; the entry's by default) and `overlap`
     (a quarter of a tile by default) set the tiling. Every tile uses `seed`, so a seed gives the same picture.
+    A bar counts the steps of all tiles; `on_step(done, total)` is called after each.
     """
     spec = (registry or default_registry()).upscaler(upscaler)
     image = load_image(image)
@@ -83,11 +86,28 @@ def upscale(image, upscaler: str = "sd-x4-upscaler", prompt: str = "", negative_
     elif noise_level is not None:
         raise ZooError(f"upscaler '{spec.key}' takes no noise_level (only the x4 upscaler does)")
     pipe = load_upscaler(spec.key, device=device, memory=memory, registry=registry)
+    n = tiles(image.size, tile, overlap)
+    steps = call["num_inference_steps"]
+    bar = tqdm(total=n * steps, unit="step", desc=f"[{spec.key}] {n} tile{'s' if n > 1 else ''} x {steps} steps")
+
+    def step(*_):  # the upscale pipelines' step callback (they predate `callback_on_step_end`)
+        bar.update(1)
+        if on_step is not None:
+            on_step(bar.n, bar.total)
 
     def one(part: Image.Image) -> Image.Image:
-        return _run(pipe, spec, part, call, seed)
+        return _run(pipe, spec, part, {**call, "callback": step, "callback_steps": 1}, seed)
 
-    return tiled(image, one, spec.scale, tile, overlap)
+    try:
+        return tiled(image, one, spec.scale, tile, overlap)
+    finally:
+        bar.close()
+
+
+def tiles(size: tuple[int, int], tile: int, overlap: int) -> int:
+    """How many tiles `tiled` cuts a picture of `size` into."""
+    w, h = size
+    return 1 if w <= tile and h <= tile else len(_starts(w, tile, overlap)) * len(_starts(h, tile, overlap))
 
 
 def _run(pipe, spec: UpscalerSpec, image: Image.Image, call: dict, seed: int) -> Image.Image:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import diffusers
-import torch
-import transformers
-
 __version__ = "0.1.0"
 
 
 def versions() -> dict:
     """The versions of diffusers, transformers, torch and this package, as a record keeps them."""
+    import diffusers
+    import torch
+    import transformers
+
     return {
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,

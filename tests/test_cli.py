@@ -2,8 +2,10 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -48,6 +50,11 @@ def test_generate_writes_pngs_and_prints_paths(tmp_path):
         (["generate", "sd15", "x", "--size", "64", "--scheduler", "Euler z"], "'Euler z' is not valid"),
         (["generate", "sdxl-trubo", "x"], "Did you mean 'sdxl-turbo'"),
         (["show", "flux-devv"], "Did you mean 'flux-dev'"),
+        (["generate", "sd15", "x", "--hires", "0"], "hires scale must be above 1 and at most 4 (got 0)"),
+        (["generate", "sd15", "x", "--hires", "1"], "hires scale must be above 1 and at most 4 (got 1)"),
+        (["generate", "sd15", "x", "--hires-strength", "0.3"], "--hires-strength only work with --hires SCALE"),
+        (["generate", "sd15", "x", "--hires-steps", "5", "--hires-upscaler", "Nearest"],
+         "--hires-steps and --hires-upscaler only work with --hires SCALE"),
     ],
 )
 def test_bad_input_fails_clearly(args, message, capsys):
@@ -178,3 +185,111 @@ def test_upscale_writes_a_new_png_each_time_with_its_settings(tmp_path, capsys):
     assert (settings["upscaler"], settings["prompt"], settings["seed"]) == ("sd-x2-latent-upscaler", "a castle", 3)
     assert main([*args[:2], "--upscaler", "sd-x3-upscalr", "--out", str(tmp_path)]) == 2
     assert "sd-x3-upscalr" in capsys.readouterr().err
+
+
+def test_upscale_shows_progress_reports_its_time_and_keeps_the_source_recipe(tmp_path, capsys):
+    from helpers.records import Record, save_image
+
+    source = Record(prompt="a castle", seed=9, num_inference_steps=20, guidance_scale=7, scheduler="Euler",
+                    width=40, height=24, model="sd15")  # fmt: skip
+    picture = Image.fromarray(np.random.default_rng(2).integers(0, 255, (24, 40, 3), dtype=np.uint8))
+    path = save_image(picture, source, tmp_path)
+    start = time.perf_counter()
+    assert main(["upscale", str(path), "--upscaler", "sd-x2-latent-upscaler", "--steps", "2", "--tile", "16",
+                 "--overlap", "4", "--device", "cpu", "--out", str(tmp_path / "big")]) == 0  # fmt: skip
+    waited = time.perf_counter() - start
+    captured = capsys.readouterr()
+    big = captured.out.strip()
+    assert read_record(big) == source, "the source's recipe is kept"
+    with Image.open(big) as im:
+        assert im.size == (80, 48)
+        assert im.text["postprocessing"].startswith("Postprocess upscaler: sd-x2-latent-upscaler, Postprocess upscale "
+                                                    "to: 80x48"), im.text  # fmt: skip
+        assert "parameters" in im.text and im.text["parameters"].startswith("a castle")
+    assert "[sd-x2-latent-upscaler] 6 tiles x 2 steps" in captured.err and "12/12" in captured.err, captured.err
+    reported = float(captured.err.rsplit(" in ", 1)[1].split(" s")[0])
+    assert 0.5 * waited <= reported <= waited, (reported, waited)
+
+
+_LOADED = """
+import json, runpy, sys, time
+sys.argv = ["helpers", *json.loads(sys.argv[1])]
+start = time.perf_counter()
+try:
+    runpy.run_module("helpers", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules)
+print(json.dumps({"heavy": heavy, "seconds": time.perf_counter() - start}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["show", "sd15"], ["list", "controlnets"]])
+def test_help_list_and_show_load_no_model_libraries(args):
+    proc = subprocess.run([sys.executable, "-c", _LOADED, json.dumps(args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert facts["heavy"] == [], f"`{' '.join(args)}` imported {facts['heavy']}"
+    assert facts["seconds"] < 15, facts  # loose: the point is the imports; on an idle CPU it answers in well under 1 s
+    assert proc.stdout.strip()
+
+
+def _refused_port() -> int:
+    with socket.socket() as s:  # bound, then closed: nothing listens there, so a connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_without_a_network_the_first_command_fails_fast_with_our_message(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{_refused_port()}", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "helpers", "generate", "sd15-lcm-lora", "a fox", "--seed", "42",
+                           "--out", str(tmp_path), "--device", "cpu"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 2, proc.stderr
+    assert "Retry" not in proc.stderr and proc.stderr.count("Connection refused") <= 2, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: Model 'sd15-lcm-lora'") and "is not in the local cache" in error, proc.stderr
+    assert "the Hub cannot be reached" in error and "HF_HUB_OFFLINE" not in error, error
+    print(f"failed in {seconds:.1f} s")  # loose: five retries with backoff took over 20 s more
+
+
+def test_generate_takes_loras_and_embeddings_and_records_them(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    emb = tmp_path / "fox-look.safetensors"
+    save_file({"<fox-look>": torch.randn(1, 32, generator=torch.Generator().manual_seed(0))}, str(emb))
+    common = ["--steps", "2", "--size", "64", "--seed", "3", "--out", str(tmp_path), "--device", "cpu"]
+    assert main(["generate", "sd15", "a <fox-look> fox", "--lora", "lcm-lora-sdv1-5:0.5",
+                 "--embedding", f"{emb}=<fox-look>", *common]) == 0, capsys.readouterr().err  # fmt: skip
+    styled = capsys.readouterr().out.split()[0]
+    rec = read_record(styled)
+    assert rec.loras == {"lcm-lora-sdv1-5": 0.5} and rec.embeddings == {str(emb): "<fox-look>"}
+    assert main(["generate", "sd15", "a <fox-look> fox", "--embedding", f"{emb}=<fox-look>", *common]) == 0
+    plain = capsys.readouterr().out.split()[0]
+    assert read_record(plain).loras == {}
+    assert not np.array_equal(np.asarray(Image.open(styled)), np.asarray(Image.open(plain)))
+    assert main(["generate", "sd15", "a fox", "--lora", "my-style", *common, "--adapters", str(tmp_path / "ad")]) == 2
+    err = capsys.readouterr().err
+    assert f"no trained adapter of that name in {tmp_path / 'ad'}" in err and "--adapters" in err, err
+
+
+def test_list_and_show_know_every_section(capsys):
+    for section, key in [("controlnets", "canny-sd15"), ("t2i-adapters", "t2i-canny-sd15"), ("vaes", "taesd"),
+                         ("ip-adapters", "ip-adapter-sd15"), ("upscalers", "sd-x4-upscaler"),
+                         ("evaluators", "clip-vit-l-14"), ("preprocessors", "depth-anything-v2-small"),
+                         ("adapters", "lcm-lora-sdv1-5")]:  # fmt: skip
+        assert main(["list", section]) == 0
+        assert key in capsys.readouterr().out.split(), section
+        assert main(["show", key]) == 0
+        assert capsys.readouterr().out.startswith(f"# {key}:")
+    assert main(["show", "cany-sd15"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'canny-sd15' (`python -m helpers list controlnets`)" in err, err
+    assert main(["list", "controlnets"]) == 0 and "canny-sd15" in capsys.readouterr().out
+    assert main(["list", "trained", "--adapters", "/nowhere/adapters"]) == 0
+    assert "0 trained adapters in /nowhere/adapters (set SDZOO_ADAPTERS or --adapters DIR" in capsys.readouterr().out

@@ -19,7 +19,7 @@ REG = registry.default()
 
 def _hub_state(offline_hub_dir):
     files, shas, gated = {}, {}, set()
-    for section in (REG.models, REG.vaes, REG.adapters):
+    for section in (REG.models, REG.vaes, REG.adapters):  # the other sections' repos are unknown: "not found"
         for spec in section.values():
             tree = get_cached_repo_tree(spec.repo, revision=spec.revision, cache_dir=offline_hub_dir)
             files[spec.repo] = [f.path for f in tree]
@@ -73,6 +73,9 @@ def test_doctor_reports_each_problem(doctor_run):
     assert "PROBLEM  models.sdxl-base" in out and "unet/ has no 'fp16' variant file" in out
     assert "PROBLEM  models.ssd-1b" in out and "not found" in out
     assert "ok       models.sd15" in out and "ok       adapters.lcm-lora-sdxl" in out
+    for entry in ("controlnets.canny-sd15", "t2i_adapters.t2i-canny-sd15", "ip_adapters.ip-adapter-sd15",
+                  "upscalers.sd-x4-upscaler", "preprocessors.depth-anything-v2-small", "evaluators.pickscore"):
+        assert f" {entry} " in out, f"doctor skipped {entry}"  # fmt: skip
 
 
 def test_pin_writes_commits_and_keeps_the_file(doctor_run):
@@ -87,3 +90,17 @@ def test_pin_writes_commits_and_keeps_the_file(doctor_run):
     assert pinned.get("sdxl-turbo").revision == REG.get("sdxl-turbo").revision, "pinned entries stay pinned"
     raw = yaml.safe_load(text)
     assert raw["models"]["sd15-lcm-lora"].get("revision") is None, "derived entries inherit their base's pin"
+
+
+def test_offline_doctor_says_so_once_and_checks_the_cache():
+    proc = subprocess.run([sys.executable, "-m", "helpers", "doctor"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip (the test environment is offline, on the offline hub)
+    out = proc.stdout
+    assert proc.returncode == 1 and "could not check" not in out, out
+    assert out.count("Hugging Face Hub is offline (HF_HUB_OFFLINE=1)") == 1 and "local cache" in out
+    lines = [line for line in out.splitlines() if line.startswith(("cached ", "missing "))]
+    sections = {line.split()[1].split(".")[0] for line in lines}
+    assert {"models", "vaes", "adapters", "controlnets", "t2i_adapters", "ip_adapters", "upscalers"} <= sections
+    assert "cached   models.sd15 " in out and "cached   controlnets.canny-sd15 " in out, out
+    cached = sum(line.startswith("cached") for line in lines)
+    assert f"{cached} of {len(lines)} entries in the cache" in out

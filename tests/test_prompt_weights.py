@@ -76,3 +76,23 @@ def test_long_weighted_prompts_are_read_whole_and_regenerate(key, tmp_path):
     assert np.array_equal(px(regenerate(path).images[0]), px(result.images[0]))
     chunked = generate(key, "a cat BREAK a dog", **small(key, seed=2)).images[0]
     assert not np.array_equal(px(chunked), px(generate(key, "a cat a dog", **small(key, seed=2)).images[0]))
+
+
+@pytest.mark.parametrize("prompt, said", [
+    ("((((a cat", "4 '(' never closed (each weights the rest x1.1). Read as: 'a cat' x1.46"),
+    ("(cat:abc)", "is no weight: kept as text, the brackets weight x1.1. Read as: 'cat:abc' x1.1"),
+    ("a cat) and [dog", "1 '[' never closed (each weights the rest /1.1); 1 ')' without an opening bracket"),
+])  # fmt: skip
+def test_bracket_mistakes_are_read_as_a1111_reads_them_and_said(prompt, said):
+    assert said in prompt_weights.mistakes(prompt)
+    assert prompt_weights.mistakes("a (red:1.5) cat, [blurry], \\(literal\\)") is None
+
+
+def test_what_was_read_is_said_once_per_generation(tmp_path):
+    from .test_cli import run as run_cli
+
+    code, out, err = run_cli("generate", "sd15", "((((a cat", "--steps", "2", "--size", "64", "--hires", "2",
+                             "--hires-steps", "1", "--out", str(tmp_path), "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "brackets were read as A1111 reads them" in line]
+    assert len(said) == 1 and "Read as: 'a cat' x1.46" in said[0], err

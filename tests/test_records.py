@@ -168,3 +168,33 @@ def test_a_real_a1111_infotext_is_read_as_the_web_ui_reads_it(tmp_path):
     rec = read_record(path)
     assert (rec.seed, rec.num_inference_steps, rec.guidance_scale, rec.width, rec.height) == (1, 20, 7.0, 512, 768)
     assert (rec.model, rec.scheduler) == ("v1-5-pruned-emaonly", "DPM++ 2M Karras"), "Sampler + Schedule type"
+
+
+@pytest.mark.usefixtures("hub")
+def test_a1111_schedule_types_are_kept_and_used_again(tmp_path):
+    import numpy as np
+
+    import helpers
+
+    text = ("a castle\nSteps: 3, Sampler: DPM++ 2M, Schedule type: Exponential, CFG scale: 7, Seed: 4, "
+            "Size: 64x64, Model: sd15")  # fmt: skip
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (64, 64)).save(tmp_path / "a1111.png", pnginfo=info)
+    rec = read_record(tmp_path / "a1111.png")
+    assert (rec.scheduler, rec.schedule_type) == ("DPM++ 2M", "Exponential")
+    assert rec.scheduler_options == {"timestep_spacing": "linspace", "use_exponential_sigmas": True}
+    again = helpers.regenerate(tmp_path / "a1111.png", device="cpu")
+    assert again.records[0].schedule_type == "Exponential" and "Schedule type: Exponential" in again.records[0].a1111()
+    plain = helpers.generate("sd15", "a castle", num_inference_steps=3, guidance_scale=7, seed=4, height=64, width=64,
+                             scheduler="DPM++ 2M", device="cpu")  # fmt: skip
+    assert not np.array_equal(np.asarray(again.images[0]), np.asarray(plain.images[0])), "the schedule was used"
+    with pytest.warns(UserWarning, match="'Align Your Steps' has no diffusers equivalent"):
+        other = parse_a1111(text) and read_record_text(text.replace("Exponential", "Align Your Steps"))
+    assert (other.schedule_type, other.scheduler_options) == ("Align Your Steps", {})
+
+
+def read_record_text(text):
+    from helpers.records import from_a1111
+
+    return from_a1111(text)

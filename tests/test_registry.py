@@ -49,6 +49,13 @@ def test_entry(key):
         assert m.repo == REG.get(m.base).repo and m.revision == REG.get(m.base).revision
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_pipeline_is_a_diffusers_pipeline(family):
+    # The registry checks an entry's pipeline against this table, without importing diffusers.
+    for name in FAMILIES[family].pipelines:
+        assert issubclass(getattr(diffusers, name), diffusers.DiffusionPipeline), name
+
+
 def test_keys_and_aliases_are_unique():
     names = [n for m in REG.models.values() for n in (m.key, *m.aliases)]
     assert len(names) == len(set(names))
@@ -170,3 +177,13 @@ def test_environment_variable_chooses_the_registry(tmp_path, monkeypatch):
     assert list(reg_mod.default().models) == ["sd15"]
     monkeypatch.delenv(reg_mod.REGISTRY_ENV)
     assert reg_mod.default().get("sd15").name != "From the other file"
+
+
+@pytest.mark.parametrize("section", list(reg_mod.SECTIONS))
+def test_a_typo_points_to_the_list_that_shows_the_right_key(section):
+    key = next(iter(getattr(REG, section)))
+    typo = key + "q"
+    with pytest.raises(UnknownModelError) as e:
+        REG.get(typo) if section == "models" else REG.entry(section, typo)
+    listing = "python -m helpers list" + ("" if section == "models" else f" {section.replace('_', '-')}")
+    assert f"Did you mean '{key}'" in str(e.value) and f"Run `{listing}`" in str(e.value), str(e.value)

@@ -105,3 +105,18 @@ def test_lora_scale_is_a_sweep_axis(tmp_path):
     assert scales == [0.0, 0.5, 1.0]
     images = [np.asarray(Image.open(tmp_path / r["path"])) for r in result.rows]
     assert not np.array_equal(images[0], images[2])
+
+
+def test_a_calls_loras_are_that_calls_only():
+    plain = px(helpers.generate("sd15", "a fox", **K).images[0])
+    styled = helpers.generate("sd15", "a fox", loras={"lcm-lora-sdv1-5": 1.0}, **K)
+    assert not np.array_equal(px(styled.images[0]), plain) and styled.records[0].loras == {"lcm-lora-sdv1-5": 1.0}
+    again = helpers.generate("sd15", "a fox", **K)
+    assert np.array_equal(px(again.images[0]), plain) and again.records[0].loras == {}
+
+
+def test_an_unknown_lora_names_the_adapters_folder_and_its_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDZOO_ADAPTERS", str(tmp_path / "my-adapters"))
+    folder = re.escape(str(tmp_path / "my-adapters"))
+    with pytest.raises(ZooError, match=rf"no trained adapter of that name in {folder}.*SDZOO_ADAPTERS"):
+        styles.load_lora(helpers.get_pipeline("sd15", device="cpu"), "my-style")
