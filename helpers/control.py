@@ -222,6 +222,12 @@ def load_controlnet(cn: ControlNetSpec, pipe):
     return loaded[cn.key]
 
 
+def parameter_count(key: str, pipe, registry: Registry | None = None) -> int:
+    """How many parameters the ControlNet or T2I-Adapter `key` has, as loaded for `pipe`'s model."""
+    net = load_controlnet(_entry(registry or default_registry(), key), pipe)
+    return sum(p.numel() for p in net.parameters())
+
+
 def pipeline(pipe, controls: list[Control], registry: Registry | None = None):
     """The ControlNet pipeline for `pipe`'s task on the same weights (`from_pipe`), sharing the model's record."""
     reg = registry or default_registry()

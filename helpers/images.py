@@ -38,6 +38,15 @@ def fingerprint(image: Image.Image) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
+def pixel_difference(a: Image.Image, b: Image.Image) -> float:
+    """The mean absolute difference of two pictures of one size, in 0-255 steps per channel: 0 for the same pixels."""
+    if a.size != b.size:
+        raise ZooError(
+            f"pictures of {format_size(*a.size)} and {format_size(*b.size)} px: compare pictures of one size"
+        )
+    return float(np.abs(np.asarray(a.convert("RGB"), float) - np.asarray(b.convert("RGB"), float)).mean())
+
+
 def parse_size(text) -> tuple[int, int]:
     """(width, height) from "WxH", "W" (square), an int or a (width, height) pair; an error shows the form."""
     if isinstance(text, int):

@@ -152,6 +152,27 @@ def tiled(image: Image.Image, upscale_tile, scale: int, tile: int, overlap: int)
     return Image.fromarray(np.clip(acc / weight, 0, 255).round().astype(np.uint8))
 
 
+def tile_edges(length: int, tile: int, overlap: int, scale: int) -> list[int]:
+    """Where `tiled`'s tile edges fall along one side of the upscaled picture, in its pixels (none for one tile)."""
+    starts = _starts(length, tile, overlap)
+    return sorted({scale * s for s in starts[1:]} | {scale * min(s + tile, length) for s in starts[:-1]})
+
+
+def seam_jump(image: Image.Image, source_size: tuple[int, int], tile: int, overlap: int, scale: int):
+    """(largest, typical): the mean jump between neighbouring pixel columns or rows where `tiled`'s tile edges fall
+    in `image`, the largest of them, and the median jump between all neighbouring columns and rows.
+
+    A seam is an edge jump well above the typical one; a blended tiling keeps it within the picture's own texture.
+    """
+    a = np.asarray(image.convert("RGB"), float)
+    cols = np.abs(np.diff(a, axis=1)).mean(axis=(0, 2))  # cols[i]: between column i and i + 1
+    rows = np.abs(np.diff(a, axis=0)).mean(axis=(1, 2))
+    (w, h), edges = source_size, []
+    edges += [cols[e - 1] for e in tile_edges(w, tile, overlap, scale)]
+    edges += [rows[e - 1] for e in tile_edges(h, tile, overlap, scale)]
+    return max(edges, default=0.0), float(np.median(np.concatenate([cols, rows])))
+
+
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
     """Where tiles start along one side: evenly spread, the first at 0 and the last at the far edge."""
     if length <= tile:

@@ -269,3 +269,15 @@ def _verdict(table, level: float, min_votes: int) -> tuple[bool, str]:
         return False, f"keep voting: the {level:.0%} intervals of {'; '.join(overlaps)} overlap"
     order = " > ".join(names)
     return True, f"separated: {order}; the {level:.0%} intervals no longer overlap, more votes would not reorder them"
+
+
+def votes_to_separate(pairs: list[Pair], strengths: dict[str, float], counts=(50, 100, 200, 400, 800, 1600),
+                      seed: int = 0, n_boot: int = 200) -> int | None:  # fmt: skip
+    """The fewest of `counts` simulated votes after which `rank` calls `strengths` separated; None if none suffices.
+
+    >>> votes_to_separate(pairs, {"sd15": 0.0, "sdxl-turbo": 1.0})   # a gap of 1 point: fewer votes than 0.3
+    """
+    for n in counts:
+        if rank(simulate_votes(pairs, strengths, n=n, seed=seed), n_boot=n_boot, seed=seed).separated:
+            return n
+    return None

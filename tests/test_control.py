@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 import helpers
 from helpers import ZooError, generate, read_record, regenerate, registry
 from helpers.control import Control, preprocess
-from helpers.images import fingerprint
+from helpers.images import fingerprint, pixel_difference
 
 from .common import FAMILY_MODELS, px, small
 
@@ -71,6 +71,20 @@ def test_several_controlnets_each_with_its_scale_and_steps():
     assert np.array_equal(px(again.images[0]), px(result.images[0]))
 
 
+def test_a_higher_scale_and_more_steps_steer_further():
+    kw = small("sd15", seed=5, num_inference_steps=4)
+    plain = generate("sd15", "a house", **kw).images[0]
+
+    def moved(**control):
+        return pixel_difference(generate("sd15", "a house", control=[Control("canny-sd15", EDGES, **control)], **kw)
+                                .images[0], plain)  # fmt: skip
+
+    by_scale = [moved(scale=s) for s in (0.3, 0.6, 1.0)]
+    assert 0 < by_scale[0] < by_scale[1] < by_scale[2], by_scale
+    assert 0 < moved(end=0.5) < by_scale[2], "stopping half-way steers less"
+    assert pixel_difference(plain, plain) == 0
+
+
 def test_controlnets_share_the_loaded_weights():
     base = helpers.get_pipeline("sd15", device="cpu")
     generate("sd15", "a house", control={"canny-sd15": EDGES}, **small("sd15", seed=1))
@@ -78,6 +92,9 @@ def test_controlnets_share_the_loaded_weights():
     assert derived.unet is base.unet and derived.vae is base.vae and derived.text_encoder is base.text_encoder
     again = helpers.control.pipeline(base, [Control("canny-sd15", EDGES)])
     assert again.controlnet is derived.controlnet, "each ControlNet loads once per model"
+    assert helpers.control.parameter_count("canny-sd15", base) == sum(
+        p.numel() for p in derived.controlnet.parameters()
+    )
     assert helpers.loaded.record(derived) is helpers.loaded.record(base)
 
 

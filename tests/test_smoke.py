@@ -19,3 +19,10 @@ def test_on_shrinks_steps_sizes_and_counts(monkeypatch):
         ["sd15", "sdxl-turbo"],
         "a fox",
     )
+
+
+def test_cap_only_shrinks_and_only_when_on(monkeypatch):
+    monkeypatch.delenv(smoke.ENV, raising=False)
+    assert smoke.cap(1000, 300) == 1000
+    monkeypatch.setenv(smoke.ENV, "1")
+    assert (smoke.cap(1000, 300), smoke.cap(100, 300)) == (300, 100), "never grows work"

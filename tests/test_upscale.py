@@ -14,7 +14,7 @@ import helpers
 from helpers import ZooError
 from helpers.loaded import record
 from helpers.registry import default
-from helpers.upscale import feather, load_upscaler, tiled, upscale
+from helpers.upscale import feather, load_upscaler, seam_jump, tile_edges, tiled, upscale
 
 from .common import px
 
@@ -58,27 +58,22 @@ def _auto_levels(part: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(big - big.mean() + 128, 0, 255).round().astype(np.uint8))
 
 
-def _column_jumps(image) -> np.ndarray:
-    """Mean absolute difference between each pixel column and the next."""
-    return np.abs(np.diff(px(image), axis=1)).mean(axis=(0, 2))
-
-
 def test_tiled_upscale_has_no_seam_at_tile_borders():
-    image, tile, overlap = _picture(160, 48), 64, 16
+    image, tile, overlap = _picture(160, 112), 64, 16
     out = tiled(image, _auto_levels, 2, tile, overlap)
-    assert out.size == (320, 96)
-    starts = [0, 48, 96]  # where the tiles start (tiled's _starts for 160 px): their edges fall at these, 2x
-    edges = sorted({2 * s for s in starts[1:]} | {2 * (s + tile) for s in starts[:-1]})
-    jumps = _column_jumps(out)
-    inside = np.median(jumps)
-    at_edges = jumps[[e - 1 for e in edges]]  # the difference between column e-1 and e
-    assert at_edges.max() <= inside + 1.0, f"a seam: {at_edges} across tile edges, {inside:.2f} inside"
-    # The same tiles pasted without the feathered blend show the seam this test looks for.
-    pasted = np.zeros((96, 320, 3))
-    for s in starts:
-        pasted[:, 2 * s : 2 * (s + tile)] = px(_auto_levels(image.crop((s, 0, s + tile, 48))))
-    hard = _column_jumps(pasted.astype(np.uint8))[[e - 1 for e in edges]]
-    assert hard.max() > inside + 5, "the check would see an unblended seam"
+    assert out.size == (320, 224)
+    # Tiles start at 0, 48 and 96 px across, 0 and 48 down: their edges fall at these, 2x.
+    assert tile_edges(160, tile, overlap, 2) == [96, 128, 192, 224] and tile_edges(112, tile, overlap, 2) == [96, 128]
+    edge, typical = seam_jump(out, image.size, tile, overlap, 2)
+    assert edge <= typical + 1.0, f"a seam: a jump of {edge:.2f} across a tile edge, {typical:.2f} elsewhere"
+    # The same tiles pasted without the feathered blend show the seam this check looks for.
+    pasted = np.zeros((224, 320, 3))
+    for y in (0, 48):
+        for x in (0, 48, 96):
+            part = _auto_levels(image.crop((x, y, x + tile, y + tile)))
+            pasted[2 * y : 2 * (y + tile), 2 * x : 2 * (x + tile)] = px(part)
+    hard, _ = seam_jump(Image.fromarray(pasted.astype(np.uint8)), image.size, tile, overlap, 2)
+    assert hard > typical + 5, "the check would see an unblended seam"
 
 
 def test_tiles_that_agree_blend_to_the_same_picture():

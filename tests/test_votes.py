@@ -19,6 +19,7 @@ from helpers.votes import (
     read_votes,
     remaining,
     simulate_votes,
+    votes_to_separate,
 )
 
 PLANTED = {"a": 1.0, "b": 0.0, "c": -1.0, "d": -2.0}
@@ -176,3 +177,13 @@ def test_simulated_votes_are_marked_and_follow_the_planted_strengths(tmp_path):
     ranking = rank(votes, n_boot=100)
     assert list(ranking.table.index) == ["sd15", "sdxl-turbo", "flux-schnell"]
     assert ranking.verdict.startswith("SIMULATED (300 of 300 votes"), "a simulation says so"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_closer_models_need_more_votes_to_separate(tmp_path, seed):
+    pairs = pairs_from_folder(folder_of_images(tmp_path, models=("sd15", "sdxl-turbo")))
+    needed = {gap: votes_to_separate(pairs, {"sd15": gap, "sdxl-turbo": 0.0}, seed=seed) for gap in (1.0, 0.3)}
+    assert needed[1.0] is not None and (needed[0.3] is None or needed[0.3] > needed[1.0]), needed
+    assert votes_to_separate(pairs, {"sd15": 0.0, "sdxl-turbo": 0.0}, counts=(50, 200), seed=seed) is None, (
+        "equal models never separate"
+    )
