@@ -7,7 +7,7 @@ the FLOPs of one denoising step (`helpers.bench.flops`, counted from the configs
 utilisation. Variants:
 
 - `diffusers`: the model-card recipe, `DiffusionPipeline.from_pretrained(repo, dtype=...).to(device)`, the repo's
-  scheduler: the baseline that ratios are taken against;
+  scheduler, and the same fp16-safe VAE as ours where we swap one in (SDXL): the baseline ratios are taken against;
 - `eager`, `auto`, `max`, `graphs`: `load_pipeline(key, fast=...)` + `generate`, with the presets of `helpers.fast`.
 
 Every variant uses the repo's own scheduler, the same steps, guidance, size and seed. The switch time is that of
@@ -42,7 +42,7 @@ from ..errors import ZooError
 from ..generate import generate
 from ..images import parse_size
 from ..loaded import record
-from ..loading import hub_kwargs, load_pipeline
+from ..loading import fp16_vae_fix, hub_kwargs, load_pipeline
 from ..memory import RAM_HEADROOM_GB, footprint
 from ..registry import default
 from .flops import step_flops
@@ -184,9 +184,20 @@ def ram_problem(keys: list[str], device: str, free_gb: float) -> str | None:
     return f"skipped: switching needs {need:.0f} GB of free RAM for both models, {free_gb:.0f} GB are free"
 
 
-def _plain_pipeline(spec, device: str, to: str):
-    """The model-card recipe: `DiffusionPipeline.from_pretrained(repo, dtype=...)`, moved to `to`."""
-    kwargs = hub_kwargs(spec) | {"dtype": pick_dtype(spec, device)}  # revision, safetensors, variant
+def _plain_pipeline(spec, device: str, to: str, dtype: torch.dtype | None = None):
+    """The model-card recipe: `DiffusionPipeline.from_pretrained(repo, dtype=...)`, moved to `to`.
+
+    Like with like: where this project swaps in an fp16-safe VAE (SDXL in float16), the baseline gets the same VAE
+    the way diffusers' docs do it (`vae=AutoencoderKL.from_pretrained("madebyollin/sdxl-vae-fp16-fix")`), so both
+    decode in float16 and make the same image; otherwise the baseline would decode in float32 (`force_upcast`).
+    """
+    dtype = dtype or pick_dtype(spec, device)
+    kwargs = hub_kwargs(spec) | {"dtype": dtype}  # revision, safetensors, variant
+    fix = fp16_vae_fix(spec, dtype, default())
+    if fix:
+        vae = default().vae(fix)
+        vae_kwargs = hub_kwargs(vae) | {"dtype": dtype} | ({"subfolder": vae.subfolder} if vae.subfolder else {})
+        kwargs["vae"] = getattr(diffusers, vae.cls_name).from_pretrained(vae.repo, **vae_kwargs)
     return diffusers.DiffusionPipeline.from_pretrained(spec.repo, **kwargs).to(to)
 
 

@@ -1,0 +1,42 @@
+"""Speed work on the CPU: the benchmark's like-with-like baseline, the compile cache, caching and attention fast
+modes, the sweep-throughput benchmark, the DiT random-weight builds and the prepared GPU script's dry run."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers.bench import harness, randomweights
+from helpers.registry import default
+
+from .environment import HUB_DIR
+
+pytestmark = pytest.mark.usefixtures("hub")
+
+
+def _configs_of(key: str, folder: Path) -> Path:
+    """A checkpoint's configs with the weights left out, like ../shared/real-configs, from the offline hub."""
+    spec = default().get(key)
+    snapshot = next((HUB_DIR / ("models--" + spec.repo.replace("/", "--")) / "snapshots").iterdir())
+    shutil.copytree(snapshot, folder / key, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"), symlinks=False)
+    return folder / key
+
+
+def test_the_fp16_fix_vae_is_built_from_its_own_config(tmp_path):
+    configs = _configs_of("sdxl-base", tmp_path)
+    assert json.loads((configs / "vae" / "config.json").read_text())["force_upcast"] is True  # SDXL's own VAE
+    fix = default().vae("sdxl-vae-fp16-fix")
+    randomweights.write_random_vae(fix, configs, tmp_path / "fix")
+    written = json.loads((tmp_path / "fix" / (fix.subfolder or "") / "config.json").read_text())
+    assert written["force_upcast"] is False, "the fp16-fix VAE decodes in float16; upcasting would time another VAE"
+    assert written["block_out_channels"] == json.loads((configs / "vae" / "config.json").read_text())["block_out_channels"]
+
+
+def test_the_sdxl_baseline_decodes_with_the_same_fp16_safe_vae_as_ours():
+    spec = default().get("sdxl-base")
+    half = harness._plain_pipeline(spec, "cpu", "cpu", dtype=torch.float16)
+    assert "sdxl-vae-fp16-fix" in half.vae.config._name_or_path and half.vae.config.force_upcast is False
+    full = harness._plain_pipeline(spec, "cpu", "cpu", dtype=torch.float32)  # no swap in float32, as in ours
+    assert "stable-diffusion-xl-base" in full.vae.config._name_or_path
