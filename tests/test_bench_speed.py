@@ -31,7 +31,8 @@ def test_the_fp16_fix_vae_is_built_from_its_own_config(tmp_path):
     randomweights.write_random_vae(fix, configs, tmp_path / "fix")
     written = json.loads((tmp_path / "fix" / (fix.subfolder or "") / "config.json").read_text())
     assert written["force_upcast"] is False, "the fp16-fix VAE decodes in float16; upcasting would time another VAE"
-    assert written["block_out_channels"] == json.loads((configs / "vae" / "config.json").read_text())["block_out_channels"]
+    family = json.loads((configs / "vae" / "config.json").read_text())
+    assert written["block_out_channels"] == family["block_out_channels"], "the same architecture as SDXL's VAE"
 
 
 def test_the_sdxl_baseline_decodes_with_the_same_fp16_safe_vae_as_ours():
