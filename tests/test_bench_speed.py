@@ -41,3 +41,17 @@ def test_the_sdxl_baseline_decodes_with_the_same_fp16_safe_vae_as_ours():
     assert "sdxl-vae-fp16-fix" in half.vae.config._name_or_path and half.vae.config.force_upcast is False
     full = harness._plain_pipeline(spec, "cpu", "cpu", dtype=torch.float32)  # no swap in float32, as in ours
     assert "stable-diffusion-xl-base" in full.vae.config._name_or_path
+
+
+def test_sweep_throughput_batches_the_grid_keeping_one_seed_per_image():
+    from helpers import load_pipeline
+    from helpers.bench import throughput
+
+    pipe = load_pipeline("sdxl-base", device="cpu", fast="off")
+    out = throughput.measure(pipe, batch_sizes=(1, 4), warmup=False, num_inference_steps=2, height=64, width=64)
+    assert out["grid"] == "4 prompts x 4 seeds" and [r["batch_size"] for r in out["by_batch"]] == [1, 4]
+    for r in out["by_batch"]:
+        assert r["images"] == 16 and r["images_per_minute"] == pytest.approx(60 * 16 / r["seconds"])
+        assert r["same_images"], r  # batched, each image is still its seed's image
+        assert r["distinct_images"] == 16, "sixteen prompt and seed pairs, sixteen different images"
+    assert out["best"]["images_per_minute"] == max(r["images_per_minute"] for r in out["by_batch"])

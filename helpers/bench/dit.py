@@ -1,0 +1,87 @@
+"""The 2026 DiT families at full size with random weights: Z-Image, FLUX.2 [klein] and Qwen-Image transformers.
+
+They are not registry entries yet, and only their transformers' configs are known well enough (read
+`real-configs/2026/SOURCES.md`), so they are benchmarked as denoisers: one transformer call per step, at a given
+image size, text length and batch, with the inputs the pipelines give them. That is where nearly all of their time
+goes; text encoding happens once per prompt and the VAE once per image.
+
+    net = build("flux2-klein-4b", "../shared/real-configs", device="cuda")
+    net(**inputs(net, 1024, 1024))
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import diffusers
+import torch
+
+from ..devices import default_dtype
+from ..errors import ZooError
+
+# Benchmark name -> the transformer config under the 2026 folder; all three run in bfloat16.
+CONFIGS = {
+    "z-image-turbo": "Tongyi-MAI__Z-Image-Turbo/transformer/config.json.RECONSTRUCTED",
+    "flux2-klein-4b": "black-forest-labs__FLUX.2-klein-4B/transformer/config.json",
+    "qwen-image": "Qwen__Qwen-Image/transformer/config.json",
+}
+TEXT_TOKENS = (
+    256  # prompt tokens after padding, as the pipelines' default max_sequence_length (Qwen-Image: ~the prompt)
+)
+
+
+def config(name: str, config_dir: str | Path, **overrides) -> dict:
+    """The transformer config of `name` from `config_dir` (the real-configs folder or its `2026/`), with overrides."""
+    if name not in CONFIGS:
+        raise ZooError(f"Unknown DiT benchmark {name!r}; use one of {', '.join(CONFIGS)}")
+    root = Path(config_dir).expanduser()
+    tried = [root / CONFIGS[name], root / "2026" / CONFIGS[name]]
+    path = next((p for p in tried if p.is_file()), None)
+    if path is None:
+        raise ZooError(f"No transformer config for {name!r} at {' or '.join(map(str, tried))}: point --config-dir at "
+                       "the real-configs folder (with its 2026/ folder)")  # fmt: skip
+    return json.loads(path.read_text()) | overrides
+
+
+def build(name: str, config_dir: str | Path, device: str = "cpu", dtype=torch.bfloat16, **overrides):
+    """The transformer of `name` with random weights (on "meta": shapes only, no memory)."""
+    cfg = config(name, config_dir, **overrides)
+    cls = getattr(diffusers, cfg["_class_name"])
+    with torch.device(device), default_dtype(dtype):
+        net = cls.from_config(cfg)
+    return net.eval().requires_grad_(False)
+
+
+def inputs(net, height: int = 1024, width: int = 1024, batch: int = 1, text: int = TEXT_TOKENS, seed: int = 0) -> dict:
+    """One denoising step's inputs for `net` at an image size, as its pipeline makes them (random values)."""
+    p = next(net.parameters())
+    g = torch.Generator("cpu").manual_seed(seed)
+    cfg = net.config
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g).to(p.device, p.dtype)
+
+    h, w = height // 16, width // 16  # latents: VAE / 8, then 2x2 patches (FLUX.2: VAE / 16, 1x1)
+    t = torch.full((batch,), 0.5, device=p.device, dtype=p.dtype)
+    name = type(net).__name__
+    if name == "Flux2TransformerModel" or name == "Flux2Transformer2DModel":
+        img_ids = torch.cartesian_prod(torch.arange(1), torch.arange(h), torch.arange(w), torch.arange(1))
+        txt_ids = torch.cartesian_prod(torch.arange(1), torch.arange(1), torch.arange(1), torch.arange(text))
+        return dict(hidden_states=randn(batch, h * w, cfg.in_channels),
+                    encoder_hidden_states=randn(batch, text, cfg.joint_attention_dim), timestep=t,
+                    img_ids=img_ids.expand(batch, -1, -1).to(p.device), txt_ids=txt_ids.expand(batch, -1, -1).to(p.device),
+                    return_dict=False)  # fmt: skip
+    if name == "QwenImageTransformer2DModel":
+        return dict(hidden_states=randn(batch, h * w, cfg.in_channels),
+                    encoder_hidden_states=randn(batch, text, cfg.joint_attention_dim),
+                    encoder_hidden_states_mask=torch.ones(batch, text, dtype=torch.long, device=p.device),
+                    timestep=t, img_shapes=[[(1, h, w)]] * batch, return_dict=False)  # fmt: skip
+    if name == "ZImageTransformer2DModel":
+        return dict(x=[randn(cfg.in_channels, 1, height // 8, width // 8) for _ in range(batch)], t=t,
+                    cap_feats=[randn(text, cfg.cap_feat_dim) for _ in range(batch)], return_dict=False)  # fmt: skip
+    raise ZooError(f"No benchmark inputs are known for {name}")
+
+
+def parameters(net) -> int:
+    return sum(p.numel() for p in net.parameters())
