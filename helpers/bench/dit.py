@@ -65,13 +65,13 @@ def inputs(net, height: int = 1024, width: int = 1024, batch: int = 1, text: int
     h, w = height // 16, width // 16  # latents: VAE / 8, then 2x2 patches (FLUX.2: VAE / 16, 1x1)
     t = torch.full((batch,), 0.5, device=p.device, dtype=p.dtype)
     name = type(net).__name__
-    if name == "Flux2TransformerModel" or name == "Flux2Transformer2DModel":
+    if name == "Flux2Transformer2DModel":  # 4-axis positions (t, h, w, l), as Flux2Pipeline makes them
         img_ids = torch.cartesian_prod(torch.arange(1), torch.arange(h), torch.arange(w), torch.arange(1))
         txt_ids = torch.cartesian_prod(torch.arange(1), torch.arange(1), torch.arange(1), torch.arange(text))
         return dict(hidden_states=randn(batch, h * w, cfg.in_channels),
                     encoder_hidden_states=randn(batch, text, cfg.joint_attention_dim), timestep=t,
-                    img_ids=img_ids.expand(batch, -1, -1).to(p.device), txt_ids=txt_ids.expand(batch, -1, -1).to(p.device),
-                    return_dict=False)  # fmt: skip
+                    img_ids=img_ids.expand(batch, -1, -1).to(p.device),
+                    txt_ids=txt_ids.expand(batch, -1, -1).to(p.device), return_dict=False)  # fmt: skip
     if name == "QwenImageTransformer2DModel":
         return dict(hidden_states=randn(batch, h * w, cfg.in_channels),
                     encoder_hidden_states=randn(batch, text, cfg.joint_attention_dim),
