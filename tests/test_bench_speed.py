@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import ZooError, fast
 from helpers.bench import harness, randomweights
 from helpers.registry import default
 
+from .common import REAL_CONFIGS
 from .environment import HUB_DIR
 
 pytestmark = pytest.mark.usefixtures("hub")
@@ -55,3 +57,32 @@ def test_sweep_throughput_batches_the_grid_keeping_one_seed_per_image():
         assert r["same_images"], r  # batched, each image is still its seed's image
         assert r["distinct_images"] == 16, "sixteen prompt and seed pairs, sixteen different images"
     assert out["best"]["images_per_minute"] == max(r["images_per_minute"] for r in out["by_batch"])
+
+
+@pytest.mark.skipif(not (REAL_CONFIGS / "2026").is_dir(), reason="needs ../shared/real-configs/2026 beside the project")
+@pytest.mark.parametrize(
+    ("name", "billions"), [("z-image-turbo", 6.15), ("flux2-klein-4b", 3.88), ("qwen-image", 20.43)]
+)
+def test_the_2026_dits_build_at_full_size_from_the_real_configs(name, billions):
+    from helpers.bench import dit
+
+    net = dit.build(name, REAL_CONFIGS, device="meta")  # shapes only: no memory, no time
+    assert dit.parameters(net) / 1e9 == pytest.approx(billions, abs=0.01)  # Z-Image 6B, klein 4B, Qwen-Image 20B
+    assert fast.is_transformer(net), "compiled by regions (diffusers' _repeated_blocks)"
+
+
+@pytest.mark.skipif(not (REAL_CONFIGS / "2026").is_dir(), reason="needs ../shared/real-configs/2026 beside the project")
+def test_a_dit_step_is_timed_eager_and_compiled_by_regions():
+    from helpers.bench import dit
+
+    small = {"num_layers": 1, "num_single_layers": 1, "num_attention_heads": 2, "joint_attention_dim": 32}
+    job = {"config_dir": REAL_CONFIGS, "device": "cpu", "steps": 1, "height": 64, "width": 64, "overrides": small}
+    eager = dit.measure("flux2-klein-4b", variant="eager", **job)
+    assert eager["steps_per_s"] > 0 and eager["compile_s"] is None and eager["parameters"] < 1e9
+    regional = dit.measure("flux2-klein-4b", variant="regional", **job)
+    assert regional["compile_s"] > 0 and regional["artifacts_loaded"] == 0
+    torch._dynamo.reset()
+    with pytest.raises(ZooError, match="Unknown DiT benchmark 'sd9'"):
+        dit.config("sd9", REAL_CONFIGS)
+    with pytest.raises(ZooError, match="No transformer config for 'qwen-image'.*point --config-dir"):
+        dit.config("qwen-image", REAL_CONFIGS / "sd15")

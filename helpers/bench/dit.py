@@ -85,3 +85,48 @@ def inputs(net, height: int = 1024, width: int = 1024, batch: int = 1, text: int
 
 def parameters(net) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def measure(name: str, config_dir, variant: str = "eager", device: str = "cuda", steps: int = 10, height: int = 1024,
+            width: int = 1024, batch: int = 1, overrides: dict | None = None) -> dict:  # fmt: skip
+    """Build `name` on `device`, compile it as `variant` ("eager", "regional", "full"); time a first and more steps."""
+    import time
+
+    from .. import compilecache, fast
+    from ..devices import peak_gb, reset_peak, synchronize
+
+    dev = torch.device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    reset_peak(dev)
+    start = time.perf_counter()
+    net = build(name, config_dir, device, dtype, **(overrides or {}))
+    out = {"model": name, "variant": variant, "parameters": parameters(net), "build_s": time.perf_counter() - start}
+    if variant == "regional":
+        fast.compile_regions(net)
+    elif variant == "full":
+        fast._raise_recompile_limit()
+        net.compile(fullgraph=True, dynamic=False)
+    if variant != "eager":
+        out["artifacts_loaded"] = compilecache.attach(net, f"dit-{name}-{variant}-{dtype}".replace("torch.", ""))
+    x = inputs(net, height, width, batch)
+    with torch.no_grad():
+        begin = time.perf_counter()
+        net(**x)
+        synchronize(dev)
+        out["first_step_s"] = time.perf_counter() - begin
+        begin = time.perf_counter()
+        for _ in range(steps):
+            net(**x)
+        synchronize(dev)
+    seconds = time.perf_counter() - begin
+    out |= {"steps_per_s": steps / seconds, "step_s": seconds / steps, "peak_memory_gb": peak_gb(dev),
+            "size": f"{width}x{height}", "batch": batch, "text_tokens": TEXT_TOKENS}  # fmt: skip
+    out["compile_s"] = max(0.0, out["first_step_s"] - out["step_s"]) if variant != "eager" else None
+    return out
+
+
+if __name__ == "__main__":  # `python -m helpers.bench.dit JSON`: one measurement in this process, JSON last line
+    import sys
+
+    job = json.loads(sys.argv[1])
+    print("\n" + json.dumps(measure(**job)))

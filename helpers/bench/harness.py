@@ -258,6 +258,22 @@ def run(keys, variants=DEFAULT_VARIANTS, switch=None, steps=None, size=None, rep
     settings = settings_for(keys, steps, size, repeats, warmup, device)
     env = {"HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"} if hub_cache else None
     results = []
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(device),
+        "settings": settings,
+        "random_weights": bool(hub_cache),
+        "results": results,
+        "switch": None,
+    }
+    paths = None
+
+    def save():  # after every measurement: a run cut short keeps what it measured
+        nonlocal paths
+        report["summary"], report["targets"] = summarise(report)
+        paths = write(report, out_dir, paths)
+        report["files"] = [str(p) for p in paths]
+
     with tempfile.TemporaryDirectory() as tmp:
         for key in keys:
             for variant in variants:
@@ -266,21 +282,12 @@ def run(keys, variants=DEFAULT_VARIANTS, switch=None, steps=None, size=None, rep
                 job = {"key": key, "variant": variant, "settings": settings, "image": image}
                 r = _spawn(["measure", json.dumps(job)], env, log)
                 results.append({"model": key, "variant": variant, **r})
+                save()
             compare_images(results, key, tmp)
-    switched = None
     if switch:
         log(f"bench: switching {' <-> '.join(switch)}")
-        switched = _spawn(["switch", json.dumps({"keys": list(switch), "settings": settings})], env, log)
-    report = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(device),
-        "settings": settings,
-        "random_weights": bool(hub_cache),
-        "results": results,
-        "switch": switched,
-    }
-    report["summary"], report["targets"] = summarise(report)
-    report["files"] = [str(p) for p in write(report, out_dir)]
+        report["switch"] = _spawn(["switch", json.dumps({"keys": list(switch), "settings": settings})], env, log)
+    save()
     return report
 
 
