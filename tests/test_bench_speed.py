@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ZooError, fast
+from helpers import ZooError, fast, stepcache
 from helpers.bench import harness, randomweights
 from helpers.registry import default
 
@@ -86,3 +86,33 @@ def test_a_dit_step_is_timed_eager_and_compiled_by_regions():
         dit.config("sd9", REAL_CONFIGS)
     with pytest.raises(ZooError, match="No transformer config for 'qwen-image'.*point --config-dir"):
         dit.config("qwen-image", REAL_CONFIGS / "sd15")
+
+
+@pytest.mark.skipif(not (REAL_CONFIGS / "2026").is_dir(), reason="needs ../shared/real-configs/2026 beside the project")
+def test_the_prepared_gpu_script_runs_end_to_end_in_its_dry_mode(tmp_path):
+    import os
+    import subprocess
+
+    from .environment import ROOT
+
+    env = {**os.environ, "DRY": "1", "CONFIGS": str(REAL_CONFIGS), "OUT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env["STAGES"] = "build,recompile,dit,throughput,caching,profile"  # `bench` is the harness run test_bench.py tests
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = next(tmp_path.glob("*-speed-tiny-cpu.jsonl"))
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    by = {}
+    for line in lines:
+        by.setdefault(line["stage"], []).append(line["result"])
+    assert not [r for rs in by.values() for r in rs if isinstance(r, dict) and ("error" in r or "skipped" in r)], by
+    assert [line["stage"] for line in lines][-1] == "time" and "Where the time went: build" in proc.stdout
+    assert [line["t_s"] for line in lines] == sorted(line["t_s"] for line in lines), "appended as measured"
+    assert {(r["model"], r["variant"], r["attention"]) for r in by["dit"]} >= {("qwen-image", "regional", "default")}
+    assert all(r["steps_per_s"] > 0 for r in by["dit"]) and len(by["dit"]) == 9
+    assert by["throughput"][0]["best"]["same_images"] and by["throughput"][0]["batch_1"]["batch_size"] == 1
+    caching = by["caching"][0]
+    assert {"first-block", "taylorseer", "magcache", "fastercache"} <= set(caching)
+    assert all("dino_similarity" in caching[m] and "acceptable" in caching[m] for m in stepcache.CHOICES[1:])
+    assert "Self CPU" in Path(by["profile"][0]["file"]).read_text(), "the profile's table of operators"
+    recompile = json.loads(Path(by["recompile"][0]["files"][0]).read_text())
+    assert {r["variant"] for r in recompile["results"]} == {"eager", "max"}

@@ -88,10 +88,12 @@ def parameters(net) -> int:
 
 
 def measure(name: str, config_dir, variant: str = "eager", device: str = "cuda", steps: int = 10, height: int = 1024,
-            width: int = 1024, batch: int = 1, overrides: dict | None = None) -> dict:  # fmt: skip
+            width: int = 1024, batch: int = 1, overrides: dict | None = None,
+            attention: str = "default") -> dict:  # fmt: skip
     """Build `name` on `device`, compile it as `variant` ("eager", "regional", "full"); time a first and more steps."""
     import time
 
+    from .. import attention as attention_mod
     from .. import compilecache, fast
     from ..devices import peak_gb, reset_peak, synchronize
 
@@ -101,6 +103,7 @@ def measure(name: str, config_dir, variant: str = "eager", device: str = "cuda",
     start = time.perf_counter()
     net = build(name, config_dir, device, dtype, **(overrides or {}))
     out = {"model": name, "variant": variant, "parameters": parameters(net), "build_s": time.perf_counter() - start}
+    out["attention"] = attention_mod.use(net, attention, name)  # before compiling: the backend is part of the graph
     if variant == "regional":
         fast.compile_regions(net)
     elif variant == "full":
