@@ -12,12 +12,15 @@ goes; text encoding happens once per prompt and the VAE once per image.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import diffusers
 import torch
 
-from ..devices import default_dtype
+from .. import attention as attention_mod
+from .. import compilecache, fast
+from ..devices import default_dtype, peak_gb, reset_peak, synchronize
 from ..errors import ZooError
 
 # Benchmark name -> the transformer config under the 2026 folder; all three run in bfloat16.
@@ -91,12 +94,6 @@ def measure(name: str, config_dir, variant: str = "eager", device: str = "cuda",
             width: int = 1024, batch: int = 1, overrides: dict | None = None,
             attention: str = "default") -> dict:  # fmt: skip
     """Build `name` on `device`, compile it as `variant` ("eager", "regional", "full"); time a first and more steps."""
-    import time
-
-    from .. import attention as attention_mod
-    from .. import compilecache, fast
-    from ..devices import peak_gb, reset_peak, synchronize
-
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     reset_peak(dev)
