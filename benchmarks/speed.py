@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,6 +125,9 @@ class Run:
         self.result("bench", {"files": report["files"], "targets": report["targets"]})
 
     def stage_recompile(self):
+        # A fresh inductor cache folder: only the artifacts `max` saved in the bench stage (in the user's cache
+        # folder) can spare this process the compiling, as after a machine whose /tmp did not survive.
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
         report = self._bench(["sdxl-base"], ("eager", "max"), **self._small())
         again = {r["variant"]: r for r in report["results"]}
         self.result("recompile", {"files": report["files"], "first_image_s": {v: r.get("first_image_s")
