@@ -100,7 +100,8 @@ def measure(name: str, config_dir, variant: str = "eager", device: str = "cuda",
     start = time.perf_counter()
     net = build(name, config_dir, device, dtype, **(overrides or {}))
     out = {"model": name, "variant": variant, "parameters": parameters(net), "build_s": time.perf_counter() - start}
-    out["attention_asked"], out["attention"] = attention, attention_mod.use(net, attention, name)  # before compiling: the backend is part of the graph
+    # Before compiling: the backend is part of the graph.
+    out["attention_asked"], out["attention"] = attention, attention_mod.use(net, attention, name)
     if variant == "regional":
         fast.compile_regions(net)
     elif variant == "full":
