@@ -113,7 +113,7 @@ def load_pipeline(
     if task != native_task(spec):
         pipe = derive(pipe, task)
     memory_mod.apply(pipe, policy, device)  # after a direct load this only moves components passed in (a VAE)
-    mode = fast_mod.apply(pipe, fast_mod.choose(fast, device, policy.name))
+    mode = fast_mod.apply(pipe, fast_mod.choose(fast, device, policy.name, fast_mod.denoiser(pipe)))
     if mode != fast_mod.PRESETS["off"]:
         print(f"[{spec.key}] fast: {mode.describe()}")
     return pipe

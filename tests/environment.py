@@ -19,6 +19,7 @@ os.environ["HF_HUB_CACHE"] = str(HUB_DIR)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TORCH_HOME"] = f"{HUB_DIR}-torch"  # torch.hub's cache: the FID Inception stand-in (offline_hub.torch_home)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["SDZOO_CACHE"] = f"{HUB_DIR}-user-cache"  # compiled artifacts (helpers.compilecache), not in ~/.cache
 os.environ.pop("HF_TOKEN", None)
 os.environ["HF_TOKEN_PATH"] = str(HUB_DIR.parent / "no-token")  # never a developer's real token
 os.environ["SDZOO_SMOKE"] = "1"  # notebooks shrink steps, sizes and counts (helpers/smoke.py)

@@ -7,7 +7,7 @@ the FLOPs of one denoising step (`helpers.bench.flops`, counted from the configs
 utilisation. Variants:
 
 - `diffusers`: the model-card recipe, `DiffusionPipeline.from_pretrained(repo, dtype=...).to(device)`, the repo's
-  scheduler: the baseline that ratios are taken against;
+  scheduler, and the same fp16-safe VAE as ours where we swap one in (SDXL): the baseline ratios are taken against;
 - `eager`, `auto`, `max`, `graphs`: `load_pipeline(key, fast=...)` + `generate`, with the presets of `helpers.fast`.
 
 Every variant uses the repo's own scheduler, the same steps, guidance, size and seed. The switch time is that of
@@ -42,7 +42,7 @@ from ..errors import ZooError
 from ..generate import generate
 from ..images import parse_size
 from ..loaded import record
-from ..loading import hub_kwargs, load_pipeline
+from ..loading import fp16_vae_fix, hub_kwargs, load_pipeline
 from ..memory import RAM_HEADROOM_GB, footprint
 from ..registry import default
 from .flops import step_flops
@@ -184,9 +184,20 @@ def ram_problem(keys: list[str], device: str, free_gb: float) -> str | None:
     return f"skipped: switching needs {need:.0f} GB of free RAM for both models, {free_gb:.0f} GB are free"
 
 
-def _plain_pipeline(spec, device: str, to: str):
-    """The model-card recipe: `DiffusionPipeline.from_pretrained(repo, dtype=...)`, moved to `to`."""
-    kwargs = hub_kwargs(spec) | {"dtype": pick_dtype(spec, device)}  # revision, safetensors, variant
+def _plain_pipeline(spec, device: str, to: str, dtype: torch.dtype | None = None):
+    """The model-card recipe: `DiffusionPipeline.from_pretrained(repo, dtype=...)`, moved to `to`.
+
+    Like with like: where this project swaps in an fp16-safe VAE (SDXL in float16), the baseline gets the same VAE
+    the way diffusers' docs do it (`vae=AutoencoderKL.from_pretrained("madebyollin/sdxl-vae-fp16-fix")`), so both
+    decode in float16 and make the same image; otherwise the baseline would decode in float32 (`force_upcast`).
+    """
+    dtype = dtype or pick_dtype(spec, device)
+    kwargs = hub_kwargs(spec) | {"dtype": dtype}  # revision, safetensors, variant
+    fix = fp16_vae_fix(spec, dtype, default())
+    if fix:
+        vae = default().vae(fix)
+        vae_kwargs = hub_kwargs(vae) | {"dtype": dtype} | ({"subfolder": vae.subfolder} if vae.subfolder else {})
+        kwargs["vae"] = getattr(diffusers, vae.cls_name).from_pretrained(vae.repo, **vae_kwargs)
     return diffusers.DiffusionPipeline.from_pretrained(spec.repo, **kwargs).to(to)
 
 
@@ -247,6 +258,22 @@ def run(keys, variants=DEFAULT_VARIANTS, switch=None, steps=None, size=None, rep
     settings = settings_for(keys, steps, size, repeats, warmup, device)
     env = {"HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"} if hub_cache else None
     results = []
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(device),
+        "settings": settings,
+        "random_weights": bool(hub_cache),
+        "results": results,
+        "switch": None,
+    }
+    paths = None
+
+    def save():  # after every measurement: a run cut short keeps what it measured
+        nonlocal paths
+        report["summary"], report["targets"] = summarise(report)
+        paths = write(report, out_dir, paths)
+        report["files"] = [str(p) for p in paths]
+
     with tempfile.TemporaryDirectory() as tmp:
         for key in keys:
             for variant in variants:
@@ -255,21 +282,12 @@ def run(keys, variants=DEFAULT_VARIANTS, switch=None, steps=None, size=None, rep
                 job = {"key": key, "variant": variant, "settings": settings, "image": image}
                 r = _spawn(["measure", json.dumps(job)], env, log)
                 results.append({"model": key, "variant": variant, **r})
+                save()
             compare_images(results, key, tmp)
-    switched = None
     if switch:
         log(f"bench: switching {' <-> '.join(switch)}")
-        switched = _spawn(["switch", json.dumps({"keys": list(switch), "settings": settings})], env, log)
-    report = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(device),
-        "settings": settings,
-        "random_weights": bool(hub_cache),
-        "results": results,
-        "switch": switched,
-    }
-    report["summary"], report["targets"] = summarise(report)
-    report["files"] = [str(p) for p in write(report, out_dir)]
+        report["switch"] = _spawn(["switch", json.dumps({"keys": list(switch), "settings": settings})], env, log)
+    save()
     return report
 
 

@@ -87,10 +87,24 @@ def write_random_pipeline(spec: ModelSpec, configs: Path, out: Path, device: str
             torch.cuda.empty_cache()
 
 
+def vae_config(vae_spec, configs: Path) -> dict:
+    """A registry VAE's own config: the family's `vae/config.json` architecture, with what that VAE changes.
+
+    madebyollin/sdxl-vae-fp16-fix has SDXL's architecture and `force_upcast: false` (it is safe in float16): built
+    from SDXL's config as it is, it would upcast to float32 for every decode and time the wrong VAE.
+    """
+    config = json.loads((configs / "vae" / "config.json").read_text())
+    if vae_spec.fp16_fix_for:
+        config["force_upcast"] = False
+    return config
+
+
 def write_random_vae(vae_spec, configs: Path, out: Path, device: str = "cpu") -> None:
-    """A registry VAE (the SDXL fp16-fix, say) with random weights, from the family's `vae/config.json`."""
+    """A registry VAE (the SDXL fp16-fix, say) with random weights, from its own config (`vae_config`)."""
     target = out / vae_spec.subfolder if vae_spec.subfolder else out
-    model = _random_model("diffusers", vae_spec.cls_name, configs / "vae", torch.float16, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.json").write_text(json.dumps(vae_config(vae_spec, configs)))
+        model = _random_model("diffusers", vae_spec.cls_name, Path(tmp), torch.float16, device)
     model.save_pretrained(str(target), variant=vae_spec.variant, safe_serialization=True)
 
 

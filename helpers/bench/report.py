@@ -261,9 +261,10 @@ def new_files(report: dict, out_dir, kind: str = "") -> list[Path]:
     return [out / f"{stem}.json", out / f"{stem}.md"]
 
 
-def write(report: dict, out_dir) -> list[Path]:
-    """Write `<date>-<machine>.json` and `.md` into `out_dir`, never replacing an earlier run's files."""
-    paths = new_files(report, out_dir)
+def write(report: dict, out_dir, paths: list[Path] | None = None) -> list[Path]:
+    """Write `<date>-<machine>.json` and `.md` into `out_dir`, never replacing an earlier run's files (but this
+    run's own `paths`, rewritten as each result comes in)."""
+    paths = paths or new_files(report, out_dir)
     report = {**report, "files": [str(p) for p in paths]}
     paths[0].write_text(json.dumps(report, indent=1, default=str))
     paths[1].write_text(markdown(report))
