@@ -121,7 +121,7 @@ def apply(pipe, mode: FastMode) -> FastMode:
     key = record(pipe).spec.key if getattr(record(pipe), "spec", None) else type(net).__name__
     if mode.attention != "default":
         attention_mod.use(net, mode.attention, key)
-    if mode.cache != "off":
+    if mode.cache != "off" or getattr(net, "is_cache_enabled", False):  # a mode without a cache removes one
         steps = getattr(getattr(record(pipe).spec, "defaults", None), "steps", None)
         mode = replace(mode, cache=stepcache.use(pipe, net, mode.cache, steps, key))
     if mode.channels_last:

@@ -36,7 +36,7 @@ def build_hub() -> Path:
     with FileLock(str(HUB_DIR) + ".lock"):
         if not (HUB_DIR / offline_hub.BUILD_MARK).exists():
             for stale in HUB_DIR.parent.iterdir():  # hubs built from older sources
-                digest = stale.name.removesuffix("-torch")
+                digest = stale.name.removesuffix("-torch").removesuffix("-user-cache")
                 if stale.is_dir() and digest != HUB_DIR.name and len(digest) == len(HUB_DIR.name):
                     shutil.rmtree(stale, ignore_errors=True)
             offline_hub.build(HUB_DIR)
