@@ -70,6 +70,18 @@ def test_the_second_pass_runs_the_hires_steps_as_a1111_does(steps, strength):
     assert 0 < t["hires"] < t["total"] and t["total"] >= t["denoising"] + t["hires"], "the call's time includes it"
 
 
+def test_the_second_pass_keeps_the_calls_loras():
+    kw = small("sd15", seed=3, num_inference_steps=2, height=32, width=32)
+    lora = {"lcm-lora-sdv1-5": 1.0}
+    result = generate("sd15", "a castle", loras=lora, hires={"scale": 2, "strength": 0.5, "steps": 2}, **kw)
+    first = generate("sd15", "a castle", loras=lora, **kw).images[0]
+    big = upscale(first, result.records[0].hires, "sd1")
+    again = dict(strength=0.5, num_inference_steps=4, seed=3, device="cpu")
+    with_lora = img2img("sd15", big, "a castle", loras=lora, **again).images[0]
+    assert np.array_equal(px(result.images[0]), px(with_lora)), "the LoRA repaints the second pass too"
+    assert not np.array_equal(px(result.images[0]), px(img2img("sd15", big, "a castle", **again).images[0]))
+
+
 def upscale_with(key, image):
     """The learned upscaler as the hires fix runs it: the image's prompt and seed, the entry's defaults."""
     return learned_upscale(image, key, prompt="a castle", seed=5, num_inference_steps=2, device="cpu")
