@@ -47,7 +47,7 @@ def measure_clip(images, batch: int, device: str, repeats: int = 3) -> dict:
     """CLIP score, end to end (processor, both encoders) and the image tower alone."""
     import torch
 
-    from helpers import metrics
+    from helpers.judge import metrics
 
     j = metrics.judge("clip-vit-l-14", device)
     prompts = ["a photo of a red fox in the snow"] * len(images)
@@ -65,7 +65,7 @@ def measure_fid_features(images, batch: int, device: str, repeats: int = 3) -> d
     """FID Inception features, end to end (clean-fid resize on the CPU) and the network alone."""
     import torch
 
-    from helpers import inception, metrics
+    from helpers.judge import inception, metrics
 
     half = torch.float16 if device.startswith("cuda") else None  # the issue asks for half precision on a GPU
     j = metrics.judge("fid-inception", device, half)
@@ -79,7 +79,7 @@ def measure_fid_features(images, batch: int, device: str, repeats: int = 3) -> d
 
 def measure_comparison(models: int, prompts: int, size: int, batch: int, metric_names, device: str) -> dict:
     """Seconds to score `models` x `prompts` images, grouped per model, as `compare(..., metrics=...)` does."""
-    from helpers import evaluate
+    from helpers.judge import evaluate
 
     images = _noise(models * prompts, size, seed=1)
     groups = {(("model", f"model-{m}"),): [(im, f"prompt {i}") for i, im in enumerate(images[m::models])]
@@ -93,8 +93,8 @@ def measure_comparison(models: int, prompts: int, size: int, batch: int, metric_
 
 
 def run(args) -> dict:
+    from helpers.base.devices import pick_device
     from helpers.bench.report import machine
-    from helpers.devices import pick_device
 
     device = pick_device(args.device)
     images = _noise(args.images, args.size, seed=0)

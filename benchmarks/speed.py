@@ -188,7 +188,8 @@ class Run:
         import torch
         from torch.profiler import ProfilerActivity, profile
 
-        from helpers import free, generate
+        from helpers import free
+        from helpers.run import generate
 
         free()
         pipe = self._pipe("sdxl-base")

@@ -34,7 +34,8 @@ def measure(key: str, resolution: int, steps: int, smoke: bool) -> dict:
     """One LoRA run under the T4 preset (the machine's own preset in smoke form); its peak memory and speed."""
     import torch
 
-    from helpers import train, traindata
+    from helpers.train import data as traindata
+    from helpers.train import loop as train
 
     cuda = torch.cuda.is_available() and not smoke
     with tempfile.TemporaryDirectory() as tmp:

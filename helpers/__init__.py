@@ -12,31 +12,35 @@ import torch, diffusers or transformers; only what runs a model does.
 """
 
 # First: library notices printed while torch, diffusers and transformers import are kept out (stdlib only).
-from . import library_notices  # noqa: F401, I001
+from .base import library_notices  # noqa: F401, I001
 import importlib
-import sys
-import types
 
-from .versions import __version__
+from . import moved
+from .base.versions import __version__
 
-_MODULES = ("control", "edit", "fast", "masks", "memory", "previews", "quiet", "registry", "smoke", "styles",
-            "sweepfile", "timestats", "upscale")  # fmt: skip
+# the modules on the package's face -> where they live
+_MODULES = {
+    "control": "run.control", "edit": "run.edit", "fast": "run.fast", "masks": "base.masks",
+    "memory": "run.memory", "previews": "run.previews", "quiet": "base.quiet", "registry": "zoo.registry",
+    "smoke": "base.smoke", "styles": "run.styles", "sweepfile": "sweeps.file", "timestats": "base.timestats",
+    "upscale": "run.upscale",
+}  # fmt: skip
 
 # public name -> the module that defines it
 _NAMES = {
-    "free": "cache", "get_pipeline": "cache",
-    "CompareResult": "compare", "compare": "compare",
-    "pick_device": "devices", "pick_dtype": "devices",
-    "ModelAccessError": "errors", "ModelNotCachedError": "errors", "RegistryError": "errors",
-    "UnknownModelError": "errors", "ZooError": "errors",
-    "GenerationResult": "generate", "generate": "generate", "regenerate": "generate",
-    "image_grid": "grids",
-    "load_pipeline": "loading", "load_vae": "loading",
-    "Record": "records", "read_record": "records",
-    "get": "registry", "models": "registry",
-    "set_scheduler": "schedulers",
-    "SweepResult": "sweep", "sweep": "sweep",
-    "setup_notebook": "widgets",
+    "free": "run.cache", "get_pipeline": "run.cache",
+    "CompareResult": "sweeps.compare", "compare": "sweeps.compare",
+    "pick_device": "base.devices", "pick_dtype": "base.devices",
+    "ModelAccessError": "base.errors", "ModelNotCachedError": "base.errors", "RegistryError": "base.errors",
+    "UnknownModelError": "base.errors", "ZooError": "base.errors",
+    "GenerationResult": "run.generate", "generate": "run.generate", "regenerate": "run.generate",
+    "image_grid": "base.grids",
+    "load_pipeline": "run.loading", "load_vae": "run.loading",
+    "Record": "base.records", "read_record": "base.records",
+    "get": "zoo.registry", "models": "zoo.registry",
+    "set_scheduler": "base.schedulers",
+    "SweepResult": "sweeps.sweep", "sweep": "sweeps.sweep",
+    "setup_notebook": "panels.widgets",
 }  # fmt: skip
 
 __all__ = ["__version__", *_MODULES, *_NAMES]
@@ -44,7 +48,7 @@ __all__ = ["__version__", *_MODULES, *_NAMES]
 
 def __getattr__(name: str):
     if name in _MODULES:
-        value = importlib.import_module(f".{name}", __name__)
+        value = importlib.import_module(f".{_MODULES[name]}", __name__)
     elif name in _NAMES:
         value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     else:
@@ -57,15 +61,4 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
-class _Package(types.ModuleType):
-    """`helpers.generate`, `helpers.compare` and `helpers.sweep` are the functions, as they were when this file
-    imported everything: importing the module of the same name (`from .generate import ...`) must not put the
-    module in the function's place. The modules stay at `sys.modules["helpers.generate"]` and so on."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _NAMES.get(name) == name:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+moved.keep_old_paths()  # old module paths, for one release

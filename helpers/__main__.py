@@ -20,15 +20,16 @@ import warnings
 
 import yaml
 
+from .base.adapters import ENV as ADAPTERS_ENV
+
 # Only what `--help`, `list` and `show` need is imported here: a command that runs a model imports torch,
 # diffusers and transformers itself, so the rest of the command line answers at once.
-from .errors import ZooError
-from .families import FAMILIES
-from .images import parse_size
-from .records import check_folder
-from .registry import REGISTRY_ENV, SECTIONS, default
-from .registry import load as load_registry
-from .trainexport import ENV as ADAPTERS_ENV
+from .base.errors import ZooError
+from .base.families import FAMILIES
+from .base.images import parse_size
+from .base.records import check_folder
+from .zoo.registry import REGISTRY_ENV, SECTIONS, default
+from .zoo.registry import load as load_registry
 
 # What `list` shows: the registry's sections by their command-line names, then the trained adapters.
 LISTS = [*(section.replace("_", "-") for section in SECTIONS), "trained", "all"]
@@ -88,7 +89,7 @@ def _list_section(args, section: str) -> None:
 
 
 def _list_trained(args) -> None:
-    from . import trainexport
+    from .base import adapters as trainexport
 
     found = trainexport.available(args.family)
     rows = [("name", "family", "kind", "base model", "steps")]
@@ -107,7 +108,7 @@ def _table(rows) -> None:
 
 
 def _show(args) -> int:
-    from . import trainexport
+    from .base import adapters as trainexport
 
     if trainexport.find(args.key) and args.key not in default().adapters:  # a trained adapter, by name
         path = trainexport.find(args.key)
@@ -125,7 +126,7 @@ def _show(args) -> int:
 
 
 def _offline_hub(args) -> int:
-    from . import offline_hub
+    from .offline import hub as offline_hub
 
     path = offline_hub.build(args.dir, keys=args.keys or None)
     print(f"Built an offline hub of tiny random-weight models in {path} (images made from it are noise).")
@@ -168,7 +169,7 @@ def _generate(args) -> int:
 
 
 def _run_generate(args, width, height):
-    from .generate import generate
+    from .run.generate import generate
 
     return generate(
         args.key,
@@ -246,7 +247,7 @@ def _controls(pairs):
 
 def _image_prompt(args):
     """`--ip-adapter IMAGE` with its scale and adapter as generate's `ip_adapter`; None when none is given."""
-    from .ip_adapter import ImagePrompt
+    from .run.ip_adapter import ImagePrompt
 
     if not args.ip_adapter:
         if args.ip_adapter_scale is not None or args.ip_adapter_model:
@@ -257,8 +258,8 @@ def _image_prompt(args):
 
 
 def _upscale(args) -> int:
-    from . import upscale
-    from .records import save_png
+    from .base.records import save_png
+    from .run import upscale
 
     check_folder(args.out)  # before the upscaler runs, so its work is not lost to a bad folder
     settings = {"upscaler": args.upscaler, "prompt": args.prompt, "negative_prompt": args.negative, "seed": args.seed,
@@ -296,7 +297,8 @@ def _upscaled_info(source, big, settings: dict):
 
 
 def _doctor(args) -> int:
-    from . import doctor, hub
+    from .base import online as hub
+    from .zoo import doctor
 
     checks = doctor.run(args.keys or None, pin=args.pin, path=args.registry)
     why = hub.unreachable(say=False)
@@ -323,7 +325,7 @@ def _doctor(args) -> int:
 
 
 def _sweep(args) -> int:
-    from . import sweepfile
+    from .sweeps import file as sweepfile
 
     with contextlib.redirect_stdout(sys.stderr):
         result = sweepfile.run(args.file, out=args.out)
@@ -356,7 +358,7 @@ def _bench(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from . import evaluate
+    from .judge import evaluate
 
     out = args.out or os.path.join(args.folder, "scores.csv")
     table = evaluate.evaluate_folder(args.folder, args.metrics, args.reference, out, batch_size=args.batch_size,
@@ -377,7 +379,7 @@ def _names(text: str) -> list[str]:
 
 
 def _train(args) -> int:
-    from . import train
+    from .train import loop as train
 
     config = train.TrainConfig(
         args.kind, args.key, args.images, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
@@ -574,10 +576,10 @@ def main(argv=None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        if getattr(args, "registry", None):  # every command then reads this file (see helpers.registry.default)
+        if getattr(args, "registry", None):  # every command then reads this file (see helpers.zoo.registry.default)
             os.environ[REGISTRY_ENV] = args.registry
             load_registry(args.registry)  # a missing or bad file fails here, naming it
-        if getattr(args, "adapters", None):  # trained adapters are looked up there (helpers.trainexport)
+        if getattr(args, "adapters", None):  # trained adapters are looked up there (helpers.base.adapters)
             os.environ[ADAPTERS_ENV] = args.adapters
         return args.run(args)
     except ZooError as e:

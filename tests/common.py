@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.families import FAMILIES
+from helpers.base.families import FAMILIES
 
 # One registry model per family, run on the offline hub's tiny stand-ins.
 FAMILY_MODELS = {

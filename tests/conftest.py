@@ -22,7 +22,7 @@ def hub(offline_hub_dir):
 @pytest.fixture
 def fresh_hub(offline_hub_dir):
     """The built offline hub with nothing loaded: every pipeline and upscaler freed before the test and after it."""
-    from helpers import cache, upscale
+    from helpers.run import cache, upscale
 
     def free():
         cache.free()
@@ -35,7 +35,7 @@ def fresh_hub(offline_hub_dir):
 
 @pytest.fixture(scope="session")
 def registry():
-    from helpers import registry
+    from helpers.zoo import registry
 
     return registry.default()
 

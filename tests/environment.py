@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-_SOURCES = [ROOT / "models.yaml", ROOT / "helpers" / "tiny.py", ROOT / "helpers" / "offline_hub.py"]
+_SOURCES = [ROOT / "models.yaml", ROOT / "helpers" / "offline" / "tiny.py", ROOT / "helpers" / "offline" / "hub.py"]
 _DIGEST = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()[:16]
 HUB_DIR = Path(os.environ.get("SDZOO_TEST_HUB", ROOT / ".cache" / "offline-hub")) / _DIGEST
 
@@ -19,10 +19,10 @@ os.environ["HF_HUB_CACHE"] = str(HUB_DIR)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TORCH_HOME"] = f"{HUB_DIR}-torch"  # torch.hub's cache: the FID Inception stand-in (offline_hub.torch_home)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["SDZOO_CACHE"] = f"{HUB_DIR}-user-cache"  # compiled artifacts (helpers.compilecache), not in ~/.cache
+os.environ["SDZOO_CACHE"] = f"{HUB_DIR}-user-cache"  # compiled artifacts (helpers.run.compilecache), not in ~/.cache
 os.environ.pop("HF_TOKEN", None)
 os.environ["HF_TOKEN_PATH"] = str(HUB_DIR.parent / "no-token")  # never a developer's real token
-os.environ["SDZOO_SMOKE"] = "1"  # notebooks shrink steps, sizes and counts (helpers/smoke.py)
+os.environ["SDZOO_SMOKE"] = "1"  # notebooks shrink steps, sizes and counts (helpers/base/smoke.py)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
@@ -30,7 +30,7 @@ def build_hub() -> Path:
     """Build the offline hub unless this exact one is built already (safe with pytest-xdist workers)."""
     from filelock import FileLock
 
-    from helpers import offline_hub
+    from helpers.offline import hub as offline_hub
 
     HUB_DIR.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(HUB_DIR) + ".lock"):

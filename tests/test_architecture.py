@@ -113,7 +113,7 @@ def test_nothing_is_patched_onto_diffusers_pipelines():
     for name, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and node.attr.startswith("zoo_"):
-                pytest.fail(f"helpers/{name}: sets .{node.attr}; the pipeline's record lives in helpers.loaded")
+                pytest.fail(f"helpers/{name}: sets .{node.attr}; the pipeline's record lives in helpers.base.loaded")
 
 
 def test_import_helpers_leaves_the_benchmark_harness_out():

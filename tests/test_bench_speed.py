@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ZooError, fast, stepcache
+from helpers import ZooError
 from helpers.bench import harness, randomweights
-from helpers.registry import default
+from helpers.run import fast, stepcache
+from helpers.zoo.registry import default
 
 from .common import REAL_CONFIGS
 from .environment import HUB_DIR

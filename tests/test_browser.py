@@ -12,7 +12,7 @@ pytestmark = needs("voila")
 
 def test_generate_in_a_real_browser(offline_hub_dir, tmp_path):
     source = (
-        "from helpers.widgets import GenerationPanel\n"
+        "from helpers.panels.widgets import GenerationPanel\n"
         f"panel = GenerationPanel('sd15', out_dir={str(tmp_path / 'out')!r}, device='cpu')\n"
         "panel.size.options = ['64x64']\npanel.steps.value = 2\npanel.prompt.value = 'a red fox'\npanel"
     )

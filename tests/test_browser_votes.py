@@ -8,10 +8,10 @@ import time
 
 from PIL import Image
 
-from helpers.votes import pairs_from_folder, read_votes
+from helpers.judge.votes import pairs_from_folder, read_votes
 
 from .browser import check_page, needs, notebook, open_url, page, screenshot, voila, wait_for_text
-from .test_votes import folder_of_images
+from .judge.test_votes import folder_of_images
 
 pytestmark = needs("voila")
 
@@ -56,7 +56,7 @@ def test_vote_by_click_and_key_in_a_real_browser(tmp_path):
     log = tmp_path / "votes.jsonl"
     pairs = pairs_from_folder(images)
     source = (
-        "from helpers.ab_panel import ABPanel\nfrom helpers.votes import pairs_from_folder\n"
+        "from helpers.panels.ab import ABPanel\nfrom helpers.judge.votes import pairs_from_folder\n"
         f"ABPanel(pairs_from_folder({str(images)!r}), {str(log)!r}, min_look_s=0, n_boot=50)"
     )
     with voila(notebook(tmp_path / "votes.ipynb", source)) as url, page((1000, 900)) as tab:

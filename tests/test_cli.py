@@ -188,7 +188,7 @@ def test_upscale_writes_a_new_png_each_time_with_its_settings(tmp_path, capsys):
 
 
 def test_upscale_shows_progress_reports_its_time_and_keeps_the_source_recipe(tmp_path, capsys):
-    from helpers.records import Record, save_image
+    from helpers.base.records import Record, save_image
 
     source = Record(prompt="a castle", seed=9, num_inference_steps=20, guidance_scale=7, scheduler="Euler",
                     width=40, height=24, model="sd15")  # fmt: skip

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import attention, fast, generate, load_pipeline, stepcache
-from helpers.loaded import record
+from helpers import load_pipeline
+from helpers.base.loaded import record
+from helpers.run import attention, fast, generate, stepcache
 
 from .common import px
 from .environment import ROOT
@@ -109,7 +110,7 @@ WORKER = textwrap.dedent("""
     import json, sys
     import torch
     from torch._dynamo.utils import counters
-    from helpers import compilecache
+    from helpers.run import compilecache
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(8, 4, 1))
     net.compile(fullgraph=True, dynamic=False)

@@ -25,7 +25,7 @@ def test_generation_panel_in_jupyterlab(offline_hub_dir, tmp_path):
     """Generate, enlarge from the gallery, reuse the settings for the same pixels, save, cancel."""
     out = tmp_path / "out"
     source = (
-        "from helpers.widgets import GenerationPanel\n"
+        "from helpers.panels.widgets import GenerationPanel\n"
         f"panel = GenerationPanel('sd15', out_dir={str(out)!r}, device='cpu')\n"
         "panel.size.options = ['64x64']\npanel.steps.value = 2\npanel.prompt.value = 'a red fox'\npanel"
     )
@@ -64,7 +64,7 @@ def test_generation_panel_in_jupyterlab(offline_hub_dir, tmp_path):
 def test_compare_panel_in_jupyterlab(offline_hub_dir, tmp_path):
     out = tmp_path / "compare"
     source = (
-        "from helpers.widgets import ComparePanel\n"
+        "from helpers.panels.widgets import ComparePanel\n"
         f"panel = ComparePanel(models=('sd15', 'dreamshaper-8'), out_dir={str(out)!r}, device='cpu',\n"
         "                     width=64, height=64, num_inference_steps=2)\n"
         "panel.prompts.value = 'a red fox'\npanel"

@@ -2,7 +2,8 @@
 
 import re
 
-from helpers import readme, registry
+from helpers import readme
+from helpers.zoo import registry
 
 from .environment import ROOT
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import diffusers
 import torch
 
-from .. import attention as attention_mod
-from .. import compilecache, fast
-from ..devices import default_dtype, peak_gb, reset_peak, synchronize
-from ..errors import ZooError
+from ..base.devices import default_dtype, peak_gb, reset_peak, synchronize
+from ..base.errors import ZooError
+from ..run import attention as attention_mod
+from ..run import compilecache, fast
 
 # Benchmark name -> the transformer config under the 2026 folder; all three run in bfloat16.
 CONFIGS = {

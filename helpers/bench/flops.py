@@ -17,9 +17,9 @@ import diffusers
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..devices import default_dtype
-from ..families import FAMILIES
-from ..registry import ModelSpec
+from ..base.devices import default_dtype
+from ..base.families import FAMILIES
+from ..zoo.registry import ModelSpec
 
 TEXT_TOKENS = 77  # CLIP's sequence length
 

@@ -8,10 +8,10 @@ utilisation. Variants:
 
 - `diffusers`: the model-card recipe, `DiffusionPipeline.from_pretrained(repo, dtype=...).to(device)`, the repo's
   scheduler, and the same fp16-safe VAE as ours where we swap one in (SDXL): the baseline ratios are taken against;
-- `eager`, `auto`, `max`, `graphs`: `load_pipeline(key, fast=...)` + `generate`, with the presets of `helpers.fast`.
+- `eager`, `auto`, `max`, `graphs`: `load_pipeline(key, fast=...)` + `generate`, with the presets of `helpers.run.fast`.
 
 Every variant uses the repo's own scheduler, the same steps, guidance, size and seed. The switch time is that of
-bringing a model parked in system RAM back to the GPU while another is parked (`helpers.cache`). Results go to a
+bringing a model parked in system RAM back to the GPU while another is parked (`helpers.run.cache`). Results go to a
 JSON file and a markdown table, with the machine, versions and settings.
 
     python -m helpers bench sd15 sdxl-base --switch sdxl-base,animagine-xl-3.1
@@ -35,16 +35,16 @@ import psutil
 import torch
 from huggingface_hub import snapshot_download
 
-from .. import timing
-from ..cache import PipelineCache
-from ..devices import peak_gb, pick_device, pick_dtype, reset_peak, synchronize
-from ..errors import ZooError
-from ..generate import generate
-from ..images import parse_size
-from ..loaded import record
-from ..loading import fp16_vae_fix, hub_kwargs, load_pipeline
-from ..memory import RAM_HEADROOM_GB, footprint
-from ..registry import default
+from ..base import timing
+from ..base.devices import peak_gb, pick_device, pick_dtype, reset_peak, synchronize
+from ..base.errors import ZooError
+from ..base.images import parse_size
+from ..base.loaded import record
+from ..run.cache import PipelineCache
+from ..run.generate import generate
+from ..run.loading import fp16_vae_fix, hub_kwargs, load_pipeline
+from ..run.memory import RAM_HEADROOM_GB, footprint
+from ..zoo.registry import default
 from .flops import step_flops
 from .report import compare_images, machine, summarise, write
 

@@ -19,12 +19,12 @@ import diffusers
 import torch
 import transformers
 
-from ..devices import default_dtype
-from ..errors import ZooError
-from ..loading import fp16_vae_fix
-from ..offline_hub import commit_to_cache, mark_built
-from ..registry import ModelSpec, Registry
-from ..registry import default as default_registry
+from ..base.devices import default_dtype
+from ..base.errors import ZooError
+from ..offline.hub import commit_to_cache, mark_built
+from ..run.loading import fp16_vae_fix
+from ..zoo.registry import ModelSpec, Registry
+from ..zoo.registry import default as default_registry
 
 # Where a family's configs sit under --config-dir, when there is no folder named after the registry key.
 FAMILY_FOLDERS = {"sd1": "sd15", "sdxl": "sdxl", "flux": "flux"}

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..devices import pick_device
-from ..timestats import round_sig
+from ..base.devices import pick_device
+from ..base.timestats import round_sig
 
 # Dense fp16/bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets; matched on the GPU's name, first hit wins.
 PEAK_FLOPS = (

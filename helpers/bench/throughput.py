@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from ..devices import synchronize
-from ..generate import generate
+from ..base.devices import synchronize
+from ..run.generate import generate
 
 PROMPTS = (
     "a photograph of an astronaut riding a horse on the moon",

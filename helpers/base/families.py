@@ -1,0 +1,74 @@
+"""The model families and what the code needs to know of each, in one table.
+
+A family is an architecture: models of one family share pipelines, samplers, size rules and memory shape.
+Adding a family means a row here, its entries in `models.yaml`, and its tiny stand-in in `helpers/offline/tiny.py`.
+Facts that diffusers already knows about a loaded pipeline (`vae_scale_factor`, `tokenizer_max_length`, the
+T5 `max_sequence_length` default of its `__call__`) are asked of diffusers, not repeated here.
+
+>>> FAMILIES["sdxl"].size_multiple
+8
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str
+    pipelines: frozenset[str]  # diffusers pipeline classes of the family; another class is a registry error
+    denoiser: str  # the pipeline component that denoises: "unet" or "transformer"
+    samplers: str  # "discrete" (the classic A1111 samplers) or "flow" (flow matching)
+    size_multiple: int  # the VAE's 8x, times a transformer's 2x2 patches where it has them
+    sizes: tuple[str, ...]  # width x height presets offered in the panels, native first
+    # Half-precision GB of the denoiser, the text encoders, the VAE, and the activations of one native image at
+    # batch 1 with CFG (published parameter counts x 2 bytes; activations measured orders of magnitude).
+    parts_gb: tuple[float, float, float, float]
+    t5: str | None = None  # the T5 text encoder component, which the prompt reads first and 4-bit loading shrinks
+    t5_gb: float = 0.0
+    prompt_tokenizer: str = "tokenizer"  # the one whose limit cuts the prompt: T5's where the family has it
+    cfg_batch: bool = True  # classifier-free guidance doubles the denoiser's batch (FLUX's guidance is distilled)
+
+
+_SD_SIZES = ("1024x1024", "896x1152", "1152x896", "768x1344", "1344x768")
+
+FAMILIES = {
+    f.key: f
+    for f in [
+        Family(
+            "sd1",
+            frozenset({"StableDiffusionPipeline", "StableDiffusionInpaintPipeline", "LatentConsistencyModelPipeline"}),
+            "unet", "discrete", 8, ("512x512", "512x768", "768x512", "640x640"),
+            (1.72, 0.25, 0.17, 0.9),  # U-Net 860M, CLIP-L 123M, VAE 84M
+        ),
+        Family(
+            "sd2",
+            frozenset({"StableDiffusionPipeline", "StableDiffusionInpaintPipeline"}),
+            "unet", "discrete", 8, ("768x768", "512x512", "768x512", "512x768"),
+            (1.73, 0.68, 0.17, 1.4),  # OpenCLIP-H text 340M
+        ),
+        Family(
+            "sdxl",
+            frozenset({"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
+                       "StableDiffusionXLInpaintPipeline"}),
+            "unet", "discrete", 8, (*_SD_SIZES, "512x512"),
+            (5.14, 1.64, 0.17, 2.5),  # U-Net 2.6B, CLIP-L + OpenCLIP-bigG
+        ),
+        Family(
+            "sd3", frozenset({"StableDiffusion3Pipeline"}), "transformer", "flow", 16, _SD_SIZES,
+            (4.17, 11.2, 0.17, 2.0),  # MMDiT 2B; CLIP-L, CLIP-G and T5-XXL (4.7B)
+            t5="text_encoder_3", t5_gb=9.52, prompt_tokenizer="tokenizer_3",
+        ),
+        Family(
+            "flux", frozenset({"FluxPipeline"}), "transformer", "flow", 16, (*_SD_SIZES, "512x512"),
+            (23.8, 9.77, 0.17, 3.0),  # 12B transformer, CLIP-L + T5-XXL
+            t5="text_encoder_2", t5_gb=9.52, prompt_tokenizer="tokenizer_2", cfg_batch=False,
+        ),
+        Family(
+            "pixart", frozenset({"PixArtAlphaPipeline", "PixArtSigmaPipeline"}), "transformer", "discrete", 16,
+            _SD_SIZES, (1.22, 9.52, 0.17, 2.0),  # 611M DiT + T5-XXL
+            t5="text_encoder", t5_gb=9.52,
+        ),
+    ]
+}  # fmt: skip

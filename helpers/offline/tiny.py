@@ -1,0 +1,506 @@
+"""Tiny random-weight components with the real architectures of each family.
+
+Widths are shrunk to a few channels; the structure is kept: the same block types and counts, two text
+encoders for SDXL, three for SD3, a T5 encoder for SD3, FLUX and PixArt, 16-channel VAEs where the
+real ones have them. Tokenizers are trained here on a small corpus, in the real file formats.
+Used by `helpers.offline.hub`; nothing here is used when loading real models.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from ..judge.inception import FIDInceptionV3
+
+# Words the tokenizers are trained on: enough for merges, small enough to train in milliseconds.
+_CORPUS_WORDS = (
+    "a photo of an astronaut riding a horse on the moon portrait painting oil watercolor anime city night "
+    "sunset mountain lake forest cinematic lighting highly detailed castle dragon robot cyberpunk woman man "
+    "cat dog flower tree beach ocean red blue green golden hour studio sharp focus style art by trending"
+).split()
+CLIP_HIDDEN = 32
+T5_HIDDEN = 64
+
+
+def _corpus() -> list[str]:
+    n = len(_CORPUS_WORDS)
+    return [" ".join(_CORPUS_WORDS[i:] + _CORPUS_WORDS[:i]) for i in range(n)]
+
+
+@cache
+def clip_vocab_and_merges() -> tuple[dict, list[str]]:
+    """A CLIP BPE vocabulary laid out as OpenAI's: bytes, bytes+</w>, merges, then the two specials."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=400, end_of_word_suffix="</w>", show_progress=False)
+    tok.train_from_iterator(_corpus(), trainer)
+    merges = [" ".join(m) if isinstance(m, list) else m for m in json.loads(tok.to_str())["model"]["merges"]]
+    byte_chars = list(bytes_to_unicode().values())
+    vocab_list = byte_chars + [c + "</w>" for c in byte_chars]
+    for m in merges:
+        merged = m.replace(" ", "")
+        if merged not in vocab_list:
+            vocab_list.append(merged)
+    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(vocab_list)}, merges
+
+
+def write_clip_tokenizer(folder: Path, pad_token: str = "<|endoftext|>") -> None:
+    """vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json, as in the real repos."""
+    vocab, merges = clip_vocab_and_merges()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    token = {"lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
+    special = {
+        "bos_token": {"content": "<|startoftext|>", **token},
+        "eos_token": {"content": "<|endoftext|>", **token},
+        "pad_token": pad_token,
+        "unk_token": {"content": "<|endoftext|>", **token},
+    }
+    config = {
+        "add_prefix_space": False,
+        "do_lower_case": True,
+        "errors": "replace",
+        "model_max_length": 77,
+        "tokenizer_class": "CLIPTokenizer",
+        **{k: v["content"] if isinstance(v, dict) else v for k, v in special.items()},
+    }
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
+@cache
+def _t5_vocab() -> list[tuple[str, float]]:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
+    tok.train_from_iterator(_corpus(), trainer)
+    return [tuple(p) for p in json.loads(tok.to_str())["model"]["vocab"]]
+
+
+def write_t5_tokenizer(folder: Path, model_max_length: int = 512) -> None:
+    """A T5 (Unigram) tokenizer saved the way transformers saves it: tokenizer.json and its config."""
+    from transformers import T5Tokenizer
+
+    tok = T5Tokenizer(vocab=list(_t5_vocab()), extra_ids=100, model_max_length=model_max_length)
+    tok.save_pretrained(str(folder))
+    special = {
+        "additional_special_tokens": [f"<extra_id_{i}>" for i in range(100)],
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+    }
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+
+
+def t5_vocab_size() -> int:
+    return len(_t5_vocab()) + 100
+
+
+def clip_text(pad_token_id: int = 1, act: str = "quick_gelu", projection: bool = False):
+    """A 2-layer CLIP text encoder; `projection` gives the `...WithProjection` class SDXL and SD3 use."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    vocab, _ = clip_vocab_and_merges()
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=CLIP_HIDDEN,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        projection_dim=CLIP_HIDDEN,
+        max_position_embeddings=77,
+        hidden_act=act,
+        bos_token_id=0,
+        eos_token_id=2,  # the legacy value the real checkpoints carry: pooled output at argmax(input_ids)
+        pad_token_id=pad_token_id,
+    )
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
+
+
+def t5_encoder():
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=t5_vocab_size(),
+        d_model=T5_HIDDEN,
+        d_ff=37,
+        d_kv=16,
+        num_heads=4,
+        num_layers=2,
+        feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False,
+    )
+    return T5EncoderModel(config).eval()
+
+
+def safety_checker():
+    """A tiny `StableDiffusionSafetyChecker` whose concept thresholds never fire on random weights."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 37, "num_attention_heads": 2, "num_hidden_layers": 1},
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 37,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 1,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=16,
+    )
+    return StableDiffusionSafetyChecker(config).eval()
+
+
+def feature_extractor():
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32})
+
+
+def vae(latent_channels: int = 4, scaling_factor: float = 0.18215, shift_factor=None, quant_conv=True, **extra):
+    """An `AutoencoderKL` with the real four encoder and decoder blocks (8x down-sampling)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+        use_quant_conv=quant_conv,
+        use_post_quant_conv=quant_conv,
+        **extra,
+    ).eval()
+
+
+def tiny_autoencoder(latent_channels: int = 4, scaling_factor: float = 1.0, shift_factor: float = 0.0):
+    """An `AutoencoderTiny` (TAESD) with the real block counts and narrow channels."""
+    from diffusers import AutoencoderTiny
+
+    return AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        latent_channels=latent_channels,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+    ).eval()
+
+
+def unet_sd(in_channels: int = 4, sample_size: int = 64, time_cond_proj_dim: int | None = None):
+    """SD 1.x/2.x U-Net: three cross-attention down blocks and a plain one, as in the real config."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        layers_per_block=1,
+        cross_attention_dim=CLIP_HIDDEN,
+        attention_head_dim=2,
+        norm_num_groups=4,
+        time_cond_proj_dim=time_cond_proj_dim,
+    ).eval()
+
+
+def unet_sdxl(in_channels: int = 4, refiner: bool = False, sample_size: int = 128):
+    """SDXL U-Net: text_time conditioning from the pooled second encoder and the size/crop ids."""
+    from diffusers import UNet2DConditionModel
+
+    if refiner:  # the refiner: four blocks, one text encoder, aesthetic score in the time ids
+        blocks = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+        up = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+        channels, cross, n_ids = (8, 16, 16, 16), CLIP_HIDDEN, 5
+    else:
+        blocks = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+        up = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+        channels, cross, n_ids = (8, 16, 16), 2 * CLIP_HIDDEN, 6
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=channels,
+        down_block_types=blocks,
+        up_block_types=up,
+        layers_per_block=1,
+        transformer_layers_per_block=(1,) * len(blocks),
+        cross_attention_dim=cross,
+        attention_head_dim=2,
+        norm_num_groups=4,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=n_ids * 8 + CLIP_HIDDEN,
+    ).eval()
+
+
+def vae_x4():
+    """The x4 upscaler's `AutoencoderKL`: three blocks (4x down-sampling), scaling factor 0.08333."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(8, 8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=0.08333,
+    ).eval()
+
+
+def unet_x4_upscaler():
+    """The x4 upscaler's U-Net: 7 input channels (latents + the noised picture), the noise level as a class label."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=32,
+        in_channels=7,
+        out_channels=4,
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 3,
+        up_block_types=("CrossAttnUpBlock2D",) * 3 + ("UpBlock2D",),
+        only_cross_attention=(True, True, True, False),
+        layers_per_block=1,
+        cross_attention_dim=CLIP_HIDDEN,
+        attention_head_dim=2,
+        norm_num_groups=4,
+        use_linear_projection=True,
+        num_class_embeds=1000,
+    ).eval()
+
+
+def unet_latent_upscaler():
+    """The x2 latent upscaler's U-Net: k-diffusion blocks, 8 channels in (noisy + image latents), 5 out."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        act_fn="gelu",
+        attention_head_dim=8,
+        norm_num_groups=None,
+        block_out_channels=(32, 32, 64, 64),  # k-diffusion blocks norm in groups of 32 channels
+        time_cond_proj_dim=128 + CLIP_HIDDEN,  # the noise-level embedding, then the pooled prompt
+        conv_in_kernel=1,
+        conv_out_kernel=1,
+        cross_attention_dim=CLIP_HIDDEN,
+        down_block_types=("KDownBlock2D",) + ("KCrossAttnDownBlock2D",) * 3,
+        up_block_types=("KCrossAttnUpBlock2D",) * 3 + ("KUpBlock2D",),
+        in_channels=8,
+        out_channels=5,
+        mid_block_type=None,
+        only_cross_attention=False,
+        resnet_time_scale_shift="scale_shift",
+        time_embedding_type="fourier",
+        timestep_post_act="gelu",
+    ).eval()
+
+
+def sd3_transformer(qk_norm: str | None = None, dual_attention_layers: tuple = ()):
+    from diffusers import SD3Transformer2DModel
+
+    return SD3Transformer2DModel(
+        sample_size=128,
+        patch_size=2,
+        in_channels=16,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=T5_HIDDEN,
+        caption_projection_dim=32,
+        pooled_projection_dim=2 * CLIP_HIDDEN,
+        out_channels=16,
+        pos_embed_max_size=96,
+        qk_norm=qk_norm,
+        dual_attention_layers=dual_attention_layers,
+    ).eval()
+
+
+def flux_transformer(guidance_embeds: bool):
+    from diffusers import FluxTransformer2DModel
+
+    return FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=T5_HIDDEN,
+        pooled_projection_dim=CLIP_HIDDEN,
+        guidance_embeds=guidance_embeds,
+        axes_dims_rope=(4, 6, 6),
+    ).eval()
+
+
+def pixart_transformer(sigma: bool):
+    from diffusers import PixArtTransformer2DModel
+
+    return PixArtTransformer2DModel(
+        num_attention_heads=3,  # the size embeddings split the width in three, as 1152 = 16 x 72 does
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        cross_attention_dim=24,
+        sample_size=128,
+        patch_size=2,
+        caption_channels=T5_HIDDEN,
+        use_additional_conditions=not sigma,
+        interpolation_scale=2 if sigma else None,
+    ).eval()
+
+
+def clip_model(act: str = "quick_gelu", image_size: int = 32):
+    """A tiny dual-encoder `CLIPModel` (CLIP score, CLIP-I, PickScore) with the real 77-token text limit."""
+    from transformers import CLIPConfig, CLIPModel
+
+    vocab, _ = clip_vocab_and_merges()
+    layers = {"intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2, "hidden_act": act}
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": CLIP_HIDDEN,
+            "max_position_embeddings": 77,
+            "bos_token_id": 0,
+            "eos_token_id": 2,  # as the real configs: pooled at argmax(input_ids), the end-of-text token
+            "pad_token_id": 1,
+            **layers,
+        },
+        vision_config={"hidden_size": CLIP_HIDDEN, "image_size": image_size, "patch_size": 8, **layers},
+        projection_dim=CLIP_HIDDEN,
+    )
+    return CLIPModel(config).eval()
+
+
+def dinov2():
+    """A tiny `Dinov2Model` (ViT with a CLS token and register-free patches, as facebook/dinov2-base)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(
+        hidden_size=CLIP_HIDDEN, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+    )
+    return Dinov2Model(config).eval()
+
+
+def fid_inception():
+    """The FID Inception-v3 at full size (its loader takes only the real shapes), variance-preserving random init."""
+    model = FIDInceptionV3()
+    for m in model.modules():  # He init keeps activations O(1) through the 94 layers (the default fades to ~1e-8)
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    return model.eval()
+
+
+def depth_anything():
+    """A Depth Anything estimator: a 4-layer DINOv2 backbone, its reassemble neck and the depth head."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    backbone = Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=56,
+        patch_size=14,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=16,
+        neck_hidden_sizes=[8, 8, 16, 16],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        patch_size=14,
+    )
+    return DepthAnythingForDepthEstimation(config).eval()
+
+
+def depth_processor():
+    """The DPT image processor Depth Anything ships, at 56 px instead of 518 (multiples of the 14 px patch)."""
+    from transformers import DPTImageProcessor
+
+    return DPTImageProcessor(
+        size={"height": 56, "width": 56},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        do_pad=False,
+    )
+
+
+def image_encoder(projection_dim: int = CLIP_HIDDEN):
+    """The CLIP image encoder of an IP-Adapter (`CLIPVisionModelWithProjection`), at the feature extractor's 32 px."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=CLIP_HIDDEN,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=projection_dim,
+        hidden_act="gelu",
+    )
+    return CLIPVisionModelWithProjection(config).eval()
+
+
+def ip_adapter_weights(unet, image_embed_dim: int, tokens: int = 4) -> dict:
+    """An IP-Adapter file's tensors for `unet`, in the original repo's key layout (what `load_ip_adapter` reads).
+
+    `image_proj.*`: the image embedding to `tokens` extra context tokens; `ip_adapter.{i}.to_k_ip/to_v_ip`: the key
+    and value projections of those tokens for each cross-attention layer, numbered as the original code counts
+    attention layers (self-attention even, cross-attention odd).
+    """
+    cross = unet.config.cross_attention_dim
+    out = {
+        "image_proj.proj.weight": 0.2 * torch.randn(cross * tokens, image_embed_dim),
+        "image_proj.proj.bias": 0.1 * torch.randn(cross * tokens),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    channels, key_id = unet.config.block_out_channels, 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        for proj in ("to_k_ip", "to_v_ip"):
+            out[f"ip_adapter.{key_id}.{proj}.weight"] = 0.5 * torch.randn(hidden, cross)
+        key_id += 2
+    return out
+
+
+def seeded(fn, *args, seed: int = 0, **kwargs):
+    """Build a component with a fixed seed, so the offline hub is the same on every machine."""
+    torch.manual_seed(seed)
+    return fn(*args, **kwargs)

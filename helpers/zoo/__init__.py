@@ -1,0 +1,4 @@
+"""The registry: `models.yaml` read, validated and looked up (`registry`), and checked against the Hub (`doctor`).
+
+It imports only the ground floor (`helpers.base`); every wing above finds its models here, by key.
+"""
