@@ -305,7 +305,8 @@ def _describe(metric: str) -> tuple[str, str, str]:
     if metric == "fd-dinov2":
         spec = reg.evaluator("dinov2-base")
         extractor = f"DINOv2 {spec.repo}@{spec.revision[:8]} pooled CLS token"
-        return extractor, "the model's BitImageProcessor (bicubic, shortest side, centre crop)", "helpers.judge.metricmath"
+        resize = "the model's BitImageProcessor (bicubic, shortest side, centre crop)"
+        return extractor, resize, "helpers.judge.metricmath"
     spec = reg.evaluator("fid-inception")
     what = "softmax of the 1008 logits without bias" if metric == "is" else "pool3, 2048-d"
     how = "helpers.judge.metricmath" + (", 100 random subsets of min(1000, half the smaller set)" if metric == "kid" else "")

@@ -32,7 +32,7 @@ class CompareResult:
     seeds: list[int]
     sweep: SweepResult
     grid_paths: list[Path]
-    scores: object = None  # a DataFrame of metric columns per model (helpers.judge.evaluate), when metrics were asked for
+    scores: object = None  # metric columns per model (a DataFrame, helpers.judge.evaluate), when metrics were asked
 
     @property
     def grid(self) -> Image.Image:

@@ -269,7 +269,7 @@ def sweep(
     `on_cell(row)` is called with each cell's manifest row as it finishes (to fill a grid as it goes).
     `warmup` makes each model's first image twice and keeps the second: the first call's extra seconds (kernels
     chosen, memory allocated, graphs compiled) go to the row's `warmup_s`, not into its seconds per image.
-    `metrics` (per-image ones, e.g. ["clip"]) gives each finished cell `scores` (see `helpers.judge.evaluate.sweep_plot`).
+    `metrics` (per-image ones, e.g. ["clip"]) gives each finished cell `scores` (`helpers.judge.evaluate.sweep_plot`).
     """
     from accelerate import PartialState
 

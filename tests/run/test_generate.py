@@ -83,7 +83,7 @@ def test_long_prompt_names_dropped_words_only_where_it_is_still_cut():
     prompt = "a castle on a hill " * 20 + "with golden dragons"
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*Dropped.*")
-        generate("sd15", prompt, seed=1, **SMALL)  # CLIP families read long prompts in chunks (helpers.run.prompt_weights)
+        generate("sd15", prompt, seed=1, **SMALL)  # CLIP families read long prompts in chunks (run/prompt_weights.py)
     limit = REG.get("flux-schnell").defaults.max_sequence_length
     with pytest.warns(UserWarning) as caught:
         generate("flux-schnell", "a castle on a hill " * limit + "with golden dragons " * 100, seed=1, **SMALL)

@@ -1,6 +1,7 @@
 """Comparison grids and charts from given manifest rows (the images and seconds are given; nothing is generated).
 
-The end-to-end comparison on the offline hub is tests/sweeps/test_sweep.py::test_compare_four_models_across_two_families.
+The end-to-end comparison on the offline hub is test_compare_four_models_across_two_families in
+tests/sweeps/test_sweep.py.
 """
 
 import matplotlib.pyplot as plt
