@@ -1,9 +1,14 @@
-"""The house: imports go one way down the chain, no cycles, nothing patched onto diffusers pipelines.
+"""The house: the wings' import rules hold, no import hides in a function, nothing is patched onto a pipeline.
+
+The rules themselves are declared in pyproject.toml ([tool.importlinter]: the wings' order, who may not import
+whom, no cycles) and checked by `lint-imports`; this file runs it, proves it catches an upward import, and checks
+what it cannot see.
 
 python -m pytest tests/test_architecture.py      # prints nothing more when the house is in order
 """
 
 import ast
+import shutil
 import subprocess
 import sys
 
@@ -12,17 +17,11 @@ import pytest
 from .environment import ROOT
 
 PACKAGE = ROOT / "helpers"
-# What everything shares: they import only each other (and libraries), never a module above them.
-GROUND = {
-    "errors", "smoke", "devices", "images", "families", "loaded", "versions", "records", "masks", "timing", "quiet",
-    "library_notices", "hub",
-}  # fmt: skip
 # The command line imports a command's modules when that command runs: `--help`, `list` and `show` load no torch,
 # diffusers or transformers (tests/test_cli.py), and only `bench` loads the benchmark harness. At the top of the
-# chain, these imports cannot hide a cycle.
-LAZY_ALLOWED = {("__main__", m) for m in ("bench", "doctor", "evaluate", "generate", "hub", "ip_adapter",
-                                          "offline_hub", "readme", "records", "sweepfile", "train", "trainexport",
-                                          "upscale")}  # fmt: skip
+# package, these imports cannot hide a cycle.
+LAZY_ALLOWED = {("__main__", wing) for wing in ("base", "bench", "judge", "offline", "readme", "run", "sweeps", "train",
+                                                 "zoo")}  # fmt: skip
 
 
 def _name(path) -> str:
@@ -83,30 +82,47 @@ def test_no_import_inside_a_function_dodges_a_cycle():
     assert not found, f"package imports placed inside functions: {found}"
 
 
-def test_imports_form_no_cycle():
-    edges = {name: {_known(m) for m in top} - {name, ""} for name, (top, _) in GRAPH.items()}
-    state, cycle = {}, []
-
-    def visit(node, path):
-        state[node] = "open"
-        for nxt in sorted(edges.get(node, ())):
-            if state.get(nxt) == "open":
-                cycle.append(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
-            elif nxt not in state:
-                visit(nxt, [*path, nxt])
-        state[node] = "done"
-
-    for name in sorted(edges):
-        if name not in state:
-            visit(name, [name])
-    assert not cycle, f"import cycles: {cycle}"
+def lint_imports(root) -> subprocess.CompletedProcess:
+    """`lint-imports` on the package at `root`, with the contracts in its pyproject.toml."""
+    code = "from importlinter.cli import lint_imports_command; lint_imports_command()"
+    return subprocess.run([sys.executable, "-c", code, "--no-cache"], capture_output=True, text=True, cwd=root,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(GROUND))
-def test_the_ground_floor_imports_nothing_above_it(name):
-    top, _ = GRAPH[name]
-    above = {_known(m) for m in top} - GROUND
-    assert not above, f"helpers/{name}.py imports {above}, which stand above the ground floor"
+def test_the_declared_layer_rules_hold():
+    out = lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 kept, 0 broken" in out.stdout, out.stdout
+
+
+def _copy(tmp_path):
+    shutil.copytree(PACKAGE, tmp_path / "helpers", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    return tmp_path
+
+
+def test_an_upward_import_breaks_the_layer_rules(tmp_path):
+    root = _copy(tmp_path)
+    (root / "helpers" / "base" / "upward.py").write_text("from ..run.generate import generate  # noqa: F401\n")
+    out = lint_imports(root)
+    assert out.returncode == 1, out.stdout
+    assert "Each wing imports only the wings below it BROKEN" in out.stdout
+    assert "helpers.base.upward -> helpers.run.generate" in out.stdout
+
+
+def test_a_module_outside_every_wing_breaks_the_layer_rules(tmp_path):
+    root = _copy(tmp_path)
+    (root / "helpers" / "stray.py").write_text('"""A module nobody placed in a wing."""\n')
+    out = lint_imports(root)
+    assert out.returncode == 1 and "helpers.stray" in out.stdout, out.stdout
+
+
+def test_an_import_cycle_inside_a_wing_breaks_the_rules(tmp_path):
+    root = _copy(tmp_path)
+    errors = root / "helpers" / "base" / "errors.py"
+    errors.write_text(errors.read_text() + "\nfrom . import images  # noqa: E402, F401\n")
+    out = lint_imports(root)
+    assert out.returncode == 1 and "No import cycle inside a wing BROKEN" in out.stdout, out.stdout
 
 
 def test_nothing_is_patched_onto_diffusers_pipelines():
