@@ -13,7 +13,6 @@ each image was made.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from PIL import Image
 from ..base import masks, quiet, records, timing
 from ..base.devices import peak_gb, reset_peak
 from ..base.errors import ZooError
-from ..base.families import FAMILIES
 from ..base.images import fingerprint, load_image
 from ..base.loaded import record as record_of
 from ..base.loaded import spec_of
@@ -43,7 +41,17 @@ from . import ip_adapter as ip_mod
 from . import memory as memory_mod
 from . import previews, prompt_weights, styles
 from .cache import get_pipeline
-from .request import Request, check_model, check_strength, settle
+from .request import (
+    Request,
+    call_default,
+    call_params,
+    check_model,
+    check_negative_prompt,
+    check_prompt_length,
+    check_strength,
+    check_trigger_words,
+    settle,
+)
 
 
 @dataclass
@@ -186,12 +194,12 @@ def _hires_pass(request: Request, images, device, memory, registry, generator_de
 
 def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float | None = None) -> dict:
     """Set the sampler and LoRAs on `pipe` and return the pipeline call's keyword arguments (with warnings)."""
-    spec, params = request.spec, _call_params(pipe)
+    spec, params = request.spec, call_params(pipe)
     set_scheduler(pipe, request.scheduler, request.scheduler_options)
     call = dict(num_inference_steps=request.steps, guidance_scale=request.guidance)
     call |= {"height": request.height, "width": request.width}
     if request.task != "text2img":
-        check_strength(request.steps, request.pipeline_kwargs.get("strength", _default(pipe, "strength")))
+        check_strength(request.steps, request.pipeline_kwargs.get("strength", call_default(pipe, "strength")))
         call["image"] = request.image
         if request.mask_image is not None:
             call["mask_image"] = request.mask_image
@@ -202,32 +210,18 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
     if spec.defaults.max_sequence_length and "max_sequence_length" in params:
         call["max_sequence_length"] = spec.defaults.max_sequence_length
     call.update(request.pipeline_kwargs)
-    if request.negative_prompt:
-        if _uses_negative(spec, pipe, request.guidance):
-            call["negative_prompt"] = request.negative_prompt
-        else:
-            warnings.warn(
-                f"'{spec.key}' ignores the negative prompt (guidance {request.guidance:g}"
-                f"{', distilled guidance' if not spec.defaults.negative_prompt else ''}); it was not used.",
-                stacklevel=3,
-            )
-            request.negative_prompt = None
+    if check_negative_prompt(pipe, request):
+        call["negative_prompt"] = request.negative_prompt
     guided = request.guidance > 1.0
     embeds = prompt_weights.embeddings(pipe, spec.family, request.prompt, call.get("negative_prompt"), guided)
     if embeds:  # A1111 weights or a prompt beyond 77 tokens: encoded here (helpers.run.prompt_weights), never cut
         call.pop("negative_prompt", None)
         call |= embeds
     else:
-        _warn_long_prompt(pipe, spec, request.prompt, call.get("max_sequence_length"))
+        check_prompt_length(pipe, spec, request.prompt, call.get("max_sequence_length"))
     if loras is not None or lora_scale is not None:
         styles.apply(pipe, styles.loras(pipe) if loras is None else loras, lora_scale)
-    missing = styles.trigger_words_missing(pipe, request.prompt)
-    if missing:
-        warnings.warn(
-            f"'{spec.key}' (or its LoRA) is trained on the trigger word(s) {missing}: add them to the prompt "
-            "to get its style.",
-            stacklevel=3,
-        )
+    check_trigger_words(pipe, request)
     return call
 
 
@@ -258,7 +252,7 @@ def _step_kwargs(pipe, step_end) -> dict:
     (diffusers' T2I-Adapter pipelines), so progress, previews and Cancel work there too."""
     if step_end is None:
         return {}
-    if "callback_on_step_end" in _call_params(pipe):
+    if "callback_on_step_end" in call_params(pipe):
         return {"callback_on_step_end": step_end}
     return {"callback": lambda i, t, latents: step_end(pipe, i, t, {"latents": latents}), "callback_steps": 1}
 
@@ -267,43 +261,6 @@ def _task_of(pipe) -> str:
     name = type(pipe).__name__
     return "inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img"
 
-
-def _call_params(pipe) -> set:
-    return set(inspect.signature(type(pipe).__call__).parameters)
-
-
-def _default(pipe, name: str):
-    """The default of one of the pipeline call's arguments (None when it has no such argument)."""
-    param = inspect.signature(type(pipe).__call__).parameters.get(name)
-    return None if param is None else param.default
-
-
-def _uses_negative(spec: ModelSpec, pipe, guidance: float) -> bool:
-    if "negative_prompt" not in _call_params(pipe) or not spec.defaults.negative_prompt:
-        return False
-    return guidance > 1.0  # classifier-free guidance runs only above 1
-
-
-def _warn_long_prompt(pipe, spec: ModelSpec, prompt: str, max_sequence_length: int | None) -> None:
-    """Warn, naming the words dropped, when the prompt is longer than the text encoder reads."""
-    family = FAMILIES[spec.family]
-    tok = getattr(pipe, family.prompt_tokenizer, None)
-    if tok is None:
-        return
-    limit = tok.model_max_length
-    if family.t5:  # T5 reads what the pipeline call says: ours, else the call's own default
-        limit = max_sequence_length or _default(pipe, "max_sequence_length") or limit
-    ids = tok(prompt, add_special_tokens=False, verbose=False).input_ids
-    budget = limit - len(tok("", add_special_tokens=True).input_ids)  # room left by <bos>/<eos>
-    if len(ids) <= budget:
-        return
-    words = tok.decode(ids[budget:]).split()
-    dropped = " ".join(words[:8]) + (f" ... ({len(words) - 8} more words)" if len(words) > 8 else "")
-    warnings.warn(
-        f"The prompt is {len(ids)} tokens; '{spec.key}' reads {budget}. Dropped: \"{dropped}\". "
-        "Shorten the prompt or put the important words first.",
-        stacklevel=4,
-    )
 
 
 # --- 3. run: the pipeline calls, with the float32 decode where the VAE overflowed ---------------------------

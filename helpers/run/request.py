@@ -1,7 +1,9 @@
 """A generate call checked against its registry entry before anything is loaded or downloaded.
 
 `settle` fills in the entry's defaults and checks every value, so a bad size, sampler or seed costs nothing and
-the error says what to use instead; `check_model` does the same for the model a recipe names.
+the error says what to use instead; `check_model` does the same for the model a recipe names. Once the pipeline
+is loaded, the prompt is checked against it: a negative prompt the model ignores, words past what its text encoder
+reads, trigger words its LoRAs want (`check_negative_prompt`, `check_prompt_length`, `check_trigger_words`).
 
 >>> from helpers.zoo.registry import default
 >>> settle(default().get("sd15"), "text2img", "a fox", seed=7, num_images=2).seeds
@@ -11,7 +13,9 @@ the error says what to use instead; `check_model` does the same for the model a 
 from __future__ import annotations
 
 import difflib
+import inspect
 import random
+import warnings
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -22,6 +26,7 @@ from ..base.families import FAMILIES
 from ..base.images import fingerprint, load_image
 from ..base.schedulers import scheduler_names
 from ..zoo.registry import ModelSpec, Registry
+from . import styles
 
 
 @dataclass
@@ -178,3 +183,66 @@ def registry_key_for(name: str, registry: Registry) -> str | None:
             runs = [b.size for b in match.get_matching_blocks() if any(c.isdigit() for c in target[b.a : b.a + b.size])]
             best = max(best, (max(runs, default=0), match.ratio(), m.key), key=lambda s: s[:2])
     return best[2]
+
+
+# --- the prompt against the loaded pipeline: what its text encoders read, what its LoRAs want -----------------
+
+
+def call_params(pipe) -> set:
+    """The names the pipeline's call takes."""
+    return set(inspect.signature(type(pipe).__call__).parameters)
+
+
+def call_default(pipe, name: str):
+    """The default of one of the pipeline call's arguments (None when it has no such argument)."""
+    param = inspect.signature(type(pipe).__call__).parameters.get(name)
+    return None if param is None else param.default
+
+
+def check_negative_prompt(pipe, request: Request) -> bool:
+    """Whether the call uses the request's negative prompt; one the model ignores is dropped, with a warning."""
+    if not request.negative_prompt:
+        return False
+    spec = request.spec
+    if "negative_prompt" in call_params(pipe) and spec.defaults.negative_prompt and request.guidance > 1.0:
+        return True  # classifier-free guidance runs only above 1
+    warnings.warn(
+        f"'{spec.key}' ignores the negative prompt (guidance {request.guidance:g}"
+        f"{', distilled guidance' if not spec.defaults.negative_prompt else ''}); it was not used.",
+        stacklevel=4,
+    )
+    request.negative_prompt = None
+    return False
+
+
+def check_prompt_length(pipe, spec: ModelSpec, prompt: str, max_sequence_length: int | None) -> None:
+    """Warn, naming the words dropped, when the prompt is longer than the text encoder reads."""
+    family = FAMILIES[spec.family]
+    tok = getattr(pipe, family.prompt_tokenizer, None)
+    if tok is None:
+        return
+    limit = tok.model_max_length
+    if family.t5:  # T5 reads what the pipeline call says: ours, else the call's own default
+        limit = max_sequence_length or call_default(pipe, "max_sequence_length") or limit
+    ids = tok(prompt, add_special_tokens=False, verbose=False).input_ids
+    budget = limit - len(tok("", add_special_tokens=True).input_ids)  # room left by <bos>/<eos>
+    if len(ids) <= budget:
+        return
+    words = tok.decode(ids[budget:]).split()
+    dropped = " ".join(words[:8]) + (f" ... ({len(words) - 8} more words)" if len(words) > 8 else "")
+    warnings.warn(
+        f"The prompt is {len(ids)} tokens; '{spec.key}' reads {budget}. Dropped: \"{dropped}\". "
+        "Shorten the prompt or put the important words first.",
+        stacklevel=4,
+    )
+
+
+def check_trigger_words(pipe, request: Request) -> None:
+    """Warn when the model (or a LoRA on it) is trained on trigger words the prompt leaves out."""
+    missing = styles.trigger_words_missing(pipe, request.prompt)
+    if missing:
+        warnings.warn(
+            f"'{request.spec.key}' (or its LoRA) is trained on the trigger word(s) {missing}: add them to the "
+            "prompt to get its style.",
+            stacklevel=4,
+        )
