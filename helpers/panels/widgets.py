@@ -25,7 +25,8 @@ from ..sweeps.compare import column_labels, compare
 from ..sweeps.sweep import settings_labels
 from ..zoo import registry as registry_mod
 from .background import Background as _Background
-from .generation import GenerationPanel, lora_choices, presets
+from .generation import GenerationPanel
+from .settings import lora_choices, presets
 
 __all__ = ["ComparePanel", "GenerationPanel", "lora_choices", "presets", "setup_notebook"]
 
