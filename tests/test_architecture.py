@@ -92,7 +92,7 @@ def lint_imports(root) -> subprocess.CompletedProcess:
 def test_the_declared_layer_rules_hold():
     out = lint_imports(ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "3 kept, 0 broken" in out.stdout, out.stdout
+    assert "kept, 0 broken" in out.stdout, out.stdout
 
 
 def _copy(tmp_path):
