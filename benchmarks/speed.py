@@ -188,8 +188,7 @@ class Run:
         import torch
         from torch.profiler import ProfilerActivity, profile
 
-        from helpers import free
-        from helpers.run import generate
+        from helpers import free, generate
 
         free()
         pipe = self._pipe("sdxl-base")

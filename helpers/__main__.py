@@ -576,7 +576,7 @@ def main(argv=None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        if getattr(args, "registry", None):  # every command then reads this file (see helpers.zoo.registry.default)
+        if getattr(args, "registry", None):  # every command then reads this file (see helpers.registry.default)
             os.environ[REGISTRY_ENV] = args.registry
             load_registry(args.registry)  # a missing or bad file fails here, naming it
         if getattr(args, "adapters", None):  # trained adapters are looked up there (helpers.base.adapters)

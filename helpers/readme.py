@@ -50,7 +50,7 @@ def model_tables(reg: Registry | None = None) -> str:
 
 
 def memory_table(reg: Registry | None = None) -> str:
-    """Which policy each model gets on common machines, computed by `helpers.run.memory` itself."""
+    """Which policy each model gets on common machines, computed by `helpers.memory` itself."""
     reg = reg or default_registry()
     return policy_table([m for m in reg.models.values() if not m.base])
 

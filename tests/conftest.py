@@ -22,7 +22,8 @@ def hub(offline_hub_dir):
 @pytest.fixture
 def fresh_hub(offline_hub_dir):
     """The built offline hub with nothing loaded: every pipeline and upscaler freed before the test and after it."""
-    from helpers.run import cache, upscale
+    from helpers import upscale
+    from helpers.run import cache
 
     def free():
         cache.free()
@@ -35,7 +36,7 @@ def fresh_hub(offline_hub_dir):
 
 @pytest.fixture(scope="session")
 def registry():
-    from helpers.zoo import registry
+    from helpers import registry
 
     return registry.default()
 

@@ -9,11 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import ZooError, load_pipeline
+from helpers import ZooError, fast, load_pipeline
 from helpers.__main__ import main
 from helpers.bench import flops, harness, randomweights
 from helpers.bench import report as reports
-from helpers.run import fast
 from helpers.zoo.registry import default
 
 from .common import REAL_CONFIGS

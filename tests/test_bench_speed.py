@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ZooError
+from helpers import ZooError, fast
 from helpers.bench import harness, randomweights
-from helpers.run import fast, stepcache
+from helpers.run import stepcache
 from helpers.zoo.registry import default
 
 from .common import REAL_CONFIGS

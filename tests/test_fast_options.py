@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import load_pipeline
+from helpers import fast, generate, load_pipeline
 from helpers.base.loaded import record
-from helpers.run import attention, fast, generate, stepcache
+from helpers.run import attention, stepcache
 
 from .common import px
 from .environment import ROOT

@@ -78,7 +78,7 @@ def test_time_budget_in_metadata(nb):
 def test_smoke_switch_is_read_only_through_helpers(nb):
     notebook, path = nb
     text = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    assert "SDZOO_SMOKE" not in text and ("helpers.base.smoke.shrink(" in text or "helpers.base.smoke.cap(" in text)
+    assert "SDZOO_SMOKE" not in text and ("helpers.smoke.shrink(" in text or "helpers.smoke.cap(" in text)
 
 
 def test_readme_lists_every_notebook():

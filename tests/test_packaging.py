@@ -17,7 +17,7 @@ def test_a_built_package_carries_the_registry_and_loads_it_from_anywhere(tmp_pat
     with zipfile.ZipFile(wheel) as z:
         assert z.read("helpers/models.yaml") == (ROOT / "models.yaml").read_bytes(), "a copy of the top-level file"
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)
-    code = "import helpers; print(helpers.zoo.registry.REGISTRY_PATH); print(len(helpers.models()))"
+    code = "import helpers; print(helpers.registry.REGISTRY_PATH); print(len(helpers.models()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})  # fmt: skip
     path, count = out.stdout.split()

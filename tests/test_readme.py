@@ -2,8 +2,7 @@
 
 import re
 
-from helpers import readme
-from helpers.zoo import registry
+from helpers import readme, registry
 
 from .environment import ROOT
 

@@ -9,7 +9,7 @@ A trained adapter lives in the adapters folder (`SDZOO_ADAPTERS`, default `adapt
     adapters/NAME/NAME.json                         base model, revision, data hash, hyper-parameters, seeds
 
 >>> styles.load_lora(pipe, "my-style")      # by name, as a registry adapter would be
->>> helpers.run.generate(pipe, "a fox", loras={"my-style": 0.8})
+>>> helpers.generate(pipe, "a fox", loras={"my-style": 0.8})
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ class LoadedModel:
     vae: str = ""  # the registry VAE that replaced the repo's own, if any
     fast: object = None  # the fast.FastMode applied
     default_scheduler: object = None  # the scheduler the repo ships: what `set_scheduler(pipe, "default")` restores
-    lora_scales: dict[str, float] = field(default_factory=dict)  # active LoRAs (helpers.run.styles)
-    previewer: object = None  # the tiny-VAE live previewer, made on first use (helpers.run.previews)
+    lora_scales: dict[str, float] = field(default_factory=dict)  # active LoRAs (helpers.styles)
+    previewer: object = None  # the tiny-VAE live previewer, made on first use (helpers.previews)
 
 
 _RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its record, gone with the pipeline

@@ -59,11 +59,11 @@ def from_image(source, size: tuple[int, int] | None = None, threshold: int | Non
 def check(mask, image: Image.Image, what: str = "mask") -> Image.Image:
     """The mask as mode L, or an error that says how it does not fit the image."""
     if not isinstance(mask, Image.Image):
-        raise ZooError(f"the {what} must be a PIL image (see helpers.base.masks.box, ellipse, polygon, from_image)")
+        raise ZooError(f"the {what} must be a PIL image (see helpers.masks.box, ellipse, polygon, from_image)")
     if mask.size != image.size:
         raise ZooError(
             f"the {what} is {mask.size[0]}x{mask.size[1]} but the image is {image.size[0]}x{image.size[1]}: "
-            f"make it with helpers.base.masks.box(image.size, ...) or from_image(..., size=image.size)"
+            f"make it with helpers.masks.box(image.size, ...) or from_image(..., size=image.size)"
         )
     if mask.mode in ("L", "1"):
         return mask.convert("L")
@@ -73,7 +73,7 @@ def check(mask, image: Image.Image, what: str = "mask") -> Image.Image:
             return mask.convert("L")
     raise ZooError(
         f"the {what} has mode {mask.mode}; it must be black and white (mode L: white is repainted). "
-        "Use helpers.base.masks.from_image(...) to convert it"
+        "Use helpers.masks.from_image(...) to convert it"
     )
 
 

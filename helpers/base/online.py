@@ -12,7 +12,7 @@ import os
 from huggingface_hub import constants
 
 _STATE: dict[str, str | None] = {}  # "why": None when reachable, else why not; absent until asked
-SAID: set[str] = set()  # the offline notices already said in this process (also helpers.base.quiet's)
+SAID: set[str] = set()  # the offline notices already said in this process (also helpers.quiet's)
 
 
 def offline_by_setting() -> bool:

@@ -77,7 +77,7 @@ class Record:
     schedule_type: str = ""  # A1111's "Schedule type" where not the sampler's own ("Exponential", ...)
 
     def generate_kwargs(self) -> dict:
-        """Arguments for `helpers.run.generate` that make this image again."""
+        """Arguments for `helpers.generate` that make this image again."""
         kw = {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,

@@ -2,7 +2,7 @@
 sizes, counts) so that they run on a CPU in seconds against the offline hub. Unset, nothing changes: the
 same notebooks run at full fidelity on a GPU. This module is the only place the switch is read.
 
->>> STEPS, SIZE, SEEDS = helpers.base.smoke.shrink(steps=30, size=1024, seeds=[1, 2, 3, 4])
+>>> STEPS, SIZE, SEEDS = helpers.smoke.shrink(steps=30, size=1024, seeds=[1, 2, 3, 4])
 >>> # (30, 1024, [1, 2, 3, 4]) normally; (4, 64, [1, 2]) in CI
 """
 

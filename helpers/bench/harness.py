@@ -8,7 +8,7 @@ utilisation. Variants:
 
 - `diffusers`: the model-card recipe, `DiffusionPipeline.from_pretrained(repo, dtype=...).to(device)`, the repo's
   scheduler, and the same fp16-safe VAE as ours where we swap one in (SDXL): the baseline ratios are taken against;
-- `eager`, `auto`, `max`, `graphs`: `load_pipeline(key, fast=...)` + `generate`, with the presets of `helpers.run.fast`.
+- `eager`, `auto`, `max`, `graphs`: `load_pipeline(key, fast=...)` + `generate`, with the presets of `helpers.fast`.
 
 Every variant uses the repo's own scheduler, the same steps, guidance, size and seed. The switch time is that of
 bringing a model parked in system RAM back to the GPU while another is parked (`helpers.run.cache`). Results go to a

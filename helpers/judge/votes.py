@@ -82,7 +82,7 @@ def make_pairs(images: list[tuple[str, str, int, Path]], seed: int = 0) -> list[
 
 
 def pairs_from_compare(result, seed: int = 0) -> list[Pair]:
-    """The blind pairs of a `helpers.sweeps.compare` result (its finished images)."""
+    """The blind pairs of a `helpers.compare` result (its finished images)."""
     out_dir = Path(result.sweep.out_dir)
     rows = [r for r in result.sweep.rows if r["status"] == "ok"]
     images = [(r["params"]["model"], r["params"]["prompt"], int(r["params"]["seed"]), out_dir / r["path"])

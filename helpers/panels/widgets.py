@@ -1,4 +1,4 @@
-"""Interactive panels for notebooks, built on `helpers.run.generate` and `helpers.sweeps.compare`.
+"""Interactive panels for notebooks, built on `helpers.generate` and `helpers.compare`.
 
 >>> GenerationPanel()      # pick a model, write a prompt, Generate (Cancel stops it), Save
 >>> ComparePanel()         # several models on the same prompts and seeds, filled in as images finish
@@ -44,7 +44,7 @@ class ComparePanel(_Background, w.VBox):
     """Several models on the same prompts and seeds; the grid fills in as each image finishes.
 
     Columns are headed by prompt and seed, rows by model and the settings in which the models differ, as in
-    the exported grid (`helpers.sweeps.compare.comparison_grid`).
+    the exported grid (`helpers.compare.comparison_grid`).
     """
 
     def __init__(self, models=("sd15", "sdxl-turbo"), out_dir: str = "outputs/compare-panel", device: str = "auto",

@@ -3,7 +3,7 @@
 Keyed by model, dtype and device; other tasks of a model (img2img, inpainting) are derived with `from_pipe`
 and share its weights. Evicting a model moves it to system RAM when the host budget allows (moving back is
 fast, from pinned memory on CUDA, and its host copy is kept so the next parking copies nothing back), else
-drops it; `free()` drops everything (the loaded upscaler of `helpers.run.upscale` too). Nothing else here keeps a
+drops it; `free()` drops everything (the loaded upscaler of `helpers.upscale` too). Nothing else here keeps a
 reference: once your own variables let go, the weights are garbage-collected and their memory returned.
 
 >>> pipe = helpers.get_pipeline("sdxl-base")            # loads

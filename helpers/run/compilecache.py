@@ -7,7 +7,7 @@ the device, under the user's cache folder (`$SDZOO_CACHE`, else `$XDG_CACHE_HOME
 
     ~/.cache/sdzoo/compiled/torch-2.14.1-triton-3.8.0-cuda-nvidia-h100-80gb-hbm3/sdxl-base/2x4x128x128.bin
 
-`helpers.run.fast.apply` calls `attach` on every pipeline it compiles: earlier artifacts of that model are loaded at
+`helpers.fast.apply` calls `attach` on every pipeline it compiles: earlier artifacts of that model are loaded at
 once, and the first call of each new shape saves them.
 """
 

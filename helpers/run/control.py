@@ -6,7 +6,7 @@ steer the same way with lighter networks), its control image and how hard and wh
 start/end), or `{key: image}`. The ControlNet pipeline is made from the loaded model with
 diffusers' `from_pipe` (no weights copied) and shares its record; each ControlNet loads once per model.
 
->>> edges = helpers.run.control.preprocess("photo.png", "canny")       # look at it before generating
+>>> edges = helpers.control.preprocess("photo.png", "canny")       # look at it before generating
 >>> generate("sd15", "a house in the woods", control={"canny-sd15": edges}, seed=1)
 >>> generate("sd15", "a dancer", control=[Control("openpose-sd15", pose, scale=0.8, end=0.6)], seed=1)
 """

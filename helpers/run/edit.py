@@ -1,12 +1,12 @@
 """Editing: img2img, inpainting, outpainting and SDXL's base-plus-refiner, on the loaded weights.
 
-Each call goes through `helpers.run.generate`, so seeds, defaults, checks and recipes work as for text to
+Each call goes through `helpers.generate`, so seeds, defaults, checks and recipes work as for text to
 image; the record also names the input image and mask by fingerprint. Images can be a path, a URL or a
 PIL image. Other tasks of a loaded model share its weights (diffusers' `from_pipe`), nothing reloads.
 
->>> helpers.run.edit.img2img("sd15", "photo.png", "the same scene as a watercolor", strength=0.6, seed=1)
->>> helpers.run.edit.inpaint("sd15-inpainting", image, helpers.base.masks.box(image.size, (100, 100, 300, 300)), "a cat")
->>> helpers.run.edit.outpaint("sdxl-inpainting", image, "a wide beach", left=256, right=256)
+>>> helpers.edit.img2img("sd15", "photo.png", "the same scene as a watercolor", strength=0.6, seed=1)
+>>> helpers.edit.inpaint("sd15-inpainting", image, helpers.masks.box(image.size, (100, 100, 300, 300)), "a cat")
+>>> helpers.edit.outpaint("sdxl-inpainting", image, "a wide beach", left=256, right=256)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 downloaded, so a bad size or sampler costs nothing), `prepare` the pipeline call, `run` it, and `record` how
 each image was made.
 
->>> from helpers.run import generate
+>>> from helpers import generate
 >>> result = generate("sd15", "a watercolor fox", seed=42, num_images=2)
 >>> result.images[1]            # the same image as generate("sd15", "a watercolor fox", seed=43)
 >>> result.save("outputs")      # PNGs with the A1111 `parameters` text and the full record
@@ -111,14 +111,14 @@ def generate(
     a seed gives the same starting noise on CPU, CUDA and MPS. Images are made one pipeline call each; a larger
     `batch_size` is faster on big GPUs, but batched arithmetic may round differently (pixels within 1 level).
     `on_step(done, total)` is called after every denoising step (progress bars, cancelling by raising);
-    `on_preview(image, done, total)` gets the step's latents decoded by the family's tiny VAE (`helpers.run.previews`).
+    `on_preview(image, done, total)` gets the step's latents decoded by the family's tiny VAE (`helpers.previews`).
     `loras` ({adapter: scale}) makes exactly those LoRAs active (loading any missing) for this call only; after
     it the model's LoRAs are as the caller left them (a LoRA fused with `styles.fuse` stays). `lora_scale` sets
     them all to one scale (a sweep axis). `embeddings` ({source: token or None}) loads textual-inversion
     embeddings (registry key, trained adapter name or file) before the call; their tokens go in the prompt.
-    `task`, `image` and `mask_image` are for editing (see `helpers.run.edit`).
+    `task`, `image` and `mask_image` are for editing (see `helpers.edit`).
     `registry` is the registry a key is looked up in (the project's `models.yaml` by default).
-    `control` steers the image with ControlNets: `{controlnet_key: image}` or `helpers.run.control.Control`s.
+    `control` steers the image with ControlNets: `{controlnet_key: image}` or `helpers.control.Control`s.
     `hires` ({"scale": 2, "strength": 0.5, "steps": N, "upscaler": "Lanczos"}) finishes each image larger.
     `ip_adapter` is an image prompt: a picture, `(picture, scale)` or a `helpers.run.ip_adapter.ImagePrompt`.
     Other keyword arguments go to the pipeline.

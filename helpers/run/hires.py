@@ -3,7 +3,7 @@
 `generate(..., hires={"scale": 2, "strength": 0.5})` runs it; the record keeps A1111's fields (`Hires upscale`,
 `Hires steps`, `Hires upscaler`, `Denoising strength`) so the PNG regenerates. As in A1111, the second pass runs
 `Hires steps` denoising steps (of a longer schedule that the strength cuts into; see `second_pass_steps`).
-Upscalers here are PIL's resampling filters, by A1111's names, or a registry upscaler by key (`helpers.run.upscale`),
+Upscalers here are PIL's resampling filters, by A1111's names, or a registry upscaler by key (`helpers.upscale`),
 which upscales by its own factor, guided by the prompt and seed; the result is then resized (Lanczos) to `scale`
 times the first pass.
 

@@ -66,9 +66,9 @@ def load_pipeline(
 
     Uses the entry's revision and weight variant, safetensors only (unless the entry says `weights: bin`),
     its VAE override and its adapters (fused). `memory` is `"auto"` (a policy chosen for this machine and
-    printed in one line), a policy name from `helpers.run.memory.POLICIES`, or a `Policy`. In float16 the SDXL
+    printed in one line), a policy name from `helpers.memory.POLICIES`, or a `Policy`. In float16 the SDXL
     VAE, which overflows to black images, is replaced by the registry's fp16-safe one. `fast` is a preset of
-    `helpers.run.fast.PRESETS` ("auto", "off", "max", "graphs") or a `FastMode`. `from_pretrained_kwargs` go to
+    `helpers.fast.PRESETS` ("auto", "off", "max", "graphs") or a `FastMode`. `from_pretrained_kwargs` go to
     diffusers unchanged.
 
     >>> pipe = load_pipeline("sdxl-turbo", device="cuda")

@@ -5,7 +5,7 @@ so a panel can show every step without slowing the generation down much.
 
 >>> preview = Previewer(pipe)                      # the registry's tiny VAE for the pipeline's family
 >>> frames = Frames()                              # or any `f(image, done, total)`
->>> helpers.run.generate(pipe, "a fox", on_preview=frames)
+>>> helpers.generate(pipe, "a fox", on_preview=frames)
 >>> helpers.image_grid([frames[-4:]])
 """
 

@@ -49,7 +49,7 @@ class Request:
     mask_image: Image.Image | None = None
     inputs: dict = field(default_factory=dict)  # input name -> fingerprint, for the record
     pipeline_kwargs: dict = field(default_factory=dict)
-    controls: list = field(default_factory=list)  # helpers.run.control.Control, settled
+    controls: list = field(default_factory=list)  # helpers.control.Control, settled
     hires: dict = field(default_factory=dict)  # helpers.run.hires settings, settled
     image_prompt: object = None  # helpers.run.ip_adapter.ImagePrompt, settled
     embeddings: dict = field(default_factory=dict)  # textual inversion: source -> the token it binds to
@@ -138,13 +138,13 @@ def _edit_inputs(task: str, image, mask_image):
     inputs = {"image": fingerprint(image)}
     if task == "inpaint":
         if mask_image is None:
-            raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.base.masks")
+            raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.masks")
         mask = mask_image if isinstance(mask_image, Image.Image) else load_image(mask_image, "L")
         mask_image = masks.check(mask, image)
         if mask_image.getextrema()[1] == 0:
             raise ZooError(
                 "the mask_image is all black, so nothing would be repainted: paint white where the image should "
-                "change (helpers.base.masks.box, ellipse, polygon), or use img2img to change the whole image"
+                "change (helpers.masks.box, ellipse, polygon), or use img2img to change the whole image"
             )
         inputs["mask_image"] = fingerprint(mask_image)
     return image, mask_image, inputs

@@ -2,7 +2,7 @@
 
 >>> pipe = helpers.get_pipeline("sd15")
 >>> styles.load_lora(pipe, "lcm-lora-sdv1-5")                 # a registry adapter, a Hub repo or a local file
->>> helpers.run.generate(pipe, "a fox", loras={"lcm-lora-sdv1-5": 0.8}, num_inference_steps=4, guidance_scale=1)
+>>> helpers.generate(pipe, "a fox", loras={"lcm-lora-sdv1-5": 0.8}, num_inference_steps=4, guidance_scale=1)
 >>> styles.unload(pipe)                                       # back to the original weights, exactly
 >>> prompt, negative = styles.style("a fox", "watercolor")    # no adapter at all: words only
 """
@@ -194,7 +194,7 @@ def ensure_embedding(pipe, source: str, token: str | None = None) -> str:
 
 
 def restore(pipe, scales: dict[str, float]) -> None:
-    """Put back the LoRA scales a generate call found (helpers.run.generate): a call's LoRAs are that call's."""
+    """Put back the LoRA scales a generate call found (helpers.generate): a call's LoRAs are that call's."""
     if hasattr(pipe, "get_list_adapters") and loras(pipe) != scales:
         set_scales(pipe, scales)
 

@@ -85,7 +85,7 @@ def load(path: str | Path) -> SweepFile:
 
 
 def write(path: str | Path, params: dict, axes: dict, out: str, title: str | None = None) -> Path:
-    """Write a sweep (the `params` and `axes` of `helpers.sweeps.sweep`) as a sweep file; returns its path.
+    """Write a sweep (the `params` and `axes` of `helpers.sweep`) as a sweep file; returns its path.
 
     An existing file with other contents is never replaced: the error says so and names it.
     """

@@ -3,7 +3,7 @@
 >>> from helpers.train import loop as train
 >>> result = train.train(train.TrainConfig("lora", "sd15", images="my-photos", instance_prompt="a photo in zkz style"))
 >>> result.files["lora"], result.files["kohya"], result.grid        # weights, A1111/ComfyUI copy, validation grid
->>> helpers.run.generate("sd15", "a fox, zkz style", loras={result.name: 1.0})
+>>> helpers.generate("sd15", "a fox, zkz style", loras={result.name: 1.0})
 
 The same call (or `python -m helpers train ...`) after a crash resumes from the last checkpoint. peft makes the
 LoRA layers, accelerate does mixed precision, devices, several processes and the checkpoints; the frozen model

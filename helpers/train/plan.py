@@ -117,7 +117,7 @@ def estimate(
 ) -> Estimate:
     """The memory of a training run, from parameter counts, resolution, batch and optimizer state.
 
-    `scale` shrinks the model's parts to what is on disk (`helpers.run.memory.cached_scale`: tiny test models).
+    `scale` shrinks the model's parts to what is on disk (`helpers.memory.cached_scale`: tiny test models).
     """
     spec = default_registry().get(model) if isinstance(model, str) else model
     if spec.family not in PARAMS_M:

@@ -1,6 +1,6 @@
 """The curated registry: `models.yaml` loaded once, validated, and queried by key.
 
->>> from helpers.zoo import registry
+>>> from helpers import registry
 >>> registry.get("sd15").repo
 'stable-diffusion-v1-5/stable-diffusion-v1-5'
 >>> [m.key for m in registry.models(family="flux")]
@@ -513,7 +513,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
 
 
 # Sections of modules used beside a model: IP-Adapters and T2I-Adapters join a loaded model for one generation
-# (helpers.run.ip_adapter, helpers.run.control); upscalers run after it (helpers.run.upscale).
+# (helpers.run.ip_adapter, helpers.control); upscalers run after it (helpers.upscale).
 _EXTRA_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec, "upscalers": UpscalerSpec}
 
 

@@ -12,10 +12,7 @@ import torch
 from PIL import Image
 
 import helpers
-from helpers import load_pipeline
-from helpers.base import quiet
-from helpers.run import generate
-from helpers.zoo import registry
+from helpers import generate, load_pipeline, quiet, registry
 
 from ..common import SMALL
 from ..environment import ROOT
@@ -80,7 +77,7 @@ def test_loading_an_embedding_says_nothing_about_resizing_the_token_table(tmp_pa
     from safetensors.torch import save_file
     from transformers.utils.logging import warning_once
 
-    from helpers.run import styles
+    from helpers import styles
 
     pipe = helpers.get_pipeline("sd15", device="cpu")
     path = tmp_path / "fox.safetensors"
@@ -160,7 +157,7 @@ def test_in_a_notebook_the_bar_also_leaves_a_line_of_text(capsys, monkeypatch):
 
 def test_a_sweep_shows_one_bar_over_its_cells(capfd, tmp_path):
     params = {"model": "sd15", "prompt": "a cat", "seed": 1, "num_inference_steps": 2, "height": 64, "width": 64}
-    helpers.sweeps.sweep(params, {"x": ("seed", [1, 2])}, out_dir=tmp_path, device="cpu", warmup=False)
+    helpers.sweep(params, {"x": ("seed", [1, 2])}, out_dir=tmp_path, device="cpu", warmup=False)
     _, err = capfd.readouterr()
     bars = _bars(err)
     assert bars and all(b.startswith("sweep: ") for b in bars), bars

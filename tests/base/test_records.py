@@ -186,7 +186,7 @@ def test_a1111_schedule_types_are_kept_and_used_again(tmp_path):
     assert rec.scheduler_options == {"timestep_spacing": "linspace", "use_exponential_sigmas": True}
     again = helpers.regenerate(tmp_path / "a1111.png", device="cpu")
     assert again.records[0].schedule_type == "Exponential" and "Schedule type: Exponential" in again.records[0].a1111()
-    plain = helpers.run.generate("sd15", "a castle", num_inference_steps=3, guidance_scale=7, seed=4, height=64, width=64,
+    plain = helpers.generate("sd15", "a castle", num_inference_steps=3, guidance_scale=7, seed=4, height=64, width=64,
                              scheduler="DPM++ 2M", device="cpu")  # fmt: skip
     assert not np.array_equal(np.asarray(again.images[0]), np.asarray(plain.images[0])), "the schedule was used"
     with pytest.warns(UserWarning, match="'Align Your Steps' has no diffusers equivalent"):

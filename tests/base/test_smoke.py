@@ -1,6 +1,6 @@
 """The smoke switch only shrinks work, and only when it is on."""
 
-from helpers.base import smoke
+from helpers import smoke
 
 
 def test_off_changes_nothing(monkeypatch):

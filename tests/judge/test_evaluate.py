@@ -10,10 +10,10 @@ import sys
 import pandas as pd
 import pytest
 
+from helpers import generate
 from helpers.__main__ import main
 from helpers.base.errors import ZooError
 from helpers.judge import evaluate
-from helpers.run import generate
 from helpers.sweeps.compare import compare
 from helpers.sweeps.sweep import sweep
 

@@ -6,8 +6,8 @@ import os
 import pytest
 from huggingface_hub import get_cached_repo_tree, scan_cache_dir
 
+from helpers import registry
 from helpers.offline import hub as offline_hub
-from helpers.zoo import registry
 
 from ..common import REAL_CONFIGS
 

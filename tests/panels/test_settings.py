@@ -42,9 +42,9 @@ def test_sizes_are_checked_against_the_family_multiple():
 def test_why_the_negative_prompt_is_off_and_which_controlnets_fit():
     assert "distilled" in negative_off(helpers.get("sdxl-turbo"), 0.0)
     assert negative_off(helpers.get("sd15"), 7.5) is None and "guidance 1" in negative_off(helpers.get("sd15"), 1)
-    assert ("none", "") == controlnet_choices(helpers.get("sdxl-base"), helpers.zoo.registry.default())[0]
-    assert {v for _, v in controlnet_choices(helpers.get("sdxl-base"), helpers.zoo.registry.default())[1:]} == {
-        k for k, c in helpers.zoo.registry.default().controlnets.items() if c.family == "sdxl"
+    assert ("none", "") == controlnet_choices(helpers.get("sdxl-base"), helpers.registry.default())[0]
+    assert {v for _, v in controlnet_choices(helpers.get("sdxl-base"), helpers.registry.default())[1:]} == {
+        k for k, c in helpers.registry.default().controlnets.items() if c.family == "sdxl"
     }
 
 
@@ -56,7 +56,7 @@ def test_png_info_from_an_a1111_png_or_text_and_its_model():
     rec = record_from_png("web-ui.png", buf.getvalue())
     assert (rec.prompt, rec.negative_prompt, rec.seed, rec.width, rec.height) == ("a fox", "fog", 5, 512, 768)
     assert record_from_text(A1111) == rec
-    reg = helpers.zoo.registry.default()
+    reg = helpers.registry.default()
     assert model_for(rec, reg, "sdxl-base") == ("sd15", "")
     other = record_from_text(A1111.replace("Model: sd15", "Model: v1-5-pruned-emaonly"))
     assert model_for(other, reg, "sdxl-base")[0] == "sd15"

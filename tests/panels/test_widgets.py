@@ -173,7 +173,7 @@ def test_the_gallery_enlarges_reuses_settings_for_the_same_pixels_saves_and_down
 
 
 def test_png_info_fills_the_controls_from_a_project_png_and_an_a1111_text(tmp_path):
-    made = helpers.run.generate("sdxl-turbo", "a lighthouse", seed=11, num_inference_steps=2, height=64, width=64,
+    made = helpers.generate("sdxl-turbo", "a lighthouse", seed=11, num_inference_steps=2, height=64, width=64,
                             device="cpu")  # fmt: skip
     path = made.save(tmp_path)[0]
     panel = GenerationPanel("sd15", device="cpu")
@@ -300,7 +300,7 @@ def test_compare_panel_fills_the_grid_opens_cells_and_exports(tmp_path):
 def test_the_lora_picker_offers_registry_and_trained_loras_and_uses_them(tmp_path, monkeypatch):
     from huggingface_hub import hf_hub_download
 
-    lcm = helpers.zoo.registry.default().adapter("lcm-lora-sdv1-5")
+    lcm = helpers.registry.default().adapter("lcm-lora-sdv1-5")
     weights = hf_hub_download(lcm.repo, lcm.weight_name, revision=lcm.revision)
     (tmp_path / "adapters" / "mine").mkdir(parents=True)
     shutil.copy(weights, tmp_path / "adapters" / "mine" / "mine.safetensors")

@@ -5,11 +5,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 import helpers
-from helpers import ZooError, read_record, regenerate
+from helpers import ZooError, generate, read_record, regenerate, registry
 from helpers.base.images import fingerprint, pixel_difference
-from helpers.run import generate
 from helpers.run.control import Control, preprocess
-from helpers.zoo import registry
 
 from ..common import FAMILY_MODELS, px, small
 
@@ -90,11 +88,11 @@ def test_a_higher_scale_and_more_steps_steer_further():
 def test_controlnets_share_the_loaded_weights():
     base = helpers.get_pipeline("sd15", device="cpu")
     generate("sd15", "a house", control={"canny-sd15": EDGES}, **small("sd15", seed=1))
-    derived = helpers.run.control.pipeline(base, [Control("canny-sd15", EDGES)])
+    derived = helpers.control.pipeline(base, [Control("canny-sd15", EDGES)])
     assert derived.unet is base.unet and derived.vae is base.vae and derived.text_encoder is base.text_encoder
-    again = helpers.run.control.pipeline(base, [Control("canny-sd15", EDGES)])
+    again = helpers.control.pipeline(base, [Control("canny-sd15", EDGES)])
     assert again.controlnet is derived.controlnet, "each ControlNet loads once per model"
-    assert helpers.run.control.parameter_count("canny-sd15", base) == sum(
+    assert helpers.control.parameter_count("canny-sd15", base) == sum(
         p.numel() for p in derived.controlnet.parameters()
     )
     assert helpers.base.loaded.record(derived) is helpers.base.loaded.record(base)

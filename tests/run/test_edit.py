@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ZooError, read_record, regenerate
-from helpers.base import masks
+from helpers import ZooError, masks, read_record, regenerate
 from helpers.base.images import fingerprint
 from helpers.run.edit import blend, extend, img2img, inpaint, outpaint, refine
 

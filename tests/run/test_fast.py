@@ -5,9 +5,8 @@ import pytest
 import torch
 
 import helpers
-from helpers import ZooError, load_pipeline
+from helpers import ZooError, fast, generate, load_pipeline, styles
 from helpers.base.loaded import record
-from helpers.run import fast, generate, styles
 
 from ..common import EXTRA, FAMILY_MODELS, px
 

@@ -9,10 +9,9 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import helpers
-from helpers import ZooError, read_record, regenerate, set_scheduler
+from helpers import ZooError, generate, read_record, regenerate, registry, set_scheduler
 from helpers.base.schedulers import SCHEDULERS, scheduler_names
-from helpers.run import cache, generate
-from helpers.zoo import registry
+from helpers.run import cache
 
 from ..common import FAMILY_MODELS, SMALL, px, small
 

@@ -5,13 +5,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 import helpers
-from helpers import ZooError, read_record, regenerate
-from helpers.run import generate
+from helpers import ZooError, generate, read_record, regenerate, sweep
 from helpers.run.control import preprocess
 from helpers.run.edit import img2img
 from helpers.run.hires import upscale
 from helpers.run.upscale import upscale as learned_upscale
-from helpers.sweeps import sweep
 
 from ..common import px, small
 

@@ -5,11 +5,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 import helpers
-from helpers import ZooError, read_record, regenerate
+from helpers import ZooError, generate, read_record, regenerate, registry
 from helpers.base.images import fingerprint
-from helpers.run import generate
 from helpers.run.ip_adapter import ImagePrompt
-from helpers.zoo import registry
 
 from ..common import FAMILY_MODELS, px, small
 
@@ -72,7 +70,7 @@ def test_scale_zero_leaves_the_model_alone_and_the_encoder_loads_once():
 
 
 def test_ip_adapter_with_a_controlnet():
-    edges = helpers.run.control.preprocess(RED, "canny").resize((64, 64))
+    edges = helpers.control.preprocess(RED, "canny").resize((64, 64))
     kw = small("sd15", seed=6)
     both = generate("sd15", "a cat", control={"canny-sd15": edges}, ip_adapter=(RED, 0.7), **kw)
     rec = both.records[0]
@@ -97,6 +95,6 @@ def test_ip_adapter_mistakes_are_explained(tmp_path):
 
 
 def test_a_pipeline_without_image_prompts_says_so():
-    edges = helpers.run.control.preprocess(RED, "canny").resize((64, 64))
+    edges = helpers.control.preprocess(RED, "canny").resize((64, 64))
     with pytest.raises(ZooError, match="StableDiffusionAdapterPipeline takes no image prompt in diffusers"):
         generate("sd15", "x", control={"t2i-canny-sd15": edges}, ip_adapter=RED, **small("sd15"))

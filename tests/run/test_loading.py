@@ -15,11 +15,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import helpers
-from helpers import load_pipeline, pick_device, pick_dtype
+from helpers import load_pipeline, pick_device, pick_dtype, registry
 from helpers.base.errors import ModelAccessError, ModelNotCachedError, ZooError
 from helpers.base.loaded import record
 from helpers.offline import hub as offline_hub
-from helpers.zoo import registry
 from helpers.zoo.registry import REGISTRY_PATH
 
 from ..environment import ROOT
@@ -110,7 +109,7 @@ def test_every_task_pipeline_of_a_model_shares_its_record(offline_hub_dir):
     img2img = helpers.get_pipeline("realistic-vision-5.1", task="img2img", device="cpu")
     assert record(img2img) is record(text2img) and record(img2img).vae == "sd-vae-ft-mse"
     image = Image.new("RGB", (64, 64), (120, 80, 40))
-    rec = helpers.run.edit.img2img("realistic-vision-5.1", image, "a cat", num_inference_steps=2, device="cpu", seed=1)
+    rec = helpers.edit.img2img("realistic-vision-5.1", image, "a cat", num_inference_steps=2, device="cpu", seed=1)
     assert rec.records[0].vae == "sd-vae-ft-mse", "an img2img record names the VAE the model really uses"
     helpers.free()
 
@@ -318,8 +317,8 @@ def test_a_damaged_weight_file_is_named_with_what_to_do(offline_hub_dir):
 
 
 def test_a_gated_model_that_does_not_fit_still_says_it_is_gated(offline_hub_dir, monkeypatch):
-    laptop = helpers.run.memory.Machine("cpu", 0.0, 14.0, "laptop CPU")
-    monkeypatch.setattr(helpers.run.memory.Machine, "detect", classmethod(lambda cls, device="auto": laptop))
+    laptop = helpers.memory.Machine("cpu", 0.0, 14.0, "laptop CPU")
+    monkeypatch.setattr(helpers.memory.Machine, "detect", classmethod(lambda cls, device="auto": laptop))
     reg = _registry_with(lambda d: d["models"]["flux-dev"].update(repo="someone/never-downloaded"))
     with pytest.raises(ZooError, match=r"'flux-dev' does not fit.*It is gated: once online, accept its licence") as e:
         load_pipeline("flux-dev", registry=reg, device="cpu")

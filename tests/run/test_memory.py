@@ -10,9 +10,8 @@ import torch
 from PIL import Image
 
 import helpers
-from helpers import ZooError
+from helpers import ZooError, generate, registry
 from helpers.base.loaded import record
-from helpers.run import generate
 from helpers.run.cache import PipelineCache, module_bytes
 from helpers.run.memory import (
     CUDA_OVERHEAD_GB,
@@ -23,7 +22,6 @@ from helpers.run.memory import (
     footprint,
     quantization_config,
 )
-from helpers.zoo import registry
 
 from ..common import SMALL
 
@@ -293,7 +291,7 @@ def test_controlnets_and_image_prompts_count_in_the_policy(offline_hub_dir, caps
         choose_policy(sdxl, CPU16, extra_gb=extra)  # float32 on a 14 GB laptop: 2 x 11.7 GB
     helpers.free()
     kw = {**SMALL, "seed": 1}
-    edges = helpers.run.control.preprocess(Image.new("RGB", (64, 64), (200, 200, 200)), "canny")
+    edges = helpers.control.preprocess(Image.new("RGB", (64, 64), (200, 200, 200)), "canny")
     generate("sd15", "a house", control={"canny-sd15": edges}, ip_adapter=edges, **kw)
     out = capsys.readouterr().out
     assert "[sd15] memory: cpu: " in out and "(counting canny-sd15, ip-adapter-sd15)" in out

@@ -5,8 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from helpers import ZooError, load_pipeline
-from helpers.run import generate, previews
+from helpers import ZooError, generate, load_pipeline, previews
 
 from ..common import FAMILY_MODELS
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import helpers
-from helpers import read_record, regenerate
-from helpers.run import generate, prompt_weights
+from helpers import generate, read_record, regenerate
+from helpers.run import prompt_weights
 
 from ..common import px, small
 

@@ -11,10 +11,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import helpers
-from helpers import ZooError
-from helpers.run import styles
-from helpers.sweeps import sweep
-from helpers.zoo import registry
+from helpers import ZooError, registry, styles, sweep
 
 from ..common import px
 
@@ -26,30 +23,30 @@ REG = registry.default()
 
 def test_lora_changes_the_image_and_unloading_restores_it_exactly():
     pipe = helpers.get_pipeline("sd15", device="cpu")
-    base = px(helpers.run.generate(pipe, "a fox", **K).images[0])
+    base = px(helpers.generate(pipe, "a fox", **K).images[0])
     assert styles.load_lora(pipe, "lcm-lora-sdv1-5") == "lcm-lora-sdv1-5"
-    full = helpers.run.generate(pipe, "a fox", **K)
-    half = helpers.run.generate(pipe, "a fox", lora_scale=0.5, **K)
+    full = helpers.generate(pipe, "a fox", **K)
+    half = helpers.generate(pipe, "a fox", lora_scale=0.5, **K)
     assert not np.array_equal(px(full.images[0]), base) and not np.array_equal(px(half.images[0]), px(full.images[0]))
     assert full.records[0].loras == {"lcm-lora-sdv1-5": 1.0} and half.records[0].loras == {"lcm-lora-sdv1-5": 0.5}
     assert 'Lora: "lcm-lora-sdv1-5:0.5"' in half.records[0].a1111()  # quoted, as A1111 quotes a value with a colon
     styles.unload(pipe)
-    again = helpers.run.generate(pipe, "a fox", **K)
+    again = helpers.generate(pipe, "a fox", **K)
     assert np.array_equal(px(again.images[0]), base) and again.records[0].loras == {}
 
 
 def test_combine_fuse_and_unfuse():
     pipe = helpers.get_pipeline("sdxl-base", device="cpu")
-    base = px(helpers.run.generate(pipe, "a fox", **K).images[0])
+    base = px(helpers.generate(pipe, "a fox", **K).images[0])
     styles.load_lora(pipe, "lcm-lora-sdxl")
     styles.load_lora(pipe, "sdxl-lightning-4step-lora", scale=0.7)
     assert styles.loras(pipe) == {"lcm-lora-sdxl": 1.0, "sdxl-lightning-4step-lora": 0.7}
-    combined = px(helpers.run.generate(pipe, "a fox", **K).images[0])
+    combined = px(helpers.generate(pipe, "a fox", **K).images[0])
     styles.fuse(pipe)
-    assert np.abs(px(helpers.run.generate(pipe, "a fox", **K).images[0]) - combined).max() <= 1, "fused == unfused"
+    assert np.abs(px(helpers.generate(pipe, "a fox", **K).images[0]) - combined).max() <= 1, "fused == unfused"
     styles.unfuse(pipe)
     styles.unload(pipe)
-    assert np.abs(px(helpers.run.generate(pipe, "a fox", **K).images[0]) - base).max() <= 1
+    assert np.abs(px(helpers.generate(pipe, "a fox", **K).images[0]) - base).max() <= 1
 
 
 def test_loras_from_files_and_wrong_families():
@@ -64,7 +61,7 @@ def test_loras_from_files_and_wrong_families():
         styles.load_lora(xl, "lcm-lora-sdv1-5")
     with pytest.raises(ZooError, match="does not fit this sdxl model.*another family"):
         styles.load_lora(xl, path)
-    assert styles.loras(xl) == {} and helpers.run.generate(xl, "a fox", **K).images[0].size == (64, 64)
+    assert styles.loras(xl) == {} and helpers.generate(xl, "a fox", **K).images[0].size == (64, 64)
     for typo in ("loras/my_style.safetensors", "./my-style.safetensors", "my_style"):
         with pytest.raises(ZooError, match=rf"no LoRA file '{re.escape(typo)}'.*no registry adapter.*lcm-lora-sdv1-5"):
             styles.load_lora(sd, typo)
@@ -76,19 +73,19 @@ def test_textual_inversion_embedding(tmp_path):
     path = tmp_path / "fox-style.safetensors"
     save_file({"<fox-style>": torch.randn(1, width, generator=torch.Generator().manual_seed(0))}, str(path))
     assert styles.load_embedding(pipe, str(path), token="<fox-style>") == "<fox-style>"
-    plain = px(helpers.run.generate(pipe, "a fox", **K).images[0])
-    styled = px(helpers.run.generate(pipe, "a fox <fox-style>", **K).images[0])
+    plain = px(helpers.generate(pipe, "a fox", **K).images[0])
+    styled = px(helpers.generate(pipe, "a fox <fox-style>", **K).images[0])
     assert not np.array_equal(plain, styled)
 
 
 def test_trigger_words_are_asked_for():
     with pytest.warns(UserWarning, match=r"'openjourney'.*trigger word\(s\) \['mdjrny-v4 style'\]"):
-        helpers.run.generate("openjourney", "a fox", **K)
+        helpers.generate("openjourney", "a fox", **K)
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*trigger word.*")
-        helpers.run.generate("openjourney", "a fox, mdjrny-v4 style", **K)
+        helpers.generate("openjourney", "a fox, mdjrny-v4 style", **K)
 
 
 def test_prompt_only_styles():
@@ -111,10 +108,10 @@ def test_lora_scale_is_a_sweep_axis(tmp_path):
 
 
 def test_a_calls_loras_are_that_calls_only():
-    plain = px(helpers.run.generate("sd15", "a fox", **K).images[0])
-    styled = helpers.run.generate("sd15", "a fox", loras={"lcm-lora-sdv1-5": 1.0}, **K)
+    plain = px(helpers.generate("sd15", "a fox", **K).images[0])
+    styled = helpers.generate("sd15", "a fox", loras={"lcm-lora-sdv1-5": 1.0}, **K)
     assert not np.array_equal(px(styled.images[0]), plain) and styled.records[0].loras == {"lcm-lora-sdv1-5": 1.0}
-    again = helpers.run.generate("sd15", "a fox", **K)
+    again = helpers.generate("sd15", "a fox", **K)
     assert np.array_equal(px(again.images[0]), plain) and again.records[0].loras == {}
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ZooError, read_record
-from helpers.sweeps import compare, sweep
+from helpers import ZooError, compare, read_record, sweep
 from helpers.sweeps.file import load as load_sweep_file
 from helpers.sweeps.file import write as write_sweep_file
 from helpers.sweeps.sweep import plan, read_manifest
@@ -57,7 +56,7 @@ def test_cells_are_ordered_so_each_model_loads_once():
 
 
 def test_interrupted_sweep_resumes_without_redoing_cells(tmp_path, monkeypatch):
-    sweep_mod = importlib.import_module("helpers.sweeps.sweep")
+    sweep_mod = importlib.import_module("helpers.sweep")
 
     calls, real = [], sweep_mod.generate
 

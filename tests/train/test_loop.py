@@ -17,11 +17,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import helpers
-from helpers import ZooError
+from helpers import ZooError, styles
 from helpers.base import adapters as trainexport
 from helpers.base import records
 from helpers.base.records import read_record
-from helpers.run import styles
 from helpers.run.loading import load_pipeline
 from helpers.run.memory import MACHINES, Machine
 from helpers.train import data as traindata
@@ -89,13 +88,13 @@ def test_the_lora_changes_pixels_and_loads_by_name_with_the_same_pixels(lora_run
     monkeypatch.setenv(trainexport.ENV, str(lora_run.out_dir.parent))
     assert trainexport.find("stars") == lora_run.files["lora"] and "stars" in trainexport.available("sd1")
     pipe = helpers.get_pipeline("sd15", device="cpu")
-    base = helpers.run.generate(pipe, PROMPT, seed=1, **K).images[0]
-    tuned = helpers.run.generate(pipe, PROMPT, seed=1, loras={"stars": 1.0}, **K).images[0]
+    base = helpers.generate(pipe, PROMPT, seed=1, **K).images[0]
+    tuned = helpers.generate(pipe, PROMPT, seed=1, loras={"stars": 1.0}, **K).images[0]
     validation = Image.open(next(p for p in lora_run.validation[12] if read_record(p).seed == 1))
     assert not np.array_equal(px(base), px(tuned)), "the LoRA changes the image"
     assert np.abs(px(tuned) - px(validation)).max() <= 1, "saved and loaded == the image made while training"
     styles.unload(pipe)
-    assert np.array_equal(px(helpers.run.generate(pipe, PROMPT, seed=1, **K).images[0]), px(base))
+    assert np.array_equal(px(helpers.generate(pipe, PROMPT, seed=1, **K).images[0]), px(base))
 
 
 def test_was_it_worth_it_compares_base_and_fine_tune_on_the_same_seeds(lora_run, images, monkeypatch):
@@ -153,12 +152,12 @@ def test_textual_inversion_adds_a_token_that_changes_the_image_only_where_it_is_
     a1111 = torch.load(r.files["a1111"], weights_only=True)
     assert a1111["string_to_param"]["*"].shape == (1, 32)
     pipe = load_pipeline("sd15", device="cpu")
-    plain = {p: px(helpers.run.generate(pipe, p, seed=1, **K).images[0]) for p in ("a photo of a star", "a cat")}
+    plain = {p: px(helpers.generate(pipe, p, seed=1, **K).images[0]) for p in ("a photo of a star", "a cat")}
     assert styles.load_embedding(pipe, str(r.files["embedding"]), token="<star-toy>") == "<star-toy>"
     assert "<star-toy>" in pipe.tokenizer.get_vocab()
     for prompt, before in plain.items():  # prompts without the token: the same pixels
-        assert np.array_equal(px(helpers.run.generate(pipe, prompt, seed=1, **K).images[0]), before)
-    with_token = px(helpers.run.generate(pipe, "a photo of a <star-toy>", seed=1, **K).images[0])
+        assert np.array_equal(px(helpers.generate(pipe, prompt, seed=1, **K).images[0]), before)
+    with_token = px(helpers.generate(pipe, "a photo of a <star-toy>", seed=1, **K).images[0])
     assert not np.array_equal(with_token, plain["a photo of a star"])
     other = StableDiffusionPipeline.from_pretrained(helpers.get("sd15").repo, revision=helpers.get("sd15").revision)
     other.load_textual_inversion(str(r.files["a1111"]), token="<star-a1111>")  # A1111's format, plain diffusers
@@ -175,11 +174,11 @@ def test_sdxl_textual_inversion_puts_the_token_in_both_text_encoders(tmp_path, i
     assert set(load_file(str(r.files["embedding"]))) == {"clip_l", "clip_g"}  # the layout A1111 and ComfyUI read
     monkeypatch.setenv(trainexport.ENV, str(tmp_path / "xl"))
     pipe = load_pipeline("sdxl-base", device="cpu")
-    before = px(helpers.run.generate(pipe, "a photo of a star", seed=1, **K).images[0])
+    before = px(helpers.generate(pipe, "a photo of a star", seed=1, **K).images[0])
     assert styles.load_embedding(pipe, "xl-star") == "<xl-star>"  # by name; the token from the metadata
     assert "<xl-star>" in pipe.tokenizer.get_vocab() and "<xl-star>" in pipe.tokenizer_2.get_vocab()
-    assert np.array_equal(px(helpers.run.generate(pipe, "a photo of a star", seed=1, **K).images[0]), before)
-    assert not np.array_equal(px(helpers.run.generate(pipe, "a photo of a <xl-star>", seed=1, **K).images[0]), before)
+    assert np.array_equal(px(helpers.generate(pipe, "a photo of a star", seed=1, **K).images[0]), before)
+    assert not np.array_equal(px(helpers.generate(pipe, "a photo of a <xl-star>", seed=1, **K).images[0]), before)
 
 
 def test_dreambooth_makes_class_images_with_recorded_seeds_and_trains_with_prior_preservation(
@@ -207,8 +206,8 @@ def test_sdxl_lora_trains_and_loads_into_the_zoo(tmp_path, images, monkeypatch):
     r = train.train(config)
     monkeypatch.setenv(trainexport.ENV, str(tmp_path / "xl"))
     pipe = helpers.get_pipeline("sdxl-base", device="cpu")
-    base = px(helpers.run.generate(pipe, PROMPT, seed=1, **K).images[0])
-    tuned = px(helpers.run.generate(pipe, PROMPT, seed=1, loras={"xl-stars": 1.0}, **K).images[0])
+    base = px(helpers.generate(pipe, PROMPT, seed=1, **K).images[0])
+    tuned = px(helpers.generate(pipe, PROMPT, seed=1, loras={"xl-stars": 1.0}, **K).images[0])
     assert r.metadata["family"] == "sdxl" and not np.array_equal(base, tuned)
     sd = helpers.get_pipeline("sd15", device="cpu")
     with pytest.raises(ZooError, match="'xl-stars' was trained on a sdxl model; this pipeline is sd1"):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from huggingface_hub import get_cached_repo_tree
 
-from helpers.zoo import registry
+from helpers import registry
 from helpers.zoo.registry import REGISTRY_PATH
 
 from ..environment import ROOT

@@ -6,10 +6,10 @@ import diffusers
 import pytest
 import yaml
 
+from helpers import registry as reg_mod
 from helpers.base.errors import RegistryError, UnknownModelError
 from helpers.base.families import FAMILIES
 from helpers.base.schedulers import SCHEDULERS, scheduler_names
-from helpers.zoo import registry as reg_mod
 from helpers.zoo.registry import REGISTRY_PATH
 
 RAW = yaml.safe_load(REGISTRY_PATH.read_text())
