@@ -1,4 +1,4 @@
-"""What each step-caching mode (`helpers.run.stepcache`) costs in quality and gains in speed, judged by the zoo's judges.
+"""What each step-caching mode (`helpers.run.stepcache`) costs in quality and gains in speed, by the zoo's judges.
 
 For the same prompts and seeds, images with and without the cache: CLIP score and PickScore of both sets (their
 relative drop is the cost), and the DINO similarity of each cached image to its uncached twin; the speed-up is that

@@ -309,7 +309,8 @@ def _describe(metric: str) -> tuple[str, str, str]:
         return extractor, resize, "helpers.judge.metricmath"
     spec = reg.evaluator("fid-inception")
     what = "softmax of the 1008 logits without bias" if metric == "is" else "pool3, 2048-d"
-    how = "helpers.judge.metricmath" + (", 100 random subsets of min(1000, half the smaller set)" if metric == "kid" else "")
+    subsets = ", 100 random subsets of min(1000, half the smaller set)"
+    how = "helpers.judge.metricmath" + (subsets if metric == "kid" else "")
     return f"FID Inception-v3 {spec.file} ({what})", inception.RESIZE, how
 
 
@@ -374,7 +375,8 @@ def set_scores(images, references=None, metrics=("fid", "kid"), *, batch_size=32
         extractor, resize, implementation = _describe(m)
         if m == "kid":  # the subsets these sets got
             size = metricmath.kid_subset_size(len(images), n_ref, kid_options.get("subset_size", 1000))
-            implementation = f"helpers.judge.metricmath, {kid_options.get('subsets', 100)} random subsets of {size} images"
+            subsets = kid_options.get("subsets", 100)
+            implementation = f"helpers.judge.metricmath, {subsets} random subsets of {size} images"
         out[m] = SetScore(m, value, std, len(images), n_ref, extractor, resize, implementation, warning)
     return out
 
