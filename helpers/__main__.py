@@ -594,6 +594,18 @@ def main(argv=None) -> int:
                 os.environ[name] = value
 
 
+def _closed_pipe() -> int:
+    """`python -m helpers show KEY | head`: the reader stopped reading, which is no error of ours."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit: let that go nowhere
+    return 0
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _closed_pipe()
+    sys.exit(code)

@@ -293,3 +293,12 @@ def test_list_and_show_know_every_section(capsys):
     assert main(["list", "controlnets"]) == 0 and "canny-sd15" in capsys.readouterr().out
     assert main(["list", "trained", "--adapters", "/nowhere/adapters"]) == 0
     assert "0 trained adapters in /nowhere/adapters (set SDZOO_ADAPTERS or --adapters DIR" in capsys.readouterr().out
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`python -m helpers list all | head -1`: the pipe closes before the command has written; that is no error."""
+    proc = subprocess.Popen([sys.executable, "-m", "helpers", "list", "all"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "Traceback" not in err and "BrokenPipeError" not in err, err
