@@ -258,6 +258,7 @@ def _image_prompt(args):
 
 
 def _upscale(args) -> int:
+    start = time.perf_counter()  # the libraries' import is part of the wait too
     from .base.records import save_png
     from .run import upscale
 
@@ -265,10 +266,9 @@ def _upscale(args) -> int:
     settings = {"upscaler": args.upscaler, "prompt": args.prompt, "negative_prompt": args.negative, "seed": args.seed,
                 "num_inference_steps": args.steps, "guidance_scale": args.guidance, "noise_level": args.noise_level,
                 "tile": args.tile, "overlap": args.overlap}  # fmt: skip
-    start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the path, for scripts
         big = upscale.upscale(args.image, device=args.device, **settings)
-    seconds = time.perf_counter() - start  # loading, every tile and the blending: what the user waited
+    seconds = time.perf_counter() - start  # importing, loading, every tile and the blending: what the user waited
     stem = f"{os.path.splitext(os.path.basename(str(args.image)))[0]}-{args.upscaler}"
     print(save_png(big, args.out, stem, _upscaled_info(args.image, big, settings)))
     print(f"# {big.width}x{big.height} with {args.upscaler} in {seconds:.1f} s", file=sys.stderr)

@@ -208,7 +208,7 @@ def test_upscale_shows_progress_reports_its_time_and_keeps_the_source_recipe(tmp
         assert "parameters" in im.text and im.text["parameters"].startswith("a castle")
     assert "[sd-x2-latent-upscaler] 6 tiles x 2 steps" in captured.err and "12/12" in captured.err, captured.err
     reported = float(captured.err.rsplit(" in ", 1)[1].split(" s")[0])
-    assert 0.5 * waited <= reported <= waited, (reported, waited)
+    assert 0.5 * waited <= reported <= waited + 0.05, (reported, waited)  # the CLI says it to 0.1 s
 
 
 _LOADED = """

@@ -269,6 +269,16 @@ class ModelSpec(_Pinned):
     trigger_words: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline_known(cls, v):
+        known = sorted({p for family in FAMILIES.values() for p in family.pipelines})
+        if v not in known:
+            close = difflib.get_close_matches(v, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"the zoo's families run {known}"
+            raise ValueError(f"no family of the zoo runs the pipeline '{v}'; {hint}")
+        return v
+
     @field_validator("aliases")
     @classmethod
     def _alias_form(cls, v):

@@ -154,7 +154,11 @@ def _live_tensor_bytes() -> int:
     """Bytes of the CPU storages that live tensors hold, each storage once: torch's side of tracemalloc."""
     seen, total = set(), 0
     for obj in gc.get_objects():
-        if isinstance(obj, torch.Tensor) and obj.device.type == "cpu":
+        try:
+            tensor = isinstance(obj, torch.Tensor) and obj.device.type == "cpu"
+        except ReferenceError:  # a weak proxy whose object is gone (the libraries keep some): no storage
+            continue
+        if tensor:
             storage = obj.untyped_storage()
             if storage.data_ptr() not in seen:
                 seen.add(storage.data_ptr())

@@ -56,7 +56,7 @@ def test_cells_are_ordered_so_each_model_loads_once():
 
 
 def test_interrupted_sweep_resumes_without_redoing_cells(tmp_path, monkeypatch):
-    sweep_mod = importlib.import_module("helpers.sweep")
+    sweep_mod = importlib.import_module("helpers.sweeps.sweep")
 
     calls, real = [], sweep_mod.generate
 

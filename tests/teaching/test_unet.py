@@ -1,7 +1,5 @@
 """The U-Net rebuilt in plain PyTorch is diffusers' U-Net: the same output from the same weights and inputs."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
@@ -11,7 +9,8 @@ from helpers.base.errors import ZooError
 from helpers.offline import tiny
 from helpers.teaching import unet
 
-REAL_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "real-configs"
+from ..common import REAL_CONFIGS
+
 SD15_PARAMETERS = 859_520_964  # SD 1.5's U-Net, as diffusers counts it
 
 
