@@ -201,7 +201,8 @@ def _hires(args):
     if args.hires is None:
         given = [flag for flag, value in extras.items() if value is not None]
         if given:
-            raise ZooError(f"{' and '.join(given)} only work with --hires SCALE (e.g. --hires 2): the hires fix is "
+            verb = "works" if len(given) == 1 else "work"
+            raise ZooError(f"{' and '.join(given)} only {verb} with --hires SCALE (e.g. --hires 2): the hires fix is "
                            "off without it")  # fmt: skip
         return None
     hires = {"scale": args.hires, "strength": 0.5 if args.hires_strength is None else args.hires_strength,
@@ -219,6 +220,8 @@ def _loras(items):
         try:
             scale = float(tail) if name else None
         except ValueError:
+            if name and not any(c in tail for c in "/\\."):  # not a path's tail (C:\\x.safetensors): a bad scale
+                raise ZooError(f"--lora {item}: the scale after ':' must be a number, e.g. --lora {name}:0.8") from None
             name, scale = item, None
         name = name or item
         if scale is None:

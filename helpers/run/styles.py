@@ -174,6 +174,15 @@ def load_embedding(pipe, source: str, token: str | None = None, weight_name: str
         path = Path(source)
         if path.is_file():
             pipe.load_textual_inversion(str(path), token=token)
+        elif not _looks_like_repo_id(source):  # a mistyped path would otherwise be looked up on the Hub
+            known = [a.key for a in reg.adapters.values() if a.kind != "lora" and _family(pipe) in (a.family, None)]
+            raise ZooError(
+                f"no embedding file '{source}' (from {Path.cwd()}), no registry embedding of that name, and no trained "
+                f"embedding of that name in {trainexport.adapters_dir().resolve()} (set {trainexport.ENV}, or "
+                f"--adapters DIR on the command line, to look in another folder). Check the name or path, or use a "
+                f"registry embedding ({', '.join(known) or 'none for this family'}; `python -m helpers list adapters`) "
+                "or a Hub repo id 'owner/name'"
+            )
         else:
             pipe.load_textual_inversion(source, weight_name=weight_name, token=token)
     if token is None:

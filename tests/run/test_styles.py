@@ -115,6 +115,12 @@ def test_a_calls_loras_are_that_calls_only():
     assert np.array_equal(px(again.images[0]), plain) and again.records[0].loras == {}
 
 
+def test_a_mistyped_embedding_path_is_named_not_looked_up_on_the_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDZOO_ADAPTERS", str(tmp_path / "my-adapters"))
+    with pytest.raises(ZooError, match=r"no embedding file '/nowhere/toy\.pt'.*SDZOO_ADAPTERS.*list adapters"):
+        styles.load_embedding(helpers.get_pipeline("sd15", device="cpu"), "/nowhere/toy.pt", token="<toy>")
+
+
 def test_an_unknown_lora_names_the_adapters_folder_and_its_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("SDZOO_ADAPTERS", str(tmp_path / "my-adapters"))
     folder = re.escape(str(tmp_path / "my-adapters"))
