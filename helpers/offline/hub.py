@@ -360,7 +360,8 @@ def write_t2i_adapter_folder(spec: T2IAdapterSpec, base: ModelSpec, folder: Path
     channels += [channels[-1]] * (4 - len(channels))
     xl = spec.family == "sdxl"
     torch.manual_seed(zlib.crc32(spec.repo.encode()))
-    model = diffusers.T2IAdapter(in_channels=3, channels=channels, num_res_blocks=1, downscale_factor=16 if xl else 8,
+    model = diffusers.T2IAdapter(in_channels=spec.in_channels, channels=channels, num_res_blocks=1,
+                                 downscale_factor=16 if xl else 8,
                                  adapter_type="full_adapter_xl" if xl else "full_adapter")  # fmt: skip
     _save_model(model.eval(), folder, spec.variant, spec.weights == "safetensors", 1, True)
 

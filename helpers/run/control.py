@@ -259,7 +259,9 @@ def call_kwargs(pipe, controls: list[Control]) -> dict:
     pick = (lambda xs: xs[0]) if one else list
     if "adapter_conditioning_scale" in params:  # a T2I-Adapter: its scale, and on SDXL the share of steps it acts in
         c = controls[0]
-        return {"image": c.image, "adapter_conditioning_scale": c.scale} | (
+        grey = getattr(getattr(pipe, "adapter", None), "config", {}).get("in_channels") == 1
+        image = c.image.convert("L") if grey else c.image  # an adapter trained on one-channel edge maps
+        return {"image": image, "adapter_conditioning_scale": c.scale} | (
             {"adapter_conditioning_factor": c.end} if "adapter_conditioning_factor" in params else {}
         )
     if controls[0].kind is not None:  # a union ControlNet: its images as a list, each with its control type

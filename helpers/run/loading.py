@@ -293,6 +293,11 @@ def explain(spec, e: BaseException) -> str | None:
             f"Model {what}: the repo does not exist on the Hub{hint}: it was deleted, renamed or made private."
             f"{token} Run `python -m helpers doctor {spec.key}` to check the registry, and update models.yaml."
         )
+    if _no_safetensors(spec, e):  # before "not cached": offline, a missing file reads as a cache miss
+        return (
+            f"Model {what}: the repo has no safetensors weights, only pickled .bin files, which can run code "
+            "when loaded. Only if you trust the repo, set `weights: bin` in its models.yaml entry."
+        )
     if isinstance(cause, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
         return _not_cached_message(what) + _gated_note(spec)
     damaged = _damaged_file(e)
@@ -321,6 +326,17 @@ def explain(spec, e: BaseException) -> str | None:
     if isinstance(e, OSError) and ("not fully cached" in text or "offline" in text.lower()):
         return _not_cached_message(what) + _gated_note(spec)
     return None
+
+
+def _no_safetensors(spec, e: BaseException) -> bool:
+    """Whether a module entry asking for safetensors failed because its repo keeps only pickled .bin weights."""
+    if getattr(spec, "weights", "") != "safetensors" or not re.search(r"file named \S+\.safetensors", str(e)):
+        return False
+    try:
+        files = huggingface_hub.get_cached_repo_tree(spec.repo, revision=spec.revision)
+    except Exception:  # noqa: BLE001 - not cached: diffusers said the Hub has no such file
+        return "does not appear to have" in str(e)
+    return any(f.path.endswith(".bin") for f in files) and not any(f.path.endswith(".safetensors") for f in files)
 
 
 def _damaged_file(e: BaseException) -> str | None:

@@ -242,6 +242,7 @@ class T2IAdapterSpec(_Pinned):
     family: Family
     variant: str | None = None
     weights: Literal["safetensors", "bin"] = "safetensors"
+    in_channels: Literal[1, 3] = 3  # the control image's channels: 1 for adapters trained on grayscale edge maps
     size: Size
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
+from huggingface_hub import get_cached_repo_tree
 from PIL import Image, ImageDraw
 
 import helpers
 from helpers import ZooError, generate, read_record, regenerate, registry
 from helpers.base.images import fingerprint, pixel_difference
-from helpers.run.control import Control, preprocess
+from helpers.run.control import Control, load_controlnet, preprocess
 
 from ..common import FAMILY_MODELS, px, small
 
@@ -212,3 +213,25 @@ def test_t2i_adapter_steps_on_sdxl_only():
     assert not np.array_equal(px(full), px(early)), "stopping after half the steps changes the picture"
     with pytest.raises(ZooError, match="acts in every step on sd1 models .* end must be 1"):
         generate("sd15", "x", control=[Control("t2i-canny-sd15", EDGES, end=0.5)], **small("sd15"))
+
+
+@pytest.mark.parametrize("section, key", [("controlnets", "tile-sd15"), ("t2i_adapters", "t2i-canny-sd15")])
+def test_repos_with_only_pickled_weights_load_as_registered(section, key):
+    spec = REG.entry(section, key)
+    files = {f.path for f in get_cached_repo_tree(spec.repo, revision=spec.revision)}
+    assert files == {"config.json", "diffusion_pytorch_model.bin"}, "the real repo's layout: one pickled file"
+    base = helpers.get_pipeline("sd15", device="cpu")
+    net = load_controlnet(spec, base)
+    assert sum(p.numel() for p in net.parameters()) > 0 and next(net.parameters()).dtype == base.dtype
+    as_before = spec.model_copy(update={"key": f"{key}-safetensors", "weights": "safetensors"})
+    with pytest.raises(ZooError, match="no safetensors weights, only pickled .bin files.*set `weights: bin`"):
+        load_controlnet(as_before, base)
+
+
+def test_grayscale_t2i_adapter_gets_a_one_channel_map():
+    base = helpers.get_pipeline("sd15", device="cpu")
+    assert load_controlnet(REG.t2i_adapters["t2i-canny-sd15"], base).config.in_channels == 1
+    kw = small("sd15", seed=3)
+    rgb = generate("sd15", "a house", control=[Control("t2i-canny-sd15", EDGES)], **kw).images[0]
+    grey = generate("sd15", "a house", control=[Control("t2i-canny-sd15", EDGES.convert("L"))], **kw).images[0]
+    assert np.array_equal(px(rgb), px(grey)), "an RGB edge map is read as the grayscale map it is"
