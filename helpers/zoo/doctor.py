@@ -4,18 +4,21 @@ python -m helpers doctor                 # every entry
 python -m helpers doctor sd15 flux-dev   # some
 python -m helpers doctor --pin           # also write each branch entry's current commit into models.yaml
 
-Every section is checked (models, LoRAs, VAEs, ControlNets, adapters, upscalers, preprocessors, evaluators).
-When the Hub cannot be reached, that is said once and only the local cache is checked: which entries are there.
+Every section is checked (models, LoRAs, VAEs, ControlNets, T2I- and IP-Adapters, upscalers, preprocessors,
+evaluators): the repo and revision, the gate, the files an entry loads, their weight format (safetensors or an
+opted-in .bin) and variant; an evaluator at a URL, that the URL answers. When the Hub cannot be reached, that is
+said once and only the local cache is checked: which entries are there.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from huggingface_hub import HfApi, try_to_load_from_cache
+from huggingface_hub import HfApi, get_session, try_to_load_from_cache
 from huggingface_hub import errors as hub_errors
 
 from ..base import online as hub
@@ -95,6 +98,75 @@ def check(spec, section: str, api: HfApi) -> Check:
         result.problems += _file_problems(spec, files)
     elif key_file(spec, section) not in files:
         result.problems.append(f"no file '{key_file(spec, section)}' in the repo")
+    else:
+        result.problems += _module_problems(spec, section, files)
+    if getattr(spec, "processor", None):  # PickScore's tokenizer and image processor live in another repo
+        result.problems += [f"processor {spec.processor}: {p}" for p in _processor_problems(spec, api)]
+    return result
+
+
+def _module_problems(spec, section: str, files: set[str]) -> list[str]:
+    """A module's weight format and variant (VAEs, ControlNets, T2I-Adapters) and an IP-Adapter's image encoder."""
+    if section == "ip_adapters":
+        encoder = f"{spec.image_encoder}/config.json"
+        return [] if encoder in files else [f"no image encoder '{encoder}' in the repo"]
+    if not hasattr(spec, "weights") or getattr(spec, "weight_name", None):
+        return []
+    folder = f"{spec.subfolder}/" if getattr(spec, "subfolder", None) else ""
+    names = [f[len(folder) :] for f in files if f.startswith(folder) and "/" not in f[len(folder) :]]
+    weights = [n for n in names if n.startswith(("diffusion_pytorch_model", "model.", "pytorch_model"))]
+    safe = [n for n in weights if n.endswith(".safetensors")]
+    problems = []
+    if spec.weights == "safetensors" and weights and not safe:
+        where = folder or "the repo root "
+        problems.append(f"{where}has only pickled .bin weights; the entry says safetensors (`weights: bin` opts in)")
+    elif spec.weights == "bin" and safe:
+        problems.append(f"{folder or 'the repo root '}has safetensors weights now; set `weights: safetensors`")
+    pool = safe if spec.weights == "safetensors" else weights
+    variants = sorted({n.split(".")[1] for n in pool if n.count(".") >= 2})
+    if spec.variant and spec.variant not in variants:
+        problems.append(f"no '{spec.variant}' variant file; the entry says it has one")
+    elif not spec.variant and variants:
+        problems.append(f"the repo has {variants} variant files; `variant: {variants[0]}` would halve the download")
+    return problems
+
+
+def _processor_problems(spec, api: HfApi) -> list[str]:
+    try:
+        info = api.model_info(spec.processor, revision=spec.processor_revision)
+    except hub_errors.RevisionNotFoundError:
+        return [f"revision '{spec.processor_revision}' not found"]
+    except hub_errors.RepositoryNotFoundError:
+        return ["repo not found: deleted, renamed or private"]
+    except (hub_errors.HfHubHTTPError, OSError) as e:
+        return [f"could not check: {str(e).splitlines()[0]}"]
+    files = {s.rfilename for s in info.siblings or []}
+    return [] if "preprocessor_config.json" in files else ["no preprocessor_config.json in the repo"]
+
+
+def torch_hub_checkpoints() -> Path:
+    """Where torch.hub keeps downloaded weights (TORCH_HOME, else XDG_CACHE_HOME/torch), without importing torch."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    return Path(os.environ.get("TORCH_HOME", cache / "torch")).expanduser() / "hub" / "checkpoints"
+
+
+def check_url(spec, offline: bool) -> Check:
+    """An evaluator file at a URL: offline, whether torch.hub has it; online, whether the URL answers."""
+    result = Check("evaluators", spec.key, spec.url, spec.revision)
+    cached = torch_hub_checkpoints() / spec.file
+    if offline:
+        if not cached.is_file():
+            result.problems.append(f"not in the local cache ({cached})")
+        return result
+    try:
+        answer = get_session().head(spec.url, follow_redirects=True, timeout=10)
+    except Exception as e:  # noqa: BLE001 - any transport error (DNS, TLS, timeout) means: not checked
+        result.problems.append(f"could not check: {(str(e) or type(e).__name__).splitlines()[0]}")
+        return result
+    if answer.status_code >= 400:
+        result.problems.append(f"the URL answers HTTP {answer.status_code}: the file moved or was removed")
+    if spec.sha256 and spec.sha256 not in spec.file:
+        result.problems.append(f"the file name does not carry the sha256 prefix {spec.sha256} that torch.hub checks")
     return result
 
 
@@ -129,23 +201,24 @@ def run(keys: list[str] | None = None, pin: bool = False, path: str | Path | Non
     """Check entries (all, or `keys` of any section); with `pin`, write resolved commits into the registry file."""
     path = Path(path) if path else registry_mod.default_path()
     reg = registry_mod.load(path)
-    entries = []
+    entries, at_urls = [], []
     for section in registry_mod.SECTIONS:
         for key, spec in getattr(reg, section).items():
             if keys and key not in keys and not (section == "models" and spec.key in _resolve(reg, keys)):
                 continue
-            if (section == "models" and spec.base) or getattr(spec, "repo", None) is None:
-                continue  # a derived model's repo is its base's; an evaluator file at a URL is no Hub repo
-            entries.append((section, spec))
+            if section == "models" and spec.base:
+                continue  # a derived model's repo is its base's
+            (entries if getattr(spec, "repo", None) else at_urls).append((section, spec))
     if keys:
-        known = {s.key for _, s in entries} | {s.key for s in reg.models.values() if s.base}
+        known = {s.key for _, s in entries + at_urls} | {s.key for s in reg.models.values() if s.base}
         for k in keys:
             if k not in known:
                 reg.find(k)  # raises the "did you mean" error
-    if hub.unreachable(say=False):  # once, not once per entry: then only the cache can be asked
-        return [from_cache(spec, section) for section, spec in entries]
+    offline = bool(hub.unreachable(say=False))  # once, not once per entry: then only the cache can be asked
+    if offline:
+        return [from_cache(spec, section) for section, spec in entries] + [check_url(s, True) for _, s in at_urls]
     api = HfApi()
-    checks = [check(spec, section, api) for section, spec in entries]
+    checks = [check(spec, section, api) for section, spec in entries] + [check_url(s, False) for _, s in at_urls]
     if pin:
         pins = {(c.section, c.key): c.commit for c in checks if c.ok and c.commit and not _is_sha(c.revision)}
         if pins:

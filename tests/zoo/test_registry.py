@@ -187,3 +187,18 @@ def test_a_typo_points_to_the_list_that_shows_the_right_key(section):
         REG.get(typo) if section == "models" else REG.entry(section, typo)
     listing = "python -m helpers list" + ("" if section == "models" else f" {section.replace('_', '-')}")
     assert f"Did you mean '{key}'" in str(e.value) and f"Run `{listing}`" in str(e.value), str(e.value)
+
+
+ENTRIES = [(section, key) for section in reg_mod.SECTIONS for key in getattr(REG, section)]
+
+
+@pytest.mark.parametrize("section, key", ENTRIES)
+def test_every_entry_names_its_sources(section, key):
+    spec = REG.get(key) if section == "models" else REG.entry(section, key)
+    assert spec.sources, f"{section}.{key} has no `sources`: give the URL of each fact, or say 'unverified' in notes"
+    assert all(url.startswith("https://") for url in spec.sources), f"{section}.{key}: sources are URLs"
+
+
+def test_no_fact_is_written_from_memory():
+    lines = [n for n, line in enumerate(REGISTRY_PATH.read_text().splitlines(), 1) if "remembered" in line.lower()]
+    assert not lines, f"models.yaml lines {lines}: check the fact at its source, or write 'unverified: ...'"
