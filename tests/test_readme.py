@@ -3,6 +3,7 @@
 import re
 
 from helpers import readme, registry
+from helpers.zoo.registry import SECTIONS
 
 from .environment import ROOT
 
@@ -45,7 +46,8 @@ def test_ci_installs_every_requirement_pinned_and_the_readme_says_the_same_torch
 
 def test_stale_table_is_detected(tmp_path):
     stale = tmp_path / "README.md"
-    stale.write_text(f"# x\n{readme.BEGIN}\n| old |\n{readme.END}\n{readme.MEMORY_BEGIN}\n{readme.MEMORY_END}\n")
+    stale.write_text(f"# x\n{readme.BEGIN}\n| old |\n{readme.END}\n{readme.MEMORY_BEGIN}\n{readme.MEMORY_END}\n"
+                     f"{readme.FACTS_BEGIN}\n{readme.FACTS_END}\n")  # fmt: skip
     assert not readme.update(stale, check=True)
     assert readme.update(stale) is False and readme.update(stale, check=True)
 
@@ -53,3 +55,15 @@ def test_stale_table_is_detected(tmp_path):
 def test_memory_table_comes_from_the_policy_code():
     table = readme.memory_table()
     assert "| `flux-dev` | gpu (nf4) |" in table and "| `sd15` | gpu |" in table
+
+
+def test_facts_table_counts_each_section_from_its_entries():
+    reg = registry.default()
+    rows = {line.split(" | ")[0].strip("| "): line for line in readme.facts_table().splitlines()[2:]}
+    assert set(rows) == {s.replace("_", " ") for s in SECTIONS}
+    adapters = reg.t2i_adapters
+    cells = [int(c) for c in rows["t2i adapters"].strip("| ").split(" | ")[1:]]
+    assert cells == [len(adapters), len(adapters), sum(s.revision_kind == "commit" for s in adapters.values()),
+                     sum(bool(readme.UNVERIFIED.search(s.notes)) for s in adapters.values())]  # fmt: skip
+    plain = [m for m in reg.models.values() if not m.base]
+    assert rows["models"].startswith(f"| models | {len(plain)} | ")
