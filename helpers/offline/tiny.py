@@ -504,3 +504,34 @@ def seeded(fn, *args, seed: int = 0, **kwargs):
     """Build a component with a fixed seed, so the offline hub is the same on every machine."""
     torch.manual_seed(seed)
     return fn(*args, **kwargs)
+
+
+def esrgan_weights(scale: int = 4, blocks: int = 2, filters: int = 16, real_esrgan: bool = False) -> dict:
+    """An ESRGAN RRDBNet's state dict with `blocks` blocks (real models have 23 or 6): the old ESRGAN keys that
+    4x-UltraSharp and NMKD's files use (`model.0`, `model.1.sub.N.RDBm.convk.0`), or with `real_esrgan` the keys
+    of xinntao's Real-ESRGAN files (`conv_first`, `body.N.rdbm.convk`, under `params_ema`)."""
+    from spandrel.architectures.ESRGAN import ESRGAN  # the RRDBNet that spandrel loads
+
+    net = ESRGAN(in_nc=3, out_nc=3, num_filters=filters, num_blocks=blocks, scale=scale)
+    old = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    if not real_esrgan:
+        return old
+    ups = [int(k.split(".")[1]) for k in old if k.endswith(".weight") and k.split(".")[1].isdigit()]
+    last = max(ups)
+    new = {}
+    for k, v in old.items():
+        parts = k.split(".")
+        i = int(parts[1])
+        if i == 0:
+            new[f"conv_first.{parts[-1]}"] = v
+        elif i == 1 and parts[3] == str(blocks):
+            new[f"conv_body.{parts[-1]}"] = v
+        elif i == 1:  # model.1.sub.N.RDBm.convk.0.weight
+            new[f"body.{parts[3]}.rdb{parts[4][3:]}.{parts[5]}.{parts[-1]}"] = v
+        elif i == last:
+            new[f"conv_last.{parts[-1]}"] = v
+        elif i == last - 2:
+            new[f"conv_hr.{parts[-1]}"] = v
+        else:  # the upsampling convolutions, model.3, model.6, ...
+            new[f"conv_up{i // 3}.{parts[-1]}"] = v
+    return {"params_ema": new}

@@ -224,6 +224,36 @@ class UpscalerSpec(_Pinned):
         return _diffusers_class(self.pipeline)
 
 
+class NetworkUpscalerSpec(_Pinned):
+    """An upscaler network in one file (ESRGAN, Real-ESRGAN, SwinIR, ...), loaded by spandrel: no prompt, no steps.
+
+    Its `name` is the one AUTOMATIC1111 lists (the file's stem), which recipes record as `Hires upscaler`.
+    """
+
+    file: str  # the weights' file in the repo
+    architecture: Literal["ESRGAN", "SwinIR", "RealCUGAN", "SPAN", "Compact"]  # spandrel's name; checked on load
+    scale: Literal[1, 2, 4, 8]
+    weights: Literal["safetensors", "pth"] = "safetensors"  # pth: a pickle, opted into, read with weights_only
+    tile: int = Field(default=256, gt=0)  # input tile edge (px): larger pictures run in overlapping tiles
+    size: Size
+
+    @model_validator(mode="after")
+    def _format_opted_in(self):
+        pickled = self.file.endswith((".pth", ".pt", ".ckpt"))
+        if pickled != (self.weights == "pth"):
+            raise ValueError(
+                f"file '{self.file}' is {'a pickle' if pickled else 'not a pickle'} but weights is '{self.weights}': "
+                "a .pth file loads only where the entry says `weights: pth` (read with torch.load(weights_only=True)); "
+                "prefer a .safetensors file where the repo has one"
+            )
+        return self
+
+
+def upscaler_spec(entry: dict):
+    """The spec class of an `upscalers` entry: a network in one file (`file:`) or a diffusers pipeline."""
+    return NetworkUpscalerSpec if "file" in entry else UpscalerSpec
+
+
 class IpAdapterSpec(_Pinned):
     """An IP-Adapter: an image prompt through a CLIP image encoder and extra cross-attention in the denoiser."""
 
@@ -334,7 +364,7 @@ class Registry:
         self.controlnets, self.preprocessors = controlnets or {}, preprocessors or {}
         self.ip_adapters, self.t2i_adapters = ip_adapters or {}, t2i_adapters or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
-        self.upscalers: dict[str, UpscalerSpec] = upscalers or {}
+        self.upscalers: dict[str, UpscalerSpec | NetworkUpscalerSpec] = upscalers or {}
 
     def get(self, key: str) -> ModelSpec:
         """The model for a key or alias; an unknown key gets a 'did you mean'."""
@@ -373,8 +403,10 @@ class Registry:
     def preprocessor(self, key: str) -> PreprocessorSpec:
         return self.entry("preprocessors", key)
 
-    def upscaler(self, key: str) -> UpscalerSpec:
-        return self.entry("upscalers", key)
+    def upscaler(self, key: str) -> UpscalerSpec | NetworkUpscalerSpec:
+        """An upscaler by key, or by its name as AUTOMATIC1111 records it (`4x-UltraSharp`), in any case."""
+        named = {u.name.lower(): k for k, u in self.upscalers.items() if isinstance(u, NetworkUpscalerSpec)}
+        return self.entry("upscalers", named.get(str(key).lower(), key))
 
     def ip_adapter(self, key: str) -> IpAdapterSpec:
         return self.entry("ip_adapters", key)
@@ -524,7 +556,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
 
 # Sections of modules used beside a model: IP-Adapters and T2I-Adapters join a loaded model for one generation
 # (helpers.run.ip_adapter, helpers.control); upscalers run after it (helpers.upscale).
-_EXTRA_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec, "upscalers": UpscalerSpec}
+_EXTRA_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec, "upscalers": upscaler_spec}
 
 
 def _extra_sections(data: dict, where) -> dict:
@@ -538,7 +570,7 @@ def _section(raw: dict, spec, name: str, where) -> dict:
         if not isinstance(entry, dict):
             raise RegistryError(f"{where}: {name}.{key}: expected a mapping of fields")
         try:
-            out[key] = spec.model_validate({**entry, "key": key})
+            out[key] = (spec(entry) if spec is upscaler_spec else spec).model_validate({**entry, "key": key})
         except ValidationError as e:
             err = e.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "(entry)"
