@@ -431,12 +431,25 @@ def write_network_file(spec: NetworkUpscalerSpec, folder: Path) -> None:
         torch.save(weights, path)
 
 
+def write_annotator_files(spec: PreprocessorSpec, folder: Path) -> None:
+    """A controlnet_aux detector's files as random networks of the real architectures, pickled as the real ones
+    are; the detectors too large to stand in (openpose, lineart_anime, NormalBae) get none."""
+    for name in spec.files:
+        torch.manual_seed(zlib.crc32(name.encode()))
+        weights = tiny.annotator_weights(name)
+        if weights is not None:
+            torch.save(weights, folder / name)
+
+
 def _build_file_repos(reg: Registry, cache: Path, tmp: str, done: set) -> None:
     """Repos of single files that several entries share (lllyasviel/Annotators): every entry's file in one snapshot."""
     repos: dict = {}
     for spec in reg.upscalers.values():
         if isinstance(spec, NetworkUpscalerSpec):
             repos.setdefault((spec.repo, spec.revision, spec.revision_kind), []).append((spec, write_network_file))
+    for spec in reg.preprocessors.values():
+        if spec.files:
+            repos.setdefault((spec.repo, spec.revision, spec.revision_kind), []).append((spec, write_annotator_files))
     for (repo, revision, kind), entries in repos.items():
         if (repo, revision) in done:
             continue
@@ -629,7 +642,8 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                 if base is not None:
                     _once(done, cn, cache, tmp, lambda s, f, base=base: write_controlnet_folder(s, base, f))
             for pre in reg.preprocessors.values():
-                _once(done, pre, cache, tmp, write_preprocessor_folder)
+                if not pre.files:  # controlnet_aux's files: written with their repo's other files
+                    _once(done, pre, cache, tmp, write_preprocessor_folder)
             for up in reg.upscalers.values():
                 if not isinstance(up, NetworkUpscalerSpec):
                     _once(done, up, cache, tmp, write_upscaler_folder)

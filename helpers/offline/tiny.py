@@ -535,3 +535,30 @@ def esrgan_weights(scale: int = 4, blocks: int = 2, filters: int = 16, real_esrg
         else:  # the upsampling convolutions, model.3, model.6, ...
             new[f"conv_up{i // 3}.{parts[-1]}"] = v
     return {"params_ema": new}
+
+
+# controlnet_aux's networks by the file name they are read from (their architectures are fixed: no smaller ones).
+# Openpose (510 MB), lineart_anime (218 MB) and NormalBae (291 MB) are too large to stand in here.
+_ANNOTATORS = {
+    "ControlNetHED.pth": ("controlnet_aux.hed", "ControlNetHED_Apache2", (), ""),
+    "table5_pidinet.pth": ("controlnet_aux.pidi.model", "pidinet", (), "module."),
+    "mlsd_large_512_fp32.pth": ("controlnet_aux.mlsd.models.mbv2_mlsd_large", "MobileV2_MLSD_Large", (), ""),
+    "sk_model.pth": ("controlnet_aux.lineart", "Generator", (3, 1, 3), ""),
+    "sk_model2.pth": ("controlnet_aux.lineart", "Generator", (3, 1, 3), ""),
+}
+
+
+def annotator_weights(filename: str) -> dict | None:
+    """A random controlnet_aux network's state dict as its file in lllyasviel/Annotators holds it (PiDiNet's under
+    `state_dict` with `module.` keys), in half precision to keep the hub small; None where none stands in."""
+    import importlib
+    import warnings
+
+    if filename not in _ANNOTATORS:
+        return None
+    module, name, args, prefix = _ANNOTATORS[filename]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = getattr(importlib.import_module(module), name)(*args)
+    state = {prefix + k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    return {"state_dict": state} if prefix else state

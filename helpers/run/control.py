@@ -3,7 +3,8 @@
 A `Control` names a registry ControlNet (`models.yaml`, section `controlnets`; T2I-Adapters of `t2i_adapters`
 steer the same way with lighter networks), its control image and how hard and when it steers.
 `generate(..., control=...)` takes one, a list (several ControlNets at once, each with its own scale and
-start/end), or `{key: image}`. The ControlNet pipeline is made from the loaded model with
+start/end), `{key: image}`, or `[(key, picture)]`, whose control image is made here by the preprocessor of
+the ControlNet's kind (openpose-sd15 -> an OpenPose map). The ControlNet pipeline is made from the loaded model with
 diffusers' `from_pipe` (no weights copied) and shares its record; each ControlNet loads once per model.
 
 >>> edges = helpers.control.preprocess("photo.png", "canny")       # look at it before generating
@@ -14,10 +15,13 @@ diffusers' `from_pipe` (no weights copied) and shares its record; each ControlNe
 from __future__ import annotations
 
 import inspect
+import os
+import warnings
 import weakref
 from dataclasses import dataclass, field
 
 import diffusers
+import huggingface_hub
 import numpy as np
 import torch
 import transformers
@@ -82,22 +86,79 @@ def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200, esti
     """The control image for a ControlNet kind, to look at before generating.
 
     "canny": OpenCV's edge map between the `low` and `high` thresholds (no weights). "depth": the registry
-    depth `estimator`'s map, near bright, at the picture's size. Kinds whose images are drawn already
-    ("lineart", "tile", "openpose" renderings) pass through unchanged.
+    depth `estimator`'s map, near bright, at the picture's size. controlnet_aux's detectors, their weights
+    registry entries: "openpose" (body, hands and face), "lineart", "lineart_anime", "softedge" (HED),
+    "softedge_pidinet", "mlsd", "normal" (NormalBae) and "shuffle" (no weights). "tile" passes it through.
     """
     image = load_image(image)
+    reg = registry or default_registry()
+    if kind in AUX_KINDS:
+        return _aux(image, kind, reg)
     if kind == "depth":
-        return _depth(image, (registry or default_registry()).preprocessor(estimator))
+        return _depth(image, reg.preprocessor(estimator))
     if kind == "canny":
         import cv2  # OpenCV is large: loaded only for edge maps
 
         edges = cv2.Canny(np.asarray(image.convert("L")), low, high)
         return Image.fromarray(edges).convert("RGB")
-    if kind in ("lineart", "tile", "openpose"):
+    if kind == "tile":
         return image
-    raise ZooError(
-        f"No preprocessor for '{kind}' yet; give the control image itself (kinds: canny, depth, lineart, tile)"
-    )
+    raise ZooError(f"No preprocessor for '{kind}'; kinds: canny, depth, {', '.join(AUX_KINDS)} and tile")
+
+
+# controlnet_aux's maps: kind -> the registry preprocessor whose files it reads (None: no weights).
+AUX_KINDS = {"openpose": "openpose", "lineart": "lineart", "lineart_anime": "lineart-anime", "softedge": "hed",
+             "softedge_pidinet": "pidinet", "mlsd": "mlsd", "normal": "normalbae", "shuffle": None}  # fmt: skip
+# The preprocessor a ControlNet kind's picture goes through when `control=` gets (key, picture).
+FOR_CONTROLNET = {"canny": "canny", "depth": "depth", "tile": "tile", **{k: k for k in AUX_KINDS}}
+
+
+def _aux(image: Image.Image, kind: str, reg: Registry) -> Image.Image:
+    """A controlnet_aux map at the picture's size (openpose with hands and face; shuffle needs no weights)."""
+    size = {"detect_resolution": min(image.size), "image_resolution": min(image.size)}
+    if kind == "shuffle":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from controlnet_aux.shuffle import ContentShuffleDetector
+
+        np.random.seed(0)  # its random flow field: the same picture gives the same map
+        out = ContentShuffleDetector()(image, **size)
+    else:
+        detector = _detector(reg.preprocessor(AUX_KINDS[kind]))
+        extra = {"include_hand": True, "include_face": True} if kind == "openpose" else {}
+        with torch.no_grad():
+            out = detector(image, **size, **extra)
+    return out.convert("RGB").resize(image.size, Image.Resampling.BILINEAR)
+
+
+_DETECTORS: dict = {}  # (repo, revision, key) -> a controlnet_aux detector: loaded once per session
+
+
+def _detector(spec: PreprocessorSpec):
+    """A controlnet_aux detector from the entry's files at its revision (fetched here, so the Hub cache and the
+    offline hub serve them), on the CPU; the pickles are read with weights_only (torch's default)."""
+    ident = (spec.repo, spec.revision, spec.key)
+    if ident not in _DETECTORS:
+        with hub_errors_explained(spec), quiet.loading():
+            hub_kwargs(_NoVariant(spec))  # asks the Hub once; offline, the cache is read at once
+            paths = [huggingface_hub.hf_hub_download(spec.repo, f, revision=spec.revision) for f in spec.files]
+            folder = os.path.dirname(paths[0])
+            with warnings.catch_warnings():  # its package import warns about optional extras no user needs here
+                warnings.simplefilter("ignore")
+                import controlnet_aux
+
+            cls = getattr(controlnet_aux, spec.cls_name)
+            roles = ("filename", "coarse_filename" if spec.kind == "lineart" else "hand_filename", "face_filename")
+            names = dict(zip(roles[: len(spec.files)], spec.files, strict=True))
+            _DETECTORS[ident] = cls.from_pretrained(folder, **names)
+    return _DETECTORS[ident]
+
+
+class _NoVariant:
+    """An entry seen as hub_kwargs reads one: its revision and weight format, no variant."""
+
+    def __init__(self, spec):
+        self.revision, self.weights, self.variant = spec.revision, spec.weights, None
 
 
 @torch.no_grad()
@@ -135,8 +196,13 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
         control = [control]
     out = []
     for c in control:
+        if isinstance(c, tuple) and len(c) == 2:  # (key, picture): the map made by the ControlNet kind's preprocessor
+            c = _from_picture(reg, *c)
         if not isinstance(c, Control):
-            raise ZooError(f"control takes Control(...) objects or {{controlnet_key: image}}, not {type(c).__name__}")
+            raise ZooError(
+                f"control takes Control(...) objects, (controlnet_key, picture) or {{controlnet_key: control image}}, "
+                f"not {type(c).__name__}"
+            )
         cn = _entry(reg, c.model)
         if cn.family != spec.family:
             fits = [k for k, v in (reg.controlnets | reg.t2i_adapters).items() if v.family == spec.family]
@@ -161,6 +227,14 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
             f"{alone[0]} (a union ControlNet or T2I-Adapter) runs alone here: give it one control image, nothing else"
         )
     return out
+
+
+def _from_picture(reg: Registry, key: str, picture) -> Control:
+    """A Control whose image is the map that the ControlNet's kind takes, made from `picture` (openpose, lineart ...)."""
+    kind = _entry(reg, key).kind
+    if kind not in FOR_CONTROLNET:
+        raise ZooError(f"ControlNet '{key}' ({kind}) has no preprocessor here: give Control('{key}', control_image)")
+    return Control(key, preprocess(picture, FOR_CONTROLNET[kind], registry=reg))
 
 
 def _entry(reg: Registry, key: str):

@@ -176,7 +176,8 @@ class ControlNetSpec(_Pinned):
     """A ControlNet: a copy of a family's denoiser encoder that steers it with an image (edges, depth, pose)."""
 
     cls_name: Literal["ControlNetModel", "ControlNetUnionModel", "FluxControlNetModel"] = Field(alias="class")
-    kind: Literal["canny", "depth", "openpose", "lineart", "tile", "union"]
+    kind: Literal["canny", "depth", "openpose", "lineart", "lineart_anime", "softedge", "mlsd", "normal", "shuffle",
+                  "tile", "union"]  # fmt: skip
     family: Family
     subfolder: str | None = None
     variant: str | None = None
@@ -188,12 +189,31 @@ class ControlNetSpec(_Pinned):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class PreprocessorSpec(_Pinned):
-    """A model that makes control images from pictures (a depth estimator), loaded with transformers."""
+# controlnet_aux's detectors (its class names), each reading its files from lllyasviel/Annotators.
+AUX_DETECTORS = ("OpenposeDetector", "LineartDetector", "LineartAnimeDetector", "HEDdetector", "PidiNetDetector",
+                 "MLSDdetector", "NormalBaeDetector")  # fmt: skip
 
-    cls_name: Literal["DepthAnythingForDepthEstimation", "DPTForDepthEstimation"] = Field(alias="class")
-    kind: Literal["depth"]
+
+class PreprocessorSpec(_Pinned):
+    """A model that makes control images from pictures: a depth estimator (transformers) or one of controlnet_aux's
+    detectors (openpose, lineart, soft edges, MLSD lines, normals), with the files it reads from the repo."""
+
+    cls_name: Literal[("DepthAnythingForDepthEstimation", "DPTForDepthEstimation", *AUX_DETECTORS)] = Field(
+        alias="class"
+    )
+    kind: Literal["depth", "openpose", "lineart", "lineart_anime", "softedge", "softedge_pidinet", "mlsd", "normal"]
+    files: list[str] = Field(default_factory=list)  # a controlnet_aux detector's files in the repo, in its order
+    weights: Literal["safetensors", "pth"] = "safetensors"  # pth: pickles, opted into, read with weights_only
     size: Size
+
+    @model_validator(mode="after")
+    def _files_for_detectors(self):
+        aux = self.cls_name in AUX_DETECTORS
+        if aux != bool(self.files):
+            raise ValueError("a controlnet_aux detector lists its `files`; a transformers model has none")
+        if any(f.endswith((".pth", ".pt")) for f in self.files) and self.weights != "pth":
+            raise ValueError(f"{self.files} are pickles: the entry opts into reading them with `weights: pth`")
+        return self
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
