@@ -230,7 +230,7 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
 
 
 def _from_picture(reg: Registry, key: str, picture) -> Control:
-    """A Control whose image is the map that the ControlNet's kind takes, made from `picture` (openpose, lineart ...)."""
+    """A Control whose image is the map the ControlNet's kind takes, made from `picture` (openpose, lineart ...)."""
     kind = _entry(reg, key).kind
     if kind not in FOR_CONTROLNET:
         raise ZooError(f"ControlNet '{key}' ({kind}) has no preprocessor here: give Control('{key}', control_image)")
