@@ -82,7 +82,8 @@ def _list_section(args, section: str) -> None:
         families = getattr(e, "families", None) or [getattr(e, "family", "")]
         if args.family and args.family not in families:
             continue
-        kind = getattr(e, "kind", None) or getattr(e, "pipeline", "")
+        network = f"{e.architecture} x{e.scale}" if getattr(e, "architecture", None) else ""  # an upscaler network
+        kind = getattr(e, "kind", None) or getattr(e, "pipeline", None) or network
         rows.append((e.key, ",".join(f for f in families if f), kind, e.repo or e.url or "", e.description[:70]))
     _table(rows)
     print(f"\n{len(rows) - 1} of {len(entries)} {section.replace('_', '-')}")

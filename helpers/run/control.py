@@ -73,12 +73,15 @@ class Control:
     end: float = 1.0  # ... and after which it stops ("Guidance End")
     kind: str | None = None  # a union ControlNet: what the control image is ("canny", "depth", ...; canny if None)
     mode: int | None = field(default=None, repr=False)  # ... and that kind's number for the network (from `settle`)
+    preprocessor: str | None = None  # the `preprocess` kind that made `image` from a picture, where the zoo made it
 
     def recipe(self) -> dict:
-        """What the image record keeps: model, scale, steps, the control image's fingerprint (and a union's kind)."""
+        """What the image record keeps: model, scale, steps, the control image's fingerprint (and a union's kind,
+        the preprocessor that made the image)."""
         out = {"model": self.model, "scale": self.scale, "start": self.start, "end": self.end,
                "image": fingerprint(self.image)}  # fmt: skip
-        return out if self.kind is None else out | {"kind": self.kind}
+        out |= {"kind": self.kind} if self.kind is not None else {}
+        return out | ({"preprocessor": self.preprocessor} if self.preprocessor else {})
 
 
 def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200, estimator: str = "depth-anything-v2-small",
@@ -196,8 +199,7 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
         control = [control]
     out = []
     for c in control:
-        if isinstance(c, tuple) and len(c) == 2:  # (key, picture): the map made by the ControlNet kind's preprocessor
-            c = _from_picture(reg, *c)
+        c = as_control(c, reg)
         if not isinstance(c, Control):
             raise ZooError(
                 f"control takes Control(...) objects, (controlnet_key, picture) or {{controlnet_key: control image}}, "
@@ -218,7 +220,8 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
             _check_t2i(cn, c, _pipelines(cn)[(spec.family, task)])
         kind = _union_kind(cn, c.kind)
         mode = cn.control_modes[kind] if kind else None
-        out.append(Control(cn.key, load_image(c.image), float(c.scale), float(c.start), float(c.end), kind, mode))
+        out.append(Control(cn.key, load_image(c.image), float(c.scale), float(c.start), float(c.end), kind, mode,
+                           c.preprocessor))  # fmt: skip
     if len(out) > 1 and spec.family == "flux":
         raise ZooError("FLUX takes one ControlNet at a time here")
     alone = [c.model for c in out if c.kind is not None or c.model in reg.t2i_adapters]
@@ -229,12 +232,21 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
     return out
 
 
+def as_control(c, registry: Registry | None = None):
+    """A `(key, picture)` pair as the Control it asks for: the map made by the ControlNet kind's preprocessor;
+    anything else as it is."""
+    if isinstance(c, tuple) and len(c) == 2:
+        return _from_picture(registry or default_registry(), *c)
+    return c
+
+
 def _from_picture(reg: Registry, key: str, picture) -> Control:
     """A Control whose image is the map the ControlNet's kind takes, made from `picture` (openpose, lineart ...)."""
     kind = _entry(reg, key).kind
     if kind not in FOR_CONTROLNET:
         raise ZooError(f"ControlNet '{key}' ({kind}) has no preprocessor here: give Control('{key}', control_image)")
-    return Control(key, preprocess(picture, FOR_CONTROLNET[kind], registry=reg))
+    made = FOR_CONTROLNET[kind]
+    return Control(key, preprocess(picture, made, registry=reg), preprocessor=made if made != "tile" else None)
 
 
 def _entry(reg: Registry, key: str):
@@ -366,7 +378,11 @@ def from_recipe(recipes: list[dict], images) -> list[Control]:
     out = []
     for r, im in zip(recipes, images, strict=True):
         im = load_image(im)
+        if fingerprint(im) != r["image"] and r.get("preprocessor"):  # the picture its map was made from, maybe
+            im = preprocess(im, r["preprocessor"])
         if fingerprint(im) != r["image"]:
-            raise ZooError(f"the control image for '{r['model']}' is not the one this image was made with")
-        out.append(Control(r["model"], im, r["scale"], r["start"], r["end"], r.get("kind")))
+            made = f" (or the picture its {r['preprocessor']} map was made from)" if r.get("preprocessor") else ""
+            raise ZooError(f"the control image for '{r['model']}'{made} is not the one this image was made with")
+        out.append(Control(r["model"], im, r["scale"], r["start"], r["end"], r.get("kind"),
+                           preprocessor=r.get("preprocessor")))  # fmt: skip
     return out
