@@ -102,6 +102,8 @@ def key_file(spec, section: str) -> str:
     """The file an entry cannot load without: what is looked for on the Hub, and in the cache offline."""
     if getattr(spec, "file", None):  # an upscaler network in one file
         return spec.file
+    if getattr(spec, "files", None):  # a controlnet_aux detector's files: the first, its main network
+        return spec.files[0]
     if section in ("models", "upscalers"):
         return "model_index.json"
     if section == "adapters":
