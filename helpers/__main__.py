@@ -82,7 +82,8 @@ def _list_section(args, section: str) -> None:
         families = getattr(e, "families", None) or [getattr(e, "family", "")]
         if args.family and args.family not in families:
             continue
-        kind = getattr(e, "kind", None) or getattr(e, "pipeline", "")
+        network = f"{e.architecture} x{e.scale}" if getattr(e, "architecture", None) else ""  # an upscaler network
+        kind = getattr(e, "kind", None) or getattr(e, "pipeline", None) or network
         rows.append((e.key, ",".join(f for f in families if f), kind, e.repo or e.url or "", e.description[:70]))
     _table(rows)
     print(f"\n{len(rows) - 1} of {len(entries)} {section.replace('_', '-')}")
@@ -464,12 +465,13 @@ def parser() -> argparse.ArgumentParser:
                    "(default: --steps)")
     s.add_argument("--hires-upscaler",
                    help="hires fix upscaler: Lanczos (default), Nearest, Bicubic, or a registry upscaler such as "
-                        "sd-x4-upscaler")  # fmt: skip
+                        "4x-UltraSharp or sd-x4-upscaler")  # fmt: skip
     s.set_defaults(run=_generate)
 
     s = sub.add_parser("upscale", help="upscale an image with a registry upscaler, in tiles; saved as a new PNG")
     s.add_argument("image", help="the image (path or URL)")
-    s.add_argument("--upscaler", default="sd-x4-upscaler", help="a registry upscaler (default: sd-x4-upscaler)")
+    s.add_argument("--upscaler", default="sd-x4-upscaler", help="a registry upscaler: a network such as "
+                   "4x-UltraSharp (no prompt), or a diffusion one (default: sd-x4-upscaler)")
     s.add_argument("--prompt", default="", help="what the picture shows: guides the added detail")
     s.add_argument("--negative", help="negative prompt")
     s.add_argument("--seed", type=int, default=0, help="seed of every tile (default 0)")
@@ -477,7 +479,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=float, help="guidance_scale (default: the upscaler's)")
     s.add_argument("--noise-level", type=int, help="sd-x4-upscaler only: noise added to the input (default: its)")
     s.add_argument("--tile", type=int, help="tile size in input pixels (default: the upscaler's)")
-    s.add_argument("--overlap", type=int, help="tile overlap in input pixels (default: a quarter of a tile)")
+    s.add_argument("--overlap", type=int, help="tile overlap in input pixels (default: a quarter of a tile; "
+                   "an eighth for networks)")
     s.add_argument("--device", default="auto")
     s.add_argument("--out", default="outputs", help="folder for the PNG (existing files are never replaced)")
     s.set_defaults(run=_upscale)

@@ -129,7 +129,7 @@ class Record:
                 fields["Denoising strength"] = self.extra["strength"]
         for i, c in enumerate(self.controls):  # A1111's ControlNet extension writes one quoted field per unit
             short = c["image"].removeprefix("sha256:")[:8]
-            unit = f"Module: none, Model: {c['model']} [{short}], Weight: {c['scale']:g}"
+            unit = f"Module: {c.get('preprocessor', 'none')}, Model: {c['model']} [{short}], Weight: {c['scale']:g}"
             fields[f"ControlNet {i}"] = f"{unit}, Guidance Start: {c['start']:g}, Guidance End: {c['end']:g}"
         if self.image_prompt:  # the ControlNet extension runs IP-Adapters as one more unit
             ip = self.image_prompt

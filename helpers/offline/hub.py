@@ -29,6 +29,7 @@ from ..zoo.registry import (
     EvaluatorSpec,
     IpAdapterSpec,
     ModelSpec,
+    NetworkUpscalerSpec,
     PreprocessorSpec,
     Registry,
     T2IAdapterSpec,
@@ -38,7 +39,7 @@ from ..zoo.registry import (
 from ..zoo.registry import default as default_registry
 from . import tiny
 
-_LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".ckpt")
+_LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".pth", ".ckpt")
 _TRANSFORMERS = {"CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel", "CLIPImageProcessor"}
 _TOKENIZERS = {"CLIPTokenizer", "T5Tokenizer", "T5TokenizerFast"}
 # Written last, at the cache root: a finished build. CACHEDIR.TAG is the cache-directory tag that backup tools and
@@ -414,6 +415,53 @@ def write_upscaler_folder(spec: UpscalerSpec, folder: Path) -> None:
     (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
 
 
+def write_network_file(spec: NetworkUpscalerSpec, folder: Path) -> None:
+    """A random ESRGAN of two blocks at the entry's file name and format: a safetensors file, or a pickle (.pth)
+    holding the old ESRGAN keys, or Real-ESRGAN's keys for a file named RealESRGAN*."""
+    if spec.architecture != "ESRGAN":
+        raise NotImplementedError(f"no offline stand-in for a {spec.architecture} upscaler ({spec.key}) yet")
+    torch.manual_seed(zlib.crc32(spec.file.encode()))
+    weights = tiny.esrgan_weights(scale=spec.scale, real_esrgan=spec.file.startswith("RealESRGAN"))
+    path = folder / spec.file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if spec.weights == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(weights, str(path))
+    else:
+        torch.save(weights, path)
+
+
+def write_annotator_files(spec: PreprocessorSpec, folder: Path) -> None:
+    """A controlnet_aux detector's files as random networks of the real architectures, pickled as the real ones
+    are; the detectors too large to stand in (openpose, lineart_anime, NormalBae) get none."""
+    for name in spec.files:
+        torch.manual_seed(zlib.crc32(name.encode()))
+        weights = tiny.annotator_weights(name)
+        if weights is not None:
+            torch.save(weights, folder / name)
+
+
+def _build_file_repos(reg: Registry, cache: Path, tmp: str, done: set) -> None:
+    """Repos of single files that several entries share (lllyasviel/Annotators): every entry's file in one snapshot."""
+    repos: dict = {}
+    for spec in reg.upscalers.values():
+        if isinstance(spec, NetworkUpscalerSpec):
+            repos.setdefault((spec.repo, spec.revision, spec.revision_kind), []).append((spec, write_network_file))
+    for spec in reg.preprocessors.values():
+        if spec.files:
+            repos.setdefault((spec.repo, spec.revision, spec.revision_kind), []).append((spec, write_annotator_files))
+    for (repo, revision, kind), entries in repos.items():
+        if (repo, revision) in done:
+            continue
+        done.add((repo, revision))
+        folder = Path(tmp) / repo.replace("/", "--") / revision
+        folder.mkdir(parents=True, exist_ok=True)
+        for spec, writer in entries:
+            writer(spec, folder)
+        commit_to_cache(cache, repo, revision, kind, folder)
+
+
 def write_ip_adapter_folder(specs: list[IpAdapterSpec], bases: dict, folder: Path) -> None:
     """One repo's IP-Adapters (h94/IP-Adapter holds SD 1.5's and SDXL's): each adapter file and its image encoder."""
     from safetensors.torch import save_file
@@ -595,9 +643,12 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                 if base is not None:
                     _once(done, cn, cache, tmp, lambda s, f, base=base: write_controlnet_folder(s, base, f))
             for pre in reg.preprocessors.values():
-                _once(done, pre, cache, tmp, write_preprocessor_folder)
+                if not pre.files:  # controlnet_aux's files: written with their repo's other files
+                    _once(done, pre, cache, tmp, write_preprocessor_folder)
             for up in reg.upscalers.values():
-                _once(done, up, cache, tmp, write_upscaler_folder)
+                if not isinstance(up, NetworkUpscalerSpec):
+                    _once(done, up, cache, tmp, write_upscaler_folder)
+            _build_file_repos(reg, cache, tmp, done)
             _build_ip_adapters(reg, cache, tmp, done)
             for ad in reg.t2i_adapters.values():
                 base = _control_base(reg, ad.family)

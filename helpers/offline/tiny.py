@@ -504,3 +504,61 @@ def seeded(fn, *args, seed: int = 0, **kwargs):
     """Build a component with a fixed seed, so the offline hub is the same on every machine."""
     torch.manual_seed(seed)
     return fn(*args, **kwargs)
+
+
+def esrgan_weights(scale: int = 4, blocks: int = 2, filters: int = 16, real_esrgan: bool = False) -> dict:
+    """An ESRGAN RRDBNet's state dict with `blocks` blocks (real models have 23 or 6): the old ESRGAN keys that
+    4x-UltraSharp and NMKD's files use (`model.0`, `model.1.sub.N.RDBm.convk.0`), or with `real_esrgan` the keys
+    of xinntao's Real-ESRGAN files (`conv_first`, `body.N.rdbm.convk`, under `params_ema`)."""
+    from spandrel.architectures.ESRGAN import ESRGAN  # the RRDBNet that spandrel loads
+
+    net = ESRGAN(in_nc=3, out_nc=3, num_filters=filters, num_blocks=blocks, scale=scale)
+    old = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    if not real_esrgan:
+        return old
+    ups = [int(k.split(".")[1]) for k in old if k.endswith(".weight") and k.split(".")[1].isdigit()]
+    last = max(ups)
+    new = {}
+    for k, v in old.items():
+        parts = k.split(".")
+        i = int(parts[1])
+        if i == 0:
+            new[f"conv_first.{parts[-1]}"] = v
+        elif i == 1 and parts[3] == str(blocks):
+            new[f"conv_body.{parts[-1]}"] = v
+        elif i == 1:  # model.1.sub.N.RDBm.convk.0.weight
+            new[f"body.{parts[3]}.rdb{parts[4][3:]}.{parts[5]}.{parts[-1]}"] = v
+        elif i == last:
+            new[f"conv_last.{parts[-1]}"] = v
+        elif i == last - 2:
+            new[f"conv_hr.{parts[-1]}"] = v
+        else:  # the upsampling convolutions, model.3, model.6, ...
+            new[f"conv_up{i // 3}.{parts[-1]}"] = v
+    return {"params_ema": new}
+
+
+# controlnet_aux's networks by the file name they are read from (their architectures are fixed: no smaller ones).
+# Openpose (510 MB), lineart_anime (218 MB) and NormalBae (291 MB) are too large to stand in here.
+_ANNOTATORS = {
+    "ControlNetHED.pth": ("controlnet_aux.hed", "ControlNetHED_Apache2", (), ""),
+    "table5_pidinet.pth": ("controlnet_aux.pidi.model", "pidinet", (), "module."),
+    "mlsd_large_512_fp32.pth": ("controlnet_aux.mlsd.models.mbv2_mlsd_large", "MobileV2_MLSD_Large", (), ""),
+    "sk_model.pth": ("controlnet_aux.lineart", "Generator", (3, 1, 3), ""),
+    "sk_model2.pth": ("controlnet_aux.lineart", "Generator", (3, 1, 3), ""),
+}
+
+
+def annotator_weights(filename: str) -> dict | None:
+    """A random controlnet_aux network's state dict as its file in lllyasviel/Annotators holds it (PiDiNet's under
+    `state_dict` with `module.` keys), in half precision to keep the hub small; None where none stands in."""
+    import importlib
+    import warnings
+
+    if filename not in _ANNOTATORS:
+        return None
+    module, name, args, prefix = _ANNOTATORS[filename]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = getattr(importlib.import_module(module), name)(*args)
+    state = {prefix + k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    return {"state_dict": state} if prefix else state

@@ -372,7 +372,8 @@ class HiresSection(w.VBox):
         self.hires = w.Checkbox(description="hires fix: upscale, then repaint", value=False, indent=False)
         self.hires_scale = w.FloatSlider(description="Upscale", min=1.25, max=4, step=0.25, value=2.0)
         self.hires_strength = w.FloatSlider(description="Strength", min=0.05, max=1, step=0.05, value=0.5)
-        self.hires_upscaler = w.Dropdown(description="Upscaler", options=[*hires_mod.UPSCALERS, *registry.upscalers],
+        self.hires_upscaler = w.Dropdown(description="Upscaler",
+                                         options=[*hires_mod.UPSCALERS, *hires_mod.names(registry)],
                                          value="Lanczos", tooltip="a filter, or a registry upscaler")  # fmt: skip
         super().__init__([self.hires, self.hires_scale, self.hires_strength, self.hires_upscaler])
 

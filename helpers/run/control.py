@@ -3,7 +3,8 @@
 A `Control` names a registry ControlNet (`models.yaml`, section `controlnets`; T2I-Adapters of `t2i_adapters`
 steer the same way with lighter networks), its control image and how hard and when it steers.
 `generate(..., control=...)` takes one, a list (several ControlNets at once, each with its own scale and
-start/end), or `{key: image}`. The ControlNet pipeline is made from the loaded model with
+start/end), `{key: image}`, or `[(key, picture)]`, whose control image is made here by the preprocessor of
+the ControlNet's kind (openpose-sd15 -> an OpenPose map). The ControlNet pipeline is made from the loaded model with
 diffusers' `from_pipe` (no weights copied) and shares its record; each ControlNet loads once per model.
 
 >>> edges = helpers.control.preprocess("photo.png", "canny")       # look at it before generating
@@ -14,10 +15,13 @@ diffusers' `from_pipe` (no weights copied) and shares its record; each ControlNe
 from __future__ import annotations
 
 import inspect
+import os
+import warnings
 import weakref
 from dataclasses import dataclass, field
 
 import diffusers
+import huggingface_hub
 import numpy as np
 import torch
 import transformers
@@ -69,12 +73,15 @@ class Control:
     end: float = 1.0  # ... and after which it stops ("Guidance End")
     kind: str | None = None  # a union ControlNet: what the control image is ("canny", "depth", ...; canny if None)
     mode: int | None = field(default=None, repr=False)  # ... and that kind's number for the network (from `settle`)
+    preprocessor: str | None = None  # the `preprocess` kind that made `image` from a picture, where the zoo made it
 
     def recipe(self) -> dict:
-        """What the image record keeps: model, scale, steps, the control image's fingerprint (and a union's kind)."""
+        """What the image record keeps: model, scale, steps, the control image's fingerprint (and a union's kind,
+        the preprocessor that made the image)."""
         out = {"model": self.model, "scale": self.scale, "start": self.start, "end": self.end,
                "image": fingerprint(self.image)}  # fmt: skip
-        return out if self.kind is None else out | {"kind": self.kind}
+        out |= {"kind": self.kind} if self.kind is not None else {}
+        return out | ({"preprocessor": self.preprocessor} if self.preprocessor else {})
 
 
 def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200, estimator: str = "depth-anything-v2-small",
@@ -82,22 +89,79 @@ def preprocess(image, kind: str = "canny", low: int = 100, high: int = 200, esti
     """The control image for a ControlNet kind, to look at before generating.
 
     "canny": OpenCV's edge map between the `low` and `high` thresholds (no weights). "depth": the registry
-    depth `estimator`'s map, near bright, at the picture's size. Kinds whose images are drawn already
-    ("lineart", "tile", "openpose" renderings) pass through unchanged.
+    depth `estimator`'s map, near bright, at the picture's size. controlnet_aux's detectors, their weights
+    registry entries: "openpose" (body, hands and face), "lineart", "lineart_anime", "softedge" (HED),
+    "softedge_pidinet", "mlsd", "normal" (NormalBae) and "shuffle" (no weights). "tile" passes it through.
     """
     image = load_image(image)
+    reg = registry or default_registry()
+    if kind in AUX_KINDS:
+        return _aux(image, kind, reg)
     if kind == "depth":
-        return _depth(image, (registry or default_registry()).preprocessor(estimator))
+        return _depth(image, reg.preprocessor(estimator))
     if kind == "canny":
         import cv2  # OpenCV is large: loaded only for edge maps
 
         edges = cv2.Canny(np.asarray(image.convert("L")), low, high)
         return Image.fromarray(edges).convert("RGB")
-    if kind in ("lineart", "tile", "openpose"):
+    if kind == "tile":
         return image
-    raise ZooError(
-        f"No preprocessor for '{kind}' yet; give the control image itself (kinds: canny, depth, lineart, tile)"
-    )
+    raise ZooError(f"No preprocessor for '{kind}'; kinds: canny, depth, {', '.join(AUX_KINDS)} and tile")
+
+
+# controlnet_aux's maps: kind -> the registry preprocessor whose files it reads (None: no weights).
+AUX_KINDS = {"openpose": "openpose", "lineart": "lineart", "lineart_anime": "lineart-anime", "softedge": "hed",
+             "softedge_pidinet": "pidinet", "mlsd": "mlsd", "normal": "normalbae", "shuffle": None}  # fmt: skip
+# The preprocessor a ControlNet kind's picture goes through when `control=` gets (key, picture).
+FOR_CONTROLNET = {"canny": "canny", "depth": "depth", "tile": "tile", **{k: k for k in AUX_KINDS}}
+
+
+def _aux(image: Image.Image, kind: str, reg: Registry) -> Image.Image:
+    """A controlnet_aux map at the picture's size (openpose with hands and face; shuffle needs no weights)."""
+    size = {"detect_resolution": min(image.size), "image_resolution": min(image.size)}
+    if kind == "shuffle":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from controlnet_aux.shuffle import ContentShuffleDetector
+
+        np.random.seed(0)  # its random flow field: the same picture gives the same map
+        out = ContentShuffleDetector()(image, **size)
+    else:
+        detector = _detector(reg.preprocessor(AUX_KINDS[kind]))
+        extra = {"include_hand": True, "include_face": True} if kind == "openpose" else {}
+        with torch.no_grad():
+            out = detector(image, **size, **extra)
+    return out.convert("RGB").resize(image.size, Image.Resampling.BILINEAR)
+
+
+_DETECTORS: dict = {}  # (repo, revision, key) -> a controlnet_aux detector: loaded once per session
+
+
+def _detector(spec: PreprocessorSpec):
+    """A controlnet_aux detector from the entry's files at its revision (fetched here, so the Hub cache and the
+    offline hub serve them), on the CPU; the pickles are read with weights_only (torch's default)."""
+    ident = (spec.repo, spec.revision, spec.key)
+    if ident not in _DETECTORS:
+        with hub_errors_explained(spec), quiet.loading():
+            hub_kwargs(_NoVariant(spec))  # asks the Hub once; offline, the cache is read at once
+            paths = [huggingface_hub.hf_hub_download(spec.repo, f, revision=spec.revision) for f in spec.files]
+            folder = os.path.dirname(paths[0])
+            with warnings.catch_warnings():  # its package import warns about optional extras no user needs here
+                warnings.simplefilter("ignore")
+                import controlnet_aux
+
+            cls = getattr(controlnet_aux, spec.cls_name)
+            roles = ("filename", "coarse_filename" if spec.kind == "lineart" else "hand_filename", "face_filename")
+            names = dict(zip(roles[: len(spec.files)], spec.files, strict=True))
+            _DETECTORS[ident] = cls.from_pretrained(folder, **names)
+    return _DETECTORS[ident]
+
+
+class _NoVariant:
+    """An entry seen as hub_kwargs reads one: its revision and weight format, no variant."""
+
+    def __init__(self, spec):
+        self.revision, self.weights, self.variant = spec.revision, spec.weights, None
 
 
 @torch.no_grad()
@@ -135,8 +199,12 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
         control = [control]
     out = []
     for c in control:
+        c = as_control(c, reg)
         if not isinstance(c, Control):
-            raise ZooError(f"control takes Control(...) objects or {{controlnet_key: image}}, not {type(c).__name__}")
+            raise ZooError(
+                f"control takes Control(...) objects, (controlnet_key, picture) or {{controlnet_key: control image}}, "
+                f"not {type(c).__name__}"
+            )
         cn = _entry(reg, c.model)
         if cn.family != spec.family:
             fits = [k for k, v in (reg.controlnets | reg.t2i_adapters).items() if v.family == spec.family]
@@ -152,7 +220,8 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
             _check_t2i(cn, c, _pipelines(cn)[(spec.family, task)])
         kind = _union_kind(cn, c.kind)
         mode = cn.control_modes[kind] if kind else None
-        out.append(Control(cn.key, load_image(c.image), float(c.scale), float(c.start), float(c.end), kind, mode))
+        out.append(Control(cn.key, load_image(c.image), float(c.scale), float(c.start), float(c.end), kind, mode,
+                           c.preprocessor))  # fmt: skip
     if len(out) > 1 and spec.family == "flux":
         raise ZooError("FLUX takes one ControlNet at a time here")
     alone = [c.model for c in out if c.kind is not None or c.model in reg.t2i_adapters]
@@ -161,6 +230,23 @@ def settle(spec: ModelSpec, task: str, control, registry: Registry | None = None
             f"{alone[0]} (a union ControlNet or T2I-Adapter) runs alone here: give it one control image, nothing else"
         )
     return out
+
+
+def as_control(c, registry: Registry | None = None):
+    """A `(key, picture)` pair as the Control it asks for: the map made by the ControlNet kind's preprocessor;
+    anything else as it is."""
+    if isinstance(c, tuple) and len(c) == 2:
+        return _from_picture(registry or default_registry(), *c)
+    return c
+
+
+def _from_picture(reg: Registry, key: str, picture) -> Control:
+    """A Control whose image is the map the ControlNet's kind takes, made from `picture` (openpose, lineart ...)."""
+    kind = _entry(reg, key).kind
+    if kind not in FOR_CONTROLNET:
+        raise ZooError(f"ControlNet '{key}' ({kind}) has no preprocessor here: give Control('{key}', control_image)")
+    made = FOR_CONTROLNET[kind]
+    return Control(key, preprocess(picture, made, registry=reg), preprocessor=made if made != "tile" else None)
 
 
 def _entry(reg: Registry, key: str):
@@ -294,7 +380,11 @@ def from_recipe(recipes: list[dict], images) -> list[Control]:
     out = []
     for r, im in zip(recipes, images, strict=True):
         im = load_image(im)
+        if fingerprint(im) != r["image"] and r.get("preprocessor"):  # the picture its map was made from, maybe
+            im = preprocess(im, r["preprocessor"])
         if fingerprint(im) != r["image"]:
-            raise ZooError(f"the control image for '{r['model']}' is not the one this image was made with")
-        out.append(Control(r["model"], im, r["scale"], r["start"], r["end"], r.get("kind")))
+            made = f" (or the picture its {r['preprocessor']} map was made from)" if r.get("preprocessor") else ""
+            raise ZooError(f"the control image for '{r['model']}'{made} is not the one this image was made with")
+        out.append(Control(r["model"], im, r["scale"], r["start"], r["end"], r.get("kind"),
+                           preprocessor=r.get("preprocessor")))  # fmt: skip
     return out

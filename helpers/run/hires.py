@@ -3,12 +3,14 @@
 `generate(..., hires={"scale": 2, "strength": 0.5})` runs it; the record keeps A1111's fields (`Hires upscale`,
 `Hires steps`, `Hires upscaler`, `Denoising strength`) so the PNG regenerates. As in A1111, the second pass runs
 `Hires steps` denoising steps (of a longer schedule that the strength cuts into; see `second_pass_steps`).
-Upscalers here are PIL's resampling filters, by A1111's names, or a registry upscaler by key (`helpers.upscale`),
-which upscales by its own factor, guided by the prompt and seed; the result is then resized (Lanczos) to `scale`
-times the first pass.
+Upscalers here are PIL's resampling filters, by A1111's names, or a registry upscaler (`helpers.upscale`): a
+diffusion upscaler by key, guided by the prompt and seed, or an ESRGAN-class network by A1111's name
+("4x-UltraSharp") or key; each upscales by its own factor, and the result is resized (Lanczos) to `scale` times
+the first pass.
 
 >>> generate("sd15", "a castle", seed=1, hires={"scale": 2, "strength": 0.45, "steps": 15})
 >>> generate("sd15", "a castle", seed=1, hires={"scale": 2, "upscaler": "sd-x2-latent-upscaler"})
+>>> generate("sd15", "a castle", seed=1, hires={"scale": 2, "upscaler": "4x-UltraSharp"})
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from PIL import Image
 
 from ..base.errors import ZooError
 from ..base.families import FAMILIES
-from ..zoo.registry import Registry
+from ..zoo.registry import NetworkUpscalerSpec, Registry
 from ..zoo.registry import default as default_registry
 from . import upscale as upscale_mod
 from .control import PIPELINES as CONTROL_PIPELINES
@@ -59,19 +61,32 @@ def settle(spec, hires, steps: int, registry: Registry | None = None, controls=(
         raise ZooError(f"hires strength must be in (0, 1] (got {out['strength']:g})")
     if out["steps"] < 1:
         raise ZooError(f"hires steps must be at least 1 (got {out['steps']})")
-    learned = (registry or default_registry()).upscalers
-    if out["upscaler"] not in UPSCALERS and out["upscaler"] not in learned:
-        raise ZooError(
-            f"Unknown hires upscaler '{out['upscaler']}'; use one of {', '.join(UPSCALERS)}, "
-            f"or a registry upscaler: {', '.join(learned) or 'none'}"
-        )
+    reg = registry or default_registry()
+    learned = [k for k, u in reg.upscalers.items() if not isinstance(u, NetworkUpscalerSpec)]
+    if out["upscaler"] not in UPSCALERS:
+        try:
+            found = reg.upscaler(out["upscaler"])
+        except ZooError:
+            raise ZooError(
+                f"Unknown hires upscaler '{out['upscaler']}'; use one of {', '.join(UPSCALERS)}, "
+                f"or a registry upscaler: {', '.join(names(reg)) or 'none'}"
+            ) from None
+        # A network upscaler is recorded by the name AUTOMATIC1111 records ("Hires upscaler: 4x-UltraSharp").
+        out["upscaler"] = found.name if isinstance(found, NetworkUpscalerSpec) else found.key
     if hires.get("upscaler_steps") is not None:  # a learned upscaler's own denoising steps (its entry's otherwise)
         if out["upscaler"] not in learned:
-            raise ZooError(f"hires upscaler_steps is for registry upscalers ({', '.join(learned)}), not a filter")
+            raise ZooError(f"hires upscaler_steps is for diffusion upscalers ({', '.join(learned)}), "
+                           f"not '{out['upscaler']}'")  # fmt: skip
         out["upscaler_steps"] = int(hires["upscaler_steps"])
         if out["upscaler_steps"] < 1:
             raise ZooError(f"hires upscaler_steps must be at least 1 (got {out['upscaler_steps']})")
     return out
+
+
+def names(registry: Registry | None = None) -> list[str]:
+    """The registry upscalers as the hires fix takes them: network upscalers by AUTOMATIC1111's name, others by key."""
+    reg = registry or default_registry()
+    return [u.name if isinstance(u, NetworkUpscalerSpec) else k for k, u in reg.upscalers.items()]
 
 
 def second_pass_steps(steps: int, strength: float, family: str) -> int:
@@ -101,9 +116,12 @@ def upscale(image: Image.Image, hires: dict, family: str, prompt: str = "", seed
     name = hires["upscaler"]
     if name in UPSCALERS:
         return image.resize(size, UPSCALERS[name])
-    steps = hires.get("upscaler_steps")
-    big = upscale_mod.upscale(image, name, prompt, seed=seed, num_inference_steps=steps, device=device,
-                              registry=registry)  # fmt: skip
+    if isinstance((registry or default_registry()).upscaler(name), NetworkUpscalerSpec):
+        big = upscale_mod.upscale(image, name, device=device, registry=registry)  # no prompt: a network
+    else:
+        steps = hires.get("upscaler_steps")
+        big = upscale_mod.upscale(image, name, prompt, seed=seed, num_inference_steps=steps, device=device,
+                                  registry=registry)  # fmt: skip
     return big if big.size == size else big.resize(size, Image.Resampling.LANCZOS)
 
 

@@ -6,6 +6,7 @@ so a tile's edge never shows. The hires fix takes an upscaler key too (`hires={"
 
 >>> big = upscale("photo.png", "sd-x4-upscaler", prompt="a castle on a hill", seed=1)   # 4x, in 128 px tiles
 >>> big = upscale(image, "sd-x2-latent-upscaler", prompt="a castle", seed=1)            # 2x, in SD's latent space
+>>> big = upscale(image, "4x-UltraSharp")       # an ESRGAN-class network in one file (spandrel): no prompt, no steps
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import math
 
 import numpy as np
 import torch
+from huggingface_hub import hf_hub_download
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..base import online, quiet
 from ..base.devices import pick_device, pick_dtype
 from ..base.errors import ZooError
 from ..base.images import load_image
 from ..base.loaded import LoadedModel, attach
-from ..zoo.registry import Registry, UpscalerSpec
+from ..zoo.registry import NetworkUpscalerSpec, Registry, UpscalerSpec
 from ..zoo.registry import default as default_registry
 from . import memory as memory_mod
 from .loading import hub_errors_explained, hub_kwargs
@@ -40,6 +43,8 @@ def load_upscaler(key: str, device: str = "auto", dtype="auto", memory="auto", r
     """
     spec = (registry or default_registry()).upscaler(key)
     device = pick_device(device)
+    if isinstance(spec, NetworkUpscalerSpec):
+        return load_network(spec, device, dtype)
     torch_dtype = pick_dtype(spec, device, dtype)
     ident = (spec.key, spec.revision, device, torch_dtype, str(memory))
     if ident not in _LOADED:
@@ -53,6 +58,53 @@ def load_upscaler(key: str, device: str = "auto", dtype="auto", memory="auto", r
         memory_mod.apply(pipe, policy, device)
         _LOADED[ident] = pipe
     return _LOADED[ident]
+
+
+def load_network(spec: NetworkUpscalerSpec, device: str, dtype="auto"):
+    """An upscaler network in one file as spandrel's model (`model(tensor)`), on `device`; loaded once and reused.
+
+    Half precision on a GPU where spandrel says the architecture supports it; float32 on the CPU. A pickled file
+    is read only for an entry that opts in (`weights: pth`), and then with `torch.load(weights_only=True)`.
+    """
+    import spandrel  # needs torchvision: imported only when a network upscaler runs
+
+    ident = (spec.key, spec.revision, device, str(dtype))
+    if ident not in _LOADED:
+        free()
+        with hub_errors_explained(spec):
+            online.unreachable()  # asks the Hub once; offline, the cache is read at once
+            path = hf_hub_download(spec.repo, spec.file, revision=spec.revision)
+        state = _read_weights(spec, path)
+        try:
+            with quiet.loading():
+                model = spandrel.ModelLoader().load_from_state_dict(state)
+        except spandrel.UnsupportedModelError as e:
+            raise ZooError(f"upscaler '{spec.key}': spandrel knows no architecture in {spec.file} ({e})") from None
+        if model.architecture.name != spec.architecture or model.scale != spec.scale:
+            raise ZooError(
+                f"upscaler '{spec.key}': {spec.file} is a {model.architecture.name} x{model.scale} network, the "
+                f"registry says {spec.architecture} x{spec.scale}: correct the entry (models.yaml, upscalers)"
+            )
+        torch_dtype = pick_dtype("float16" if model.supports_half else "float32", device, dtype)
+        _LOADED[ident] = model.to(device).to(torch_dtype).eval()
+    return _LOADED[ident]
+
+
+def _read_weights(spec: NetworkUpscalerSpec, path: str) -> dict:
+    """The state dict of a network upscaler's file: safetensors, or a pickle the entry opted into."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    if spec.weights != "pth":
+        raise ZooError(
+            f"upscaler '{spec.key}': {spec.file} is a pickle, and the entry does not opt into reading one "
+            "(`weights: pth` in models.yaml); a pickle can run code when read, so the zoo reads it only when asked"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refuses anything but tensors and plain containers
+        raise ZooError(f"upscaler '{spec.key}': {spec.file} holds more than weights, so it is not read ({e})") from None
 
 
 def free() -> None:
@@ -73,6 +125,13 @@ def upscale(image, upscaler: str = "sd-x4-upscaler", prompt: str = "", negative_
     """
     spec = (registry or default_registry()).upscaler(upscaler)
     image = load_image(image)
+    if isinstance(spec, NetworkUpscalerSpec):
+        asked = {"prompt": prompt, "negative_prompt": negative_prompt, "num_inference_steps": num_inference_steps,
+                 "guidance_scale": guidance_scale, "noise_level": noise_level}  # fmt: skip
+        given = [k for k, v in asked.items() if v not in (None, "")]
+        if given:
+            raise ZooError(f"upscaler '{spec.key}' is a network that takes no {', '.join(given)}: leave them out")
+        return upscale_network(image, spec, tile, overlap, device, on_step)
     d = spec.defaults
     tile = tile or d.tile
     overlap = tile // 4 if overlap is None else overlap
@@ -102,6 +161,48 @@ def upscale(image, upscaler: str = "sd-x4-upscaler", prompt: str = "", negative_
         return tiled(image, one, spec.scale, tile, overlap)
     finally:
         bar.close()
+
+
+def upscale_network(image: Image.Image, spec: NetworkUpscalerSpec, tile: int | None = None,
+                    overlap: int | None = None, device: str = "auto", on_step=None) -> Image.Image:  # fmt: skip
+    """The picture `spec.scale` times larger by a network upscaler, in feathered tiles of `tile` px (the entry's)."""
+    tile = tile or spec.tile
+    overlap = tile // 8 if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        raise ZooError(f"upscale: overlap must be at least 0 and less than the tile ({tile} px); got {overlap}")
+    model = load_upscaler(spec.key, device=pick_device(device), registry=_Only(spec))
+    n = tiles(image.size, tile, overlap)
+    bar = tqdm(total=n, unit="tile", desc=f"[{spec.key}] {n} tile{'s' if n > 1 else ''}")
+
+    def one(part: Image.Image) -> Image.Image:
+        out = _run_network(model, part)
+        bar.update(1)
+        if on_step is not None:
+            on_step(bar.n, bar.total)
+        return out
+
+    try:
+        return tiled(image, one, spec.scale, tile, overlap)
+    finally:
+        bar.close()
+
+
+class _Only:
+    """A registry of one upscaler: the spec already looked up (by key or A1111 name) is the one loaded."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def upscaler(self, key):
+        return self.spec
+
+
+@torch.no_grad()
+def _run_network(model, image: Image.Image) -> Image.Image:
+    """One tile through a spandrel model: RGB in [0, 1] (spandrel pads it to the sizes the network takes)."""
+    x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    y = model(x.to(model.device, model.dtype)).float().clamp(0, 1)
+    return Image.fromarray((y[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8))
 
 
 def tiles(size: tuple[int, int], tile: int, overlap: int) -> int:

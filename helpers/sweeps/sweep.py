@@ -36,7 +36,7 @@ from ..base.schedulers import DEFAULT, sampler_name
 from ..base.timestats import cost_table, run_table
 from ..judge.evaluate import score_cells
 from ..run.cache import get_pipeline
-from ..run.control import Control
+from ..run.control import Control, as_control
 from ..run.generate import generate
 
 AXIS_ALIASES = {
@@ -103,7 +103,7 @@ class Axis:
                 raise ZooError("a control_scale axis needs control in the params: {controlnet_key: image}")
             controls = out["control"]
             controls = [Control(k, v) for k, v in controls.items()] if isinstance(controls, dict) else controls
-            out["control"] = [dataclasses.replace(c, scale=value) for c in controls]
+            out["control"] = [dataclasses.replace(as_control(c), scale=value) for c in controls]
         elif self.name in ("hires_strength", "hires_upscaler"):  # A1111's "Denoising" and "Hires upscaler" axes
             out["hires"] = {"scale": 2.0, **(out.get("hires") or {}), self.name.removeprefix("hires_"): value}
         else:

@@ -94,7 +94,7 @@ def check(spec, section: str, api: HfApi) -> Check:
     gated = bool(info.gated)
     if hasattr(spec, "gated") and gated != spec.gated:
         result.problems.append(f"the Hub says gated={gated}, the entry says gated={spec.gated}")
-    if section in ("models", "upscalers"):
+    if section in ("models", "upscalers") and not getattr(spec, "file", None):
         result.problems += _file_problems(spec, files)
     elif key_file(spec, section) not in files:
         result.problems.append(f"no file '{key_file(spec, section)}' in the repo")
@@ -172,6 +172,10 @@ def check_url(spec, offline: bool) -> Check:
 
 def key_file(spec, section: str) -> str:
     """The file an entry cannot load without: what is looked for on the Hub, and in the cache offline."""
+    if getattr(spec, "file", None):  # an upscaler network in one file
+        return spec.file
+    if getattr(spec, "files", None):  # a controlnet_aux detector's files: the first, its main network
+        return spec.files[0]
     if section in ("models", "upscalers"):
         return "model_index.json"
     if section == "adapters":

@@ -176,7 +176,8 @@ class ControlNetSpec(_Pinned):
     """A ControlNet: a copy of a family's denoiser encoder that steers it with an image (edges, depth, pose)."""
 
     cls_name: Literal["ControlNetModel", "ControlNetUnionModel", "FluxControlNetModel"] = Field(alias="class")
-    kind: Literal["canny", "depth", "openpose", "lineart", "tile", "union"]
+    kind: Literal["canny", "depth", "openpose", "lineart", "lineart_anime", "softedge", "mlsd", "normal", "shuffle",
+                  "tile", "union"]  # fmt: skip
     family: Family
     subfolder: str | None = None
     variant: str | None = None
@@ -188,12 +189,31 @@ class ControlNetSpec(_Pinned):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class PreprocessorSpec(_Pinned):
-    """A model that makes control images from pictures (a depth estimator), loaded with transformers."""
+# controlnet_aux's detectors (its class names), each reading its files from lllyasviel/Annotators.
+AUX_DETECTORS = ("OpenposeDetector", "LineartDetector", "LineartAnimeDetector", "HEDdetector", "PidiNetDetector",
+                 "MLSDdetector", "NormalBaeDetector")  # fmt: skip
 
-    cls_name: Literal["DepthAnythingForDepthEstimation", "DPTForDepthEstimation"] = Field(alias="class")
-    kind: Literal["depth"]
+
+class PreprocessorSpec(_Pinned):
+    """A model that makes control images from pictures: a depth estimator (transformers) or one of controlnet_aux's
+    detectors (openpose, lineart, soft edges, MLSD lines, normals), with the files it reads from the repo."""
+
+    cls_name: Literal[("DepthAnythingForDepthEstimation", "DPTForDepthEstimation", *AUX_DETECTORS)] = Field(
+        alias="class"
+    )
+    kind: Literal["depth", "openpose", "lineart", "lineart_anime", "softedge", "softedge_pidinet", "mlsd", "normal"]
+    files: list[str] = Field(default_factory=list)  # a controlnet_aux detector's files in the repo, in its order
+    weights: Literal["safetensors", "pth"] = "safetensors"  # pth: pickles, opted into, read with weights_only
     size: Size
+
+    @model_validator(mode="after")
+    def _files_for_detectors(self):
+        aux = self.cls_name in AUX_DETECTORS
+        if aux != bool(self.files):
+            raise ValueError("a controlnet_aux detector lists its `files`; a transformers model has none")
+        if any(f.endswith((".pth", ".pt")) for f in self.files) and self.weights != "pth":
+            raise ValueError(f"{self.files} are pickles: the entry opts into reading them with `weights: pth`")
+        return self
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -222,6 +242,36 @@ class UpscalerSpec(_Pinned):
     @property
     def pipeline_class(self):
         return _diffusers_class(self.pipeline)
+
+
+class NetworkUpscalerSpec(_Pinned):
+    """An upscaler network in one file (ESRGAN, Real-ESRGAN, SwinIR, ...), loaded by spandrel: no prompt, no steps.
+
+    Its `name` is the one AUTOMATIC1111 lists (the file's stem), which recipes record as `Hires upscaler`.
+    """
+
+    file: str  # the weights' file in the repo
+    architecture: Literal["ESRGAN", "SwinIR", "RealCUGAN", "SPAN", "Compact"]  # spandrel's name; checked on load
+    scale: Literal[1, 2, 4, 8]
+    weights: Literal["safetensors", "pth"] = "safetensors"  # pth: a pickle, opted into, read with weights_only
+    tile: int = Field(default=256, gt=0)  # input tile edge (px): larger pictures run in overlapping tiles
+    size: Size
+
+    @model_validator(mode="after")
+    def _format_opted_in(self):
+        pickled = self.file.endswith((".pth", ".pt", ".ckpt"))
+        if pickled != (self.weights == "pth"):
+            raise ValueError(
+                f"file '{self.file}' is {'a pickle' if pickled else 'not a pickle'} but weights is '{self.weights}': "
+                "a .pth file loads only where the entry says `weights: pth` (read with torch.load(weights_only=True)); "
+                "prefer a .safetensors file where the repo has one"
+            )
+        return self
+
+
+def upscaler_spec(entry: dict):
+    """The spec class of an `upscalers` entry: a network in one file (`file:`) or a diffusers pipeline."""
+    return NetworkUpscalerSpec if "file" in entry else UpscalerSpec
 
 
 class IpAdapterSpec(_Pinned):
@@ -335,7 +385,7 @@ class Registry:
         self.controlnets, self.preprocessors = controlnets or {}, preprocessors or {}
         self.ip_adapters, self.t2i_adapters = ip_adapters or {}, t2i_adapters or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
-        self.upscalers: dict[str, UpscalerSpec] = upscalers or {}
+        self.upscalers: dict[str, UpscalerSpec | NetworkUpscalerSpec] = upscalers or {}
 
     def get(self, key: str) -> ModelSpec:
         """The model for a key or alias; an unknown key gets a 'did you mean'."""
@@ -374,8 +424,10 @@ class Registry:
     def preprocessor(self, key: str) -> PreprocessorSpec:
         return self.entry("preprocessors", key)
 
-    def upscaler(self, key: str) -> UpscalerSpec:
-        return self.entry("upscalers", key)
+    def upscaler(self, key: str) -> UpscalerSpec | NetworkUpscalerSpec:
+        """An upscaler by key, or by its name as AUTOMATIC1111 records it (`4x-UltraSharp`), in any case."""
+        named = {u.name.lower(): k for k, u in self.upscalers.items() if isinstance(u, NetworkUpscalerSpec)}
+        return self.entry("upscalers", named.get(str(key).lower(), key))
 
     def ip_adapter(self, key: str) -> IpAdapterSpec:
         return self.entry("ip_adapters", key)
@@ -525,7 +577,7 @@ def parse(data: dict, path: Path | None = None) -> Registry:
 
 # Sections of modules used beside a model: IP-Adapters and T2I-Adapters join a loaded model for one generation
 # (helpers.run.ip_adapter, helpers.control); upscalers run after it (helpers.upscale).
-_EXTRA_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec, "upscalers": UpscalerSpec}
+_EXTRA_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec, "upscalers": upscaler_spec}
 
 
 def _extra_sections(data: dict, where) -> dict:
@@ -539,7 +591,7 @@ def _section(raw: dict, spec, name: str, where) -> dict:
         if not isinstance(entry, dict):
             raise RegistryError(f"{where}: {name}.{key}: expected a mapping of fields")
         try:
-            out[key] = spec.model_validate({**entry, "key": key})
+            out[key] = (spec(entry) if spec is upscaler_spec else spec).model_validate({**entry, "key": key})
         except ValidationError as e:
             err = e.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "(entry)"

@@ -123,8 +123,8 @@ def test_depth_preprocessor_maps_the_picture_with_the_registry_estimator():
     assert rec.controls[0]["image"] == fingerprint(depth)
     with pytest.raises(ZooError, match="Unknown preprocessor 'midas'"):
         preprocess(PICTURE, "depth", estimator="midas")
-    with pytest.raises(ZooError, match="No preprocessor for 'normal'"):
-        preprocess(PICTURE, "normal")
+    with pytest.raises(ZooError, match="No preprocessor for 'segment'; kinds: canny, depth, openpose"):
+        preprocess(PICTURE, "segment")
 
 
 def test_control_scale_and_hires_strength_are_sweep_axes(tmp_path):

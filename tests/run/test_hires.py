@@ -121,7 +121,7 @@ def test_hires_mistakes_are_explained():
         generate("sd15", "x", hires=0, **small("sd15"))  # 0 is a scale, refused; not "off"
     with pytest.raises(ZooError, match="hires fix with ControlNet .* flux models lack"):
         generate("flux-schnell", "x", control={"canny-flux-dev": _shapes()}, hires=2, **small("flux-schnell"))
-    with pytest.raises(ZooError, match="upscaler_steps is for registry upscalers"):
+    with pytest.raises(ZooError, match="upscaler_steps is for diffusion upscalers"):
         generate("sd15", "x", hires={"scale": 2, "upscaler_steps": 2}, **small("sd15"))
 
 
