@@ -152,8 +152,8 @@ def _components(spec: ModelSpec) -> dict:
         comps["tokenizer"] = ("clip", "<|endoftext|>")
         comps["text_encoder_2"] = tiny.seeded(tiny.t5_encoder, seed=6)
         comps["tokenizer_2"] = ("t5", 512)
-    elif fam == "zimage":  # Qwen3Model; the pipeline reads the second-to-last hidden state
-        comps["text_encoder"] = tiny.seeded(tiny.qwen3_text, seed=6)
+    elif fam == "zimage":  # Qwen3Model (the pipeline reads its second-to-last hidden state); 4 layers: 3 shards
+        comps["text_encoder"] = tiny.seeded(tiny.qwen3_text, layers=4, seed=6)
         comps["tokenizer"] = ("qwen", "Qwen2Tokenizer")
     elif fam == "flux2":  # Qwen3ForCausalLM; the pipeline stacks hidden states 9, 18 and 27, so 28 layers
         comps["text_encoder"] = tiny.seeded(tiny.qwen3_text, layers=28, causal_lm=True, seed=6)

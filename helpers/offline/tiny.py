@@ -527,7 +527,9 @@ def _qwen_tokenizer_json() -> str:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=_QWEN_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=400,
+        special_tokens=_QWEN_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer)
@@ -545,7 +547,10 @@ def write_qwen_tokenizer(folder: Path, model_max_length: int = 131072) -> None:
 
     tok = Qwen2TokenizerFast(
         tokenizer_object=Tokenizer.from_str(_qwen_tokenizer_json()),
-        eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
         model_max_length=model_max_length,
     )
     tok.chat_template = _QWEN_CHAT_TEMPLATE
@@ -575,8 +580,17 @@ def zimage_transformer():
     from diffusers import ZImageTransformer2DModel
 
     return ZImageTransformer2DModel(
-        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32, n_layers=2, n_refiner_layers=1,
-        n_heads=2, n_kv_heads=2, cap_feat_dim=QWEN_HIDDEN, axes_dims=[4, 6, 6], axes_lens=[256, 64, 64],
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        cap_feat_dim=QWEN_HIDDEN,
+        axes_dims=[4, 6, 6],
+        axes_lens=[256, 64, 64],
     ).eval()
 
 
@@ -584,9 +598,16 @@ def flux2_transformer():
     from diffusers import Flux2Transformer2DModel
 
     return Flux2Transformer2DModel(
-        patch_size=1, in_channels=128, num_layers=1, num_single_layers=2, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=3 * QWEN_HIDDEN, timestep_guidance_channels=32,
-        axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False,
+        patch_size=1,
+        in_channels=128,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=3 * QWEN_HIDDEN,
+        timestep_guidance_channels=32,
+        axes_dims_rope=(4, 4, 4, 4),
+        guidance_embeds=False,
     ).eval()
 
 
@@ -594,8 +615,13 @@ def flux2_vae():
     from diffusers import AutoencoderKLFlux2
 
     return AutoencoderKLFlux2(
-        block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=32, norm_num_groups=4,
-        sample_size=64, use_quant_conv=True, use_post_quant_conv=True,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=32,
+        norm_num_groups=4,
+        sample_size=64,
+        use_quant_conv=True,
+        use_post_quant_conv=True,
     ).eval()
 
 
@@ -603,7 +629,15 @@ def chroma_transformer():
     from diffusers import ChromaTransformer2DModel
 
     return ChromaTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=T5_HIDDEN, axes_dims_rope=(4, 6, 6),
-        approximator_num_channels=8, approximator_hidden_dim=32, approximator_layers=1,
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=T5_HIDDEN,
+        axes_dims_rope=(4, 6, 6),
+        approximator_num_channels=8,
+        approximator_hidden_dim=32,
+        approximator_layers=1,
     ).eval()
