@@ -23,7 +23,7 @@ from helpers.offline import hub as offline_hub
 from helpers.sweeps.compare import compare
 from helpers.sweeps.sweep import sweep
 
-from ..common import px, small
+from ..common import REAL_CONFIGS, px, small
 from ..environment import HUB_DIR, ROOT
 
 pytestmark = pytest.mark.usefixtures("fresh_hub")
@@ -181,3 +181,26 @@ def test_compare_a_2026_model_with_sdxl_and_judge_it(tmp_path):
     assert table.loc["z-image-turbo", "steps"] == 2 and table["clip"].notna().all()
     scores = evaluate.evaluate_folder(tmp_path, metrics=["clip"], progress=False)
     assert set(scores["model"]) == set(models) and scores["clip"].notna().all()
+
+
+REAL_2026 = REAL_CONFIGS / "2026"
+
+
+@pytest.mark.skipif(not REAL_2026.is_dir(), reason="the shared real configs are not beside this checkout")
+@pytest.mark.parametrize(
+    "family, cls, config",
+    [
+        ("zimage", "ZImageTransformer2DModel", "Tongyi-MAI__Z-Image-Turbo/transformer/config.json.RECONSTRUCTED"),
+        ("flux2", "Flux2Transformer2DModel", "black-forest-labs__FLUX.2-klein-4B/transformer/config.json"),
+        ("chroma", "ChromaTransformer2DModel", "vladmandic__sdnext/configs/chroma/transformer/config.json"),
+    ],
+)
+def test_the_familys_denoiser_size_is_its_real_configs_parameters(family, cls, config):
+    import diffusers
+    from accelerate import init_empty_weights
+
+    values = {k: v for k, v in json.loads((REAL_2026 / config).read_text()).items() if not k.startswith("_")}
+    with init_empty_weights():  # full size on the meta device: no memory
+        net = getattr(diffusers, cls).from_config(values)
+    half_gb = 2 * sum(p.numel() for p in net.parameters()) / 1e9
+    assert abs(half_gb - FAMILIES[family].parts_gb[0]) < 0.1, (family, half_gb)
