@@ -204,3 +204,13 @@ def test_the_familys_denoiser_size_is_its_real_configs_parameters(family, cls, c
         net = getattr(diffusers, cls).from_config(values)
     half_gb = 2 * sum(p.numel() for p in net.parameters()) / 1e9
     assert abs(half_gb - FAMILIES[family].parts_gb[0]) < 0.1, (family, half_gb)
+
+
+def test_hires_fix_on_z_image_regenerates(tmp_path):
+    result = generate("z-image-turbo", "a castle", hires={"scale": 2, "strength": 0.5}, seed=7,
+                      **small("z-image-turbo", num_inference_steps=4))  # fmt: skip
+    rec = result.records[0]
+    assert result.images[0].size == (128, 128) and (rec.width, rec.height) == (64, 64)
+    assert "Hires upscale: 2, Hires steps: 4" in rec.a1111() and "Model: z-image-turbo" in rec.a1111()
+    path = result.save(tmp_path)[0]
+    assert np.array_equal(px(regenerate(path).images[0]), px(result.images[0]))
