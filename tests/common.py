@@ -14,6 +14,9 @@ FAMILY_MODELS = {
     "sd3": "sd3-medium",
     "flux": "flux-schnell",
     "pixart": "pixart-sigma",
+    "zimage": "z-image-turbo",
+    "flux2": "flux2-klein-4b",
+    "chroma": "chroma1-hd",
 }
 assert set(FAMILY_MODELS) == set(FAMILIES), "a new family needs a model here"
 

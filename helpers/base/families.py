@@ -25,7 +25,9 @@ class Family:
     # Half-precision GB of the denoiser, the text encoders, the VAE, and the activations of one native image at
     # batch 1 with CFG (published parameter counts x 2 bytes; activations measured orders of magnitude).
     parts_gb: tuple[float, float, float, float]
-    t5: str | None = None  # the T5 text encoder component, which the prompt reads first and 4-bit loading shrinks
+    # The large text encoder (T5, or the Qwen3 language model of Z-Image and FLUX.2), which reads the prompt up to the
+    # call's max_sequence_length and which 4-bit loading shrinks.
+    t5: str | None = None
     t5_gb: float = 0.0
     prompt_tokenizer: str = "tokenizer"  # the one whose limit cuts the prompt: T5's where the family has it
     cfg_batch: bool = True  # classifier-free guidance doubles the denoiser's batch (FLUX's guidance is distilled)
@@ -64,6 +66,31 @@ FAMILIES = {
             "flux", frozenset({"FluxPipeline"}), "transformer", "flow", 16, (*_SD_SIZES, "512x512"),
             (23.8, 9.77, 0.17, 3.0),  # 12B transformer, CLIP-L + T5-XXL
             t5="text_encoder_2", t5_gb=9.52, prompt_tokenizer="tokenizer_2", cfg_batch=False,
+        ),
+        # Z-Image: 6.16B single-stream DiT (12.3 GB in bf16: its config's parameters counted, and unsloth/Z-Image-GGUF's
+        # z-image-BF16.gguf), Qwen3-4B text encoder (8.05 GB: the repo's text_encoder tree; 4.02B counted from its
+        # config), FLUX.1's 16-channel VAE (168 MB).
+        Family(
+            "zimage", frozenset({"ZImagePipeline", "ZImageImg2ImgPipeline", "ZImageInpaintPipeline"}),
+            "transformer", "flow", 16, ("1024x1024", "1248x832", "832x1248", "1280x720", "720x1280", "768x768"),
+            (12.3, 8.05, 0.17, 2.0), t5="text_encoder", t5_gb=8.05,
+        ),
+        # FLUX.2 [klein]: rectified-flow transformer (4B: 3.88B counted from its config, 7.75 GB as the repo's
+        # flux-2-klein-4b.safetensors; the 9B entry says its own), Qwen3 text encoder (4B: 8.05 GB), the 32-channel
+        # FLUX.2 VAE (unverified: about FLUX.1's 0.17 GB).
+        # The [klein] checkpoints are step- and guidance-distilled: the pipeline runs no CFG (is_distilled).
+        Family(
+            "flux2", frozenset({"Flux2KleinPipeline"}), "transformer", "flow", 16,
+            ("1024x1024", "1248x832", "832x1248", "1392x752", "752x1392", "512x512"),
+            (7.75, 8.05, 0.17, 2.0), t5="text_encoder", t5_gb=8.05, cfg_batch=False,
+        ),
+        # Chroma1-HD: 8.9B FLUX.1-schnell derivative (17.8 GB bf16: SD.Next's Chroma config counted, and its index's
+        # total_size), T5-XXL only (no CLIP), FLUX.1's VAE. Real CFG,
+        # run as a second transformer call (not a doubled batch).
+        Family(
+            "chroma", frozenset({"ChromaPipeline", "ChromaImg2ImgPipeline", "ChromaInpaintPipeline"}),
+            "transformer", "flow", 16, (*_SD_SIZES, "512x512"), (17.8, 9.52, 0.17, 3.0),
+            t5="text_encoder", t5_gb=9.52, cfg_batch=False,
         ),
         Family(
             "pixart", frozenset({"PixArtAlphaPipeline", "PixArtSigmaPipeline"}), "transformer", "discrete", 16,

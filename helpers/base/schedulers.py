@@ -64,12 +64,13 @@ SCHEDULERS = {
         SchedulerSpec("DEIS", "DEISMultistepScheduler", {}, UNET_FAMILIES),
         SchedulerSpec("LCM", "LCMScheduler", {}, UNET_FAMILIES),
         SchedulerSpec("Flow Euler", "FlowMatchEulerDiscreteScheduler", {}, FLOW_FAMILIES),
-        # UniPC on flow-matching sigmas, as diffusers runs it for flow models (checked to run with SD3 and FLUX).
+        # UniPC on flow-matching sigmas, as diffusers runs it for flow models (checked to run with SD3, FLUX, FLUX.2
+        # and Chroma). Z-Image passes its own sigmas as a list, which UniPC's flow shift cannot take.
         SchedulerSpec(
             "Flow UniPC",
             "UniPCMultistepScheduler",
             {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
-            FLOW_FAMILIES,
+            FLOW_FAMILIES - {"zimage"},
         ),
         # FLUX passes its own sigmas, which the Heun flow sampler cannot take.
         SchedulerSpec("Flow Heun", "FlowMatchHeunDiscreteScheduler", {}, frozenset({"sd3"})),

@@ -22,6 +22,7 @@ from pathlib import Path
 import diffusers
 import torch
 
+from ..base.families import FAMILIES
 from ..zoo.registry import (
     SHA_RE,
     AdapterSpec,
@@ -40,7 +41,10 @@ from ..zoo.registry import default as default_registry
 from . import tiny
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".pth", ".ckpt")
-_TRANSFORMERS = {"CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel", "CLIPImageProcessor"}
+_TRANSFORMERS = {
+    "CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel", "CLIPImageProcessor", "Qwen3Model",
+    "Qwen3ForCausalLM",
+}  # fmt: skip
 _TOKENIZERS = {"CLIPTokenizer", "T5Tokenizer", "T5TokenizerFast"}
 # Written last, at the cache root: a finished build. CACHEDIR.TAG is the cache-directory tag that backup tools and
 # huggingface_hub's cache scanner both skip (https://bford.info/cachedir/).
@@ -55,6 +59,14 @@ def _scheduler(spec: ModelSpec):
     common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
     fam, pred = spec.family, spec.prediction
     if pred == "flow":
+        if fam == "zimage":  # Tongyi-MAI/Z-Image-Turbo scheduler/scheduler_config.json: a fixed shift of 3
+            return diffusers.FlowMatchEulerDiscreteScheduler(
+                num_train_timesteps=1000, use_dynamic_shifting=False, shift=3.0
+            )
+        if fam in ("flux2", "chroma"):  # both pipelines pass a resolution-dependent mu; Chroma's config as SD.Next's
+            return diffusers.FlowMatchEulerDiscreteScheduler(
+                shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, time_shift_type="exponential"
+            )
         if fam == "flux" and spec.defaults.guidance_scale > 0:  # FLUX.1-dev: resolution-dependent shift
             return diffusers.FlowMatchEulerDiscreteScheduler(
                 shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15
@@ -76,7 +88,9 @@ def _scheduler(spec: ModelSpec):
 
 
 def _vae_for(family: str, spec: ModelSpec | None = None):
-    if family in ("sd3", "flux"):
+    if family == "flux2":
+        return tiny.seeded(tiny.flux2_vae, seed=1)
+    if family in ("sd3", "flux", "zimage", "chroma"):  # Z-Image and Chroma ship FLUX.1's VAE config
         scale, shift = (1.5305, 0.0609) if family == "sd3" else (0.3611, 0.1159)
         return tiny.seeded(tiny.vae, 16, scale, shift, quant_conv=False, seed=1)
     if family == "sdxl":
@@ -101,6 +115,12 @@ def _denoiser(spec: ModelSpec):
         return "transformer", tiny.seeded(tiny.sd3_transformer, seed=seed)
     if fam == "flux":
         return "transformer", tiny.seeded(tiny.flux_transformer, spec.defaults.guidance_scale > 0, seed=seed)
+    if fam == "zimage":
+        return "transformer", tiny.seeded(tiny.zimage_transformer, seed=seed)
+    if fam == "flux2":
+        return "transformer", tiny.seeded(tiny.flux2_transformer, seed=seed)
+    if fam == "chroma":
+        return "transformer", tiny.seeded(tiny.chroma_transformer, seed=seed)
     return "transformer", tiny.seeded(tiny.pixart_transformer, spec.pipeline == "PixArtSigmaPipeline", seed=seed)
 
 
@@ -133,7 +153,13 @@ def _components(spec: ModelSpec) -> dict:
         comps["tokenizer"] = ("clip", "<|endoftext|>")
         comps["text_encoder_2"] = tiny.seeded(tiny.t5_encoder, seed=6)
         comps["tokenizer_2"] = ("t5", 512)
-    else:  # pixart
+    elif fam == "zimage":  # Qwen3Model (the pipeline reads its second-to-last hidden state); 4 layers: 3 shards
+        comps["text_encoder"] = tiny.seeded(tiny.qwen3_text, layers=4, seed=6)
+        comps["tokenizer"] = ("qwen", "Qwen2Tokenizer")
+    elif fam == "flux2":  # Qwen3ForCausalLM; the pipeline stacks hidden states 9, 18 and 27, so 28 layers
+        comps["text_encoder"] = tiny.seeded(tiny.qwen3_text, layers=28, causal_lm=True, seed=6)
+        comps["tokenizer"] = ("qwen", "Qwen2TokenizerFast")
+    else:  # pixart and chroma: one T5 encoder
         comps["text_encoder"] = tiny.seeded(tiny.t5_encoder, seed=6)
         comps["tokenizer"] = ("t5", 512)
     for missing in spec.layout.missing:
@@ -212,6 +238,9 @@ def write_pipeline_folder(spec: ModelSpec, folder: Path) -> None:
             if kind == "clip":
                 tiny.write_clip_tokenizer(sub, pad_token=arg)
                 index[name] = ["transformers", "CLIPTokenizer"]
+            elif kind == "qwen":
+                tiny.write_qwen_tokenizer(sub)
+                index[name] = ["transformers", arg]
             else:
                 tiny.write_t5_tokenizer(sub, model_max_length=arg)
                 index[name] = ["transformers", "T5TokenizerFast" if spec.family == "flux" else "T5Tokenizer"]
@@ -223,6 +252,8 @@ def write_pipeline_folder(spec: ModelSpec, folder: Path) -> None:
             _save_model(obj, sub, spec.variant, safe, spec.layout.sharded.get(name, 1), with_variant)
         else:  # scheduler or image processor
             obj.save_pretrained(str(sub))
+    if spec.pipeline == "Flux2KleinPipeline":  # the [klein] model_index.json: step- and guidance-distilled
+        index["is_distilled"] = True
     if "safety_checker" in expected:
         index["requires_safety_checker"] = spec.layout.safety_checker
     if spec.family == "sdxl" and "text_encoder" in spec.layout.missing:
@@ -267,7 +298,7 @@ def write_adapter_folder(spec: AdapterSpec, base: ModelSpec, folder: Path) -> No
         if "lora_" in n:
             p.data = 0.1 * torch.randn_like(p)
     layers = get_peft_model_state_dict(denoiser)
-    key = "transformer_lora_layers" if base.family in ("sd3", "flux", "pixart") else "unet_lora_layers"
+    key = "unet_lora_layers" if FAMILIES[base.family].denoiser == "unet" else "transformer_lora_layers"
     base.pipeline_class.save_lora_weights(str(folder), weight_name=spec.weight_name, **{key: layers})
 
 

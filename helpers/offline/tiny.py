@@ -562,3 +562,140 @@ def annotator_weights(filename: str) -> dict | None:
         net = getattr(importlib.import_module(module), name)(*args)
     state = {prefix + k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
     return {"state_dict": state} if prefix else state
+
+
+# --- the 2026 families: Qwen3 text encoders (Z-Image, FLUX.2 [klein]) and their transformers -------------
+
+QWEN_HIDDEN = 16
+# A Qwen3-style chat template, cut to what the pipelines use: user turns, the generation prompt, and the
+# `enable_thinking` switch (False writes the empty think block, as Qwen3's own template does).
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
+_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+
+
+@cache
+def _qwen_tokenizer_json() -> str:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=_QWEN_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer)
+    return tok.to_str()
+
+
+def qwen_vocab_size() -> int:
+    return len(json.loads(_qwen_tokenizer_json())["model"]["vocab"])
+
+
+def write_qwen_tokenizer(folder: Path, model_max_length: int = 131072) -> None:
+    """A byte-level BPE tokenizer saved as Qwen2TokenizerFast (tokenizer.json, vocab, merges, chat template)."""
+    from tokenizers import Tokenizer
+    from transformers import Qwen2TokenizerFast
+
+    tok = Qwen2TokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_qwen_tokenizer_json()),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
+        model_max_length=model_max_length,
+    )
+    tok.chat_template = _QWEN_CHAT_TEMPLATE
+    tok.save_pretrained(str(folder))
+
+
+def qwen3_text(layers: int = 2, causal_lm: bool = False):
+    """A Qwen3 text encoder: `Qwen3Model` as Z-Image ships it, `Qwen3ForCausalLM` as FLUX.2 [klein] does."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model
+
+    config = Qwen3Config(
+        vocab_size=qwen_vocab_size(),
+        hidden_size=QWEN_HIDDEN,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        rope_theta=1000000.0,
+    )
+    return (Qwen3ForCausalLM if causal_lm else Qwen3Model)(config).eval()
+
+
+def zimage_transformer():
+    from diffusers import ZImageTransformer2DModel
+
+    return ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        cap_feat_dim=QWEN_HIDDEN,
+        axes_dims=[4, 6, 6],
+        axes_lens=[256, 64, 64],
+    ).eval()
+
+
+def flux2_transformer():
+    from diffusers import Flux2Transformer2DModel
+
+    return Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=128,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=3 * QWEN_HIDDEN,
+        timestep_guidance_channels=32,
+        axes_dims_rope=(4, 4, 4, 4),
+        guidance_embeds=False,
+    ).eval()
+
+
+def flux2_vae():
+    from diffusers import AutoencoderKLFlux2
+
+    return AutoencoderKLFlux2(
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=32,
+        norm_num_groups=4,
+        sample_size=64,
+        use_quant_conv=True,
+        use_post_quant_conv=True,
+    ).eval()
+
+
+def chroma_transformer():
+    from diffusers import ChromaTransformer2DModel
+
+    return ChromaTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=T5_HIDDEN,
+        axes_dims_rope=(4, 6, 6),
+        approximator_num_channels=8,
+        approximator_hidden_dim=32,
+        approximator_layers=1,
+    ).eval()

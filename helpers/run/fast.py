@@ -128,6 +128,9 @@ def apply(pipe, mode: FastMode) -> FastMode:
         for model in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)):
             if isinstance(model, torch.nn.Module) and not getattr(model, "is_quantized", False):
                 model.to(memory_format=torch.channels_last)
+    if mode.fuse_qkv and not hasattr(net, "fuse_qkv_projections"):  # Z-Image's transformer: the record says so
+        print(f"[{key}] fast: {type(net).__name__} has no fused QKV projections in diffusers; left separate")
+        mode = replace(mode, fuse_qkv=False)
     if mode.fuse_qkv:
         fuse_qkv(pipe)
     if mode.compile == "regional":

@@ -4,7 +4,7 @@
 >>> registry.get("sd15").repo
 'stable-diffusion-v1-5/stable-diffusion-v1-5'
 >>> [m.key for m in registry.models(family="flux")]
-['flux-schnell', 'flux-dev']
+['flux-schnell', 'flux-dev', 'flux-krea-dev']
 """
 
 from __future__ import annotations

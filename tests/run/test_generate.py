@@ -98,7 +98,7 @@ def test_every_scheduler_name_runs_for_its_family(family):
     pipe = helpers.get_pipeline(key, device="cpu")
     denoiser = getattr(pipe, "unet", None) or pipe.transformer
     names = scheduler_names(spec.family, spec.prediction)
-    assert len(names) > 2
+    assert len(names) >= 2  # the repo's own and at least one more (Z-Image's own sigmas rule out UniPC)
     for name in names:
         # 3 steps: at 2, "DPM2 a" on linspace timesteps (PixArt) ends on NaN, which `problems` reports
         out = generate(pipe, "a cat", scheduler=name, seed=3, **small(key, num_inference_steps=3))
