@@ -39,7 +39,22 @@ from ..zoo.registry import default as default_registry
 from . import tiny
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".ckpt")
-_TRANSFORMERS = {"CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel", "CLIPImageProcessor"}
+_TRANSFORMERS = {
+    "CLIPTextModel",
+    "CLIPTextModelWithProjection",
+    "T5EncoderModel",
+    "CLIPImageProcessor",
+    "Qwen2_5_VLForConditionalGeneration",
+    "Qwen2VLProcessor",
+}
+# Qwen-Image's scheduler: flow matching with a resolution-dependent ("dynamic") exponential shift that ends at 0.02,
+# as the Qwen-Image trainers copy the repo's scheduler_config.json (models.yaml's qwen-image sources).
+QWEN_SCHEDULER = {
+    "base_image_seq_len": 256, "base_shift": 0.5, "invert_sigmas": False, "max_image_seq_len": 8192, "max_shift": 0.9,
+    "num_train_timesteps": 1000, "shift": 1.0, "shift_terminal": 0.02, "stochastic_sampling": False,
+    "time_shift_type": "exponential", "use_beta_sigmas": False, "use_dynamic_shifting": True,
+    "use_exponential_sigmas": False, "use_karras_sigmas": False,
+}  # fmt: skip
 _TOKENIZERS = {"CLIPTokenizer", "T5Tokenizer", "T5TokenizerFast"}
 # Written last, at the cache root: a finished build. CACHEDIR.TAG is the cache-directory tag that backup tools and
 # huggingface_hub's cache scanner both skip (https://bford.info/cachedir/).
@@ -53,6 +68,8 @@ def _scheduler(spec: ModelSpec):
     """The scheduler class and config the real repo ships, by family and prediction type."""
     common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
     fam, pred = spec.family, spec.prediction
+    if fam == "qwenimage":
+        return diffusers.FlowMatchEulerDiscreteScheduler(**QWEN_SCHEDULER)
     if pred == "flow":
         if fam == "flux" and spec.defaults.guidance_scale > 0:  # FLUX.1-dev: resolution-dependent shift
             return diffusers.FlowMatchEulerDiscreteScheduler(
@@ -75,6 +92,8 @@ def _scheduler(spec: ModelSpec):
 
 
 def _vae_for(family: str, spec: ModelSpec | None = None):
+    if family == "qwenimage":
+        return tiny.seeded(tiny.qwen_vae, seed=1)
     if family in ("sd3", "flux"):
         scale, shift = (1.5305, 0.0609) if family == "sd3" else (0.3611, 0.1159)
         return tiny.seeded(tiny.vae, 16, scale, shift, quant_conv=False, seed=1)
@@ -100,6 +119,8 @@ def _denoiser(spec: ModelSpec):
         return "transformer", tiny.seeded(tiny.sd3_transformer, seed=seed)
     if fam == "flux":
         return "transformer", tiny.seeded(tiny.flux_transformer, spec.defaults.guidance_scale > 0, seed=seed)
+    if fam == "qwenimage":
+        return "transformer", tiny.seeded(tiny.qwen_transformer, seed=seed)
     return "transformer", tiny.seeded(tiny.pixart_transformer, spec.pipeline == "PixArtSigmaPipeline", seed=seed)
 
 
@@ -132,6 +153,10 @@ def _components(spec: ModelSpec) -> dict:
         comps["tokenizer"] = ("clip", "<|endoftext|>")
         comps["text_encoder_2"] = tiny.seeded(tiny.t5_encoder, seed=6)
         comps["tokenizer_2"] = ("t5", 512)
+    elif fam == "qwenimage":
+        comps["text_encoder"] = tiny.seeded(tiny.qwen_vl, seed=6)
+        comps["tokenizer"] = ("qwen", None)
+        comps["processor"] = tiny.qwen_processor()  # the editing pipelines show the input image to the encoder
     else:  # pixart
         comps["text_encoder"] = tiny.seeded(tiny.t5_encoder, seed=6)
         comps["tokenizer"] = ("t5", 512)
@@ -211,6 +236,9 @@ def write_pipeline_folder(spec: ModelSpec, folder: Path) -> None:
             if kind == "clip":
                 tiny.write_clip_tokenizer(sub, pad_token=arg)
                 index[name] = ["transformers", "CLIPTokenizer"]
+            elif kind == "qwen":
+                tiny.write_qwen_tokenizer(sub)
+                index[name] = ["transformers", "Qwen2Tokenizer"]
             else:
                 tiny.write_t5_tokenizer(sub, model_max_length=arg)
                 index[name] = ["transformers", "T5TokenizerFast" if spec.family == "flux" else "T5Tokenizer"]
@@ -266,7 +294,7 @@ def write_adapter_folder(spec: AdapterSpec, base: ModelSpec, folder: Path) -> No
         if "lora_" in n:
             p.data = 0.1 * torch.randn_like(p)
     layers = get_peft_model_state_dict(denoiser)
-    key = "transformer_lora_layers" if base.family in ("sd3", "flux", "pixart") else "unet_lora_layers"
+    key = "transformer_lora_layers" if base.family in ("sd3", "flux", "pixart", "qwenimage") else "unet_lora_layers"
     base.pipeline_class.save_lora_weights(str(folder), weight_name=spec.weight_name, **{key: layers})
 
 

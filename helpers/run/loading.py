@@ -33,13 +33,22 @@ TASK_PIPELINES = {
     "img2img": diffusers.AutoPipelineForImage2Image,
     "inpaint": diffusers.AutoPipelineForInpainting,
 }
+# Instruction editing (an instruction prompt and an input image) runs on the editing models' own pipelines.
+INSTRUCT_PIPELINES = frozenset({"FluxKontextPipeline", "QwenImageEditPlusPipeline"})
+TASKS = (*TASK_PIPELINES, "instruct")
 
 
 def check_task(spec: ModelSpec, task: str, registry: Registry) -> None:
     """An error naming the models that can, when `spec` cannot do `task`."""
-    if task not in TASK_PIPELINES:
-        raise ZooError(f"Unknown task '{task}'; use one of {sorted(TASK_PIPELINES)}")
+    if task not in TASKS:
+        raise ZooError(f"Unknown task '{task}'; use one of {sorted(TASKS)}")
     if task not in spec.tasks:
+        if task == "instruct":  # editing models are few and of several families: name them all
+            others = [m.key for m in registry.list(task=task)]
+            raise ZooError(
+                f"Model '{spec.key}' cannot edit an image by instruction (it supports {spec.tasks}). "
+                f"Models that can: {others or 'none'}; or use img2img or inpaint with '{spec.key}'"
+            )
         others = [m.key for m in registry.list(family=spec.family, task=task)]
         raise ZooError(
             f"Model '{spec.key}' does not support task '{task}' (it supports {spec.tasks}). "
@@ -47,9 +56,15 @@ def check_task(spec: ModelSpec, task: str, registry: Registry) -> None:
         )
 
 
-def native_task(spec: ModelSpec) -> str:
-    name = spec.pipeline
+def task_of_pipeline(name: str) -> str:
+    """The task a diffusers pipeline class (by name) does."""
+    if name in INSTRUCT_PIPELINES:
+        return "instruct"
     return "inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img"
+
+
+def native_task(spec: ModelSpec) -> str:
+    return task_of_pipeline(spec.pipeline)
 
 
 def load_pipeline(
