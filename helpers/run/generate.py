@@ -272,9 +272,9 @@ def _default_task(spec: ModelSpec, image, mask_image) -> str:
     """The task the inputs given imply: an editing model edits the image it is given by instruction."""
     if mask_image is not None:
         return "inpaint"
-    if image is None:
-        return "text2img"
-    return "instruct" if "instruct" in spec.tasks and "img2img" not in spec.tasks else "img2img"
+    if "instruct" in spec.tasks and "img2img" not in spec.tasks:  # without an image, settle() asks for one
+        return "instruct"
+    return "text2img" if image is None else "img2img"
 
 
 # --- 3. run: the pipeline calls, with the float32 decode where the VAE overflowed ---------------------------
