@@ -34,7 +34,12 @@ WIDE = w.Layout(width="520px")
 
 def _label(m) -> str:
     gated = ", gated" if m.gated else ""
-    return f"{m.key} ({m.family}, {m.size.vram_gb:g} GB{gated})"
+    return f"{m.key} ({m.family}, {_gb(m.size.vram_gb)}{gated})"
+
+
+def _gb(vram_gb) -> str:
+    """The entry's GPU memory, or that no source gave it (the registry leaves it out rather than guess)."""
+    return "GPU memory unknown" if vram_gb is None else f"{vram_gb:g} GB"
 
 
 def _offered(dropdown, value) -> bool:
@@ -67,8 +72,9 @@ class ModelSection(w.VBox):
         licence = html.escape(spec.license) + (" · <b>gated</b>: accept it on the Hub and log in" if spec.gated else "")
         tasks = ", ".join(TAB_TITLES[TASKS.index(t)].lower() for t in TASKS if t in spec.tasks)
         self.info.value = (
-            f"<b>{html.escape(spec.name)}</b> · {spec.family} · {licence} · about {spec.size.vram_gb:g} GB "
-            f"of GPU memory · {tasks}<br><i>{html.escape(spec.description)}</i>"
+            f"<b>{html.escape(spec.name)}</b> · {spec.family} · {licence} · "
+            + (f"about {_gb(spec.size.vram_gb)} of GPU memory" if spec.size.vram_gb is not None else _gb(None))
+            + f" · {tasks}<br><i>{html.escape(spec.description)}</i>"
         )
 
 
