@@ -14,6 +14,7 @@ FAMILY_MODELS = {
     "sd3": "sd3-medium",
     "flux": "flux-schnell",
     "pixart": "pixart-sigma",
+    "qwenimage": "qwen-image",
 }
 assert set(FAMILY_MODELS) == set(FAMILIES), "a new family needs a model here"
 

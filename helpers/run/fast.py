@@ -74,6 +74,11 @@ PRESETS = {
 }
 
 
+def _flat(model: torch.nn.Module) -> bool:
+    """Whether channels-last applies: 2-D convolutions only (Qwen-Image's video-style VAE has 3-D ones)."""
+    return not any(isinstance(m, torch.nn.Conv3d) for m in model.modules())
+
+
 def choose(fast, device: str, policy_name: str = "gpu", net: torch.nn.Module | None = None) -> FastMode:
     """The `FastMode` for a preset name, bool or `FastMode` on this device and memory policy (and denoiser `net`).
 
@@ -126,7 +131,7 @@ def apply(pipe, mode: FastMode) -> FastMode:
         mode = replace(mode, cache=stepcache.use(pipe, net, mode.cache, steps, key))
     if mode.channels_last:
         for model in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)):
-            if isinstance(model, torch.nn.Module) and not getattr(model, "is_quantized", False):
+            if isinstance(model, torch.nn.Module) and not getattr(model, "is_quantized", False) and _flat(model):
                 model.to(memory_format=torch.channels_last)
     if mode.fuse_qkv:
         fuse_qkv(pipe)
