@@ -86,6 +86,9 @@ FAMILIES = {
             # 20B MMDiT (transformer folder 40.9 GB), Qwen2.5-VL 7B text encoder (16.6 GB: SD.Next's 53.74 GiB
             # total less the transformer and VAE), VAE 254 MB; activations unmeasured, put at FLUX's order.
             (40.9, 16.6, 0.25, 4.0),
+            # The 7B language model is the big text encoder that 4-bit loading shrinks, as T5 elsewhere (diffusers'
+            # own diffusers/qwen-image-nf4 ships it in 4-bit), and reads max_sequence_length tokens as T5 does.
+            t5="text_encoder", t5_gb=16.6,
             guidance_arg="true_cfg_scale", empty_negative=True,
         ),
     ]

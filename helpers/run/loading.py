@@ -67,9 +67,14 @@ def native_task(spec: ModelSpec) -> str:
     return task_of_pipeline(spec.pipeline)
 
 
+def default_task(spec: ModelSpec) -> str:
+    """The task a model loads for when none is named: text to image, else its own (an editing model's instruct)."""
+    return "text2img" if "text2img" in spec.tasks else native_task(spec)
+
+
 def load_pipeline(
     key: str | ModelSpec,
-    task: str = "text2img",
+    task: str | None = None,
     device: str = "auto",
     dtype: str | torch.dtype = "auto",
     registry: Registry | None = None,
@@ -77,7 +82,7 @@ def load_pipeline(
     fast="auto",
     **from_pretrained_kwargs,
 ):
-    """Load a registry model for a task onto a device.
+    """Load a registry model for a task (by default text2img, or the entry's own where it has none: instruct).
 
     Uses the entry's revision and weight variant, safetensors only (unless the entry says `weights: bin`),
     its VAE override and its adapters (fused). `memory` is `"auto"` (a policy chosen for this machine and
@@ -90,6 +95,7 @@ def load_pipeline(
     """
     reg = registry or default_registry()
     spec = reg.get(key)
+    task = task or default_task(spec)
     check_task(spec, task, reg)
     device = pick_device(device)
     torch_dtype = pick_dtype(spec, device, dtype)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ZooError, compare, generate, read_record, regenerate
+from helpers import ZooError, compare, generate, load_pipeline, read_record, regenerate
 from helpers.__main__ import main
 from helpers.base.images import fingerprint
 from helpers.offline.hub import write_adapter_folder
@@ -99,6 +99,13 @@ def test_a_model_that_cannot_edit_by_instruction_names_those_that_can():
     with pytest.raises(ZooError, match=r"'sd15' cannot edit an image by instruction") as e:
         instruct("sd15", IMG, "make it night", **FAST)
     assert "flux-kontext-dev" in str(e.value) and "qwen-image-edit" in str(e.value) and "img2img" in str(e.value)
+
+
+def test_an_editing_model_loads_for_its_own_task():
+    assert type(load_pipeline("flux-kontext-dev", device="cpu")).__name__ == "FluxKontextPipeline"
+    assert type(load_pipeline("qwen-image-edit", device="cpu")).__name__ == "QwenImageEditPlusPipeline"
+    with pytest.raises(ZooError, match="'qwen-image' cannot edit an image by instruction.*qwen-image-edit"):
+        load_pipeline("qwen-image", task="instruct", device="cpu")
 
 
 def test_cli_edits_with_an_image(tmp_path, capsys):
