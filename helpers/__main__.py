@@ -186,6 +186,7 @@ def _run_generate(args, width, height):
         device=args.device,
         image=args.image,
         mask_image=args.mask,
+        task=args.task,
         **({"strength": args.strength} if args.strength is not None else {}),
         control=_controls(args.control),
         ip_adapter=_image_prompt(args),
@@ -418,7 +419,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("what", nargs="?", default="models", choices=LISTS,
                    help="which entries (default: models; `trained`: adapters made with `train`; `all`)")  # fmt: skip
     s.add_argument("--family", choices=list(FAMILIES))
-    s.add_argument("--task", choices=["text2img", "img2img", "inpaint"])
+    s.add_argument("--task", choices=["text2img", "img2img", "inpaint", "instruct"])
     s.add_argument("--tag")
     s.add_argument("--gated", choices=["yes", "no"])
     s.add_argument("--fits", type=float, metavar="GB", help="runs entirely on a GPU of this many GB")
@@ -440,7 +441,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=_size, help="N or WxH (default: the model's native size)")
     s.add_argument("--scheduler", help="a sampler name, e.g. 'DPM++ 2M Karras' (see `show KEY`)")
     s.add_argument("--num-images", type=int, default=1)
-    s.add_argument("--image", help="input image (path or URL): img2img, or inpainting with --mask")
+    s.add_argument("--image", help="input image (path or URL): img2img, inpainting with --mask, or the picture an "
+                   "editing model (flux-kontext-dev, qwen-image-edit) changes as the prompt instructs")
+    s.add_argument("--task", choices=["text2img", "img2img", "inpaint", "instruct"],
+                   help="what to do with --image (default: instruct for editing models, else img2img or inpaint)")
     s.add_argument("--mask", help="inpainting mask (path or URL): white is repainted, black kept; needs --image")
     s.add_argument("--strength", type=float, help="with --image: how much to change it, in (0, 1]")
     s.add_argument("--device", default="auto")

@@ -17,6 +17,7 @@ FAMILY_MODELS = {
     "zimage": "z-image-turbo",
     "flux2": "flux2-klein-4b",
     "chroma": "chroma1-hd",
+    "qwenimage": "qwen-image",
 }
 assert set(FAMILY_MODELS) == set(FAMILIES), "a new family needs a model here"
 

@@ -31,9 +31,16 @@ class Family:
     t5_gb: float = 0.0
     prompt_tokenizer: str = "tokenizer"  # the one whose limit cuts the prompt: T5's where the family has it
     cfg_batch: bool = True  # classifier-free guidance doubles the denoiser's batch (FLUX's guidance is distilled)
+    # The pipeline argument the zoo's `guidance_scale` goes to: Qwen-Image's real CFG is `true_cfg_scale` (its
+    # `guidance_scale` is for guidance-distilled checkpoints), and runs only with a negative prompt, so an empty
+    # one (" ", as the model card does) is passed when the user gives none.
+    guidance_arg: str = "guidance_scale"
+    empty_negative: bool = False
 
 
 _SD_SIZES = ("1024x1024", "896x1152", "1152x896", "768x1344", "1344x768")
+# The aspect ratios of the Qwen-Image model card (github.com/QwenLM/Qwen-Image README), width x height.
+_QWEN_SIZES = ("1328x1328", "1664x928", "928x1664", "1472x1104", "1104x1472", "1584x1056", "1056x1584")
 
 FAMILIES = {
     f.key: f
@@ -63,7 +70,8 @@ FAMILIES = {
             t5="text_encoder_3", t5_gb=9.52, prompt_tokenizer="tokenizer_3",
         ),
         Family(
-            "flux", frozenset({"FluxPipeline"}), "transformer", "flow", 16, (*_SD_SIZES, "512x512"),
+            "flux", frozenset({"FluxPipeline", "FluxKontextPipeline"}), "transformer", "flow", 16,
+            (*_SD_SIZES, "512x512"),
             (23.8, 9.77, 0.17, 3.0),  # 12B transformer, CLIP-L + T5-XXL
             t5="text_encoder_2", t5_gb=9.52, prompt_tokenizer="tokenizer_2", cfg_batch=False,
         ),
@@ -96,6 +104,19 @@ FAMILIES = {
             "pixart", frozenset({"PixArtAlphaPipeline", "PixArtSigmaPipeline"}), "transformer", "discrete", 16,
             _SD_SIZES, (1.22, 9.52, 0.17, 2.0),  # 611M DiT + T5-XXL
             t5="text_encoder", t5_gb=9.52,
+        ),
+        Family(
+            "qwenimage",
+            frozenset({"QwenImagePipeline", "QwenImageImg2ImgPipeline", "QwenImageInpaintPipeline",
+                       "QwenImageEditPlusPipeline"}),
+            "transformer", "flow", 16, _QWEN_SIZES,
+            # 20B MMDiT (transformer folder 40.9 GB), Qwen2.5-VL 7B text encoder (16.6 GB: SD.Next's 53.74 GiB
+            # total less the transformer and VAE), VAE 254 MB; activations unmeasured, put at FLUX's order.
+            (40.9, 16.6, 0.25, 4.0),
+            # The 7B language model is the big text encoder that 4-bit loading shrinks, as T5 elsewhere (diffusers'
+            # own diffusers/qwen-image-nf4 ships it in 4-bit), and reads max_sequence_length tokens as T5 does.
+            t5="text_encoder", t5_gb=16.6,
+            guidance_arg="true_cfg_scale", empty_negative=True,
         ),
     ]
 }  # fmt: skip

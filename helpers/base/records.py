@@ -127,6 +127,8 @@ class Record:
             fields["Task"] = self.task
             if "strength" in self.extra:
                 fields["Denoising strength"] = self.extra["strength"]
+            if self.task == "instruct" and "image" in self.inputs:  # the edited picture, as its fingerprint
+                fields["Input image"] = self.inputs["image"].removeprefix("sha256:")[:8]
         for i, c in enumerate(self.controls):  # A1111's ControlNet extension writes one quoted field per unit
             short = c["image"].removeprefix("sha256:")[:8]
             unit = f"Module: {c.get('preprocessor', 'none')}, Model: {c['model']} [{short}], Weight: {c['scale']:g}"

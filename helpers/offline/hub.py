@@ -43,7 +43,15 @@ from . import tiny
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".pth", ".ckpt")
 _TRANSFORMERS = {
     "CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel", "CLIPImageProcessor", "Qwen3Model",
-    "Qwen3ForCausalLM",
+    "Qwen3ForCausalLM", "Qwen2_5_VLForConditionalGeneration", "Qwen2VLProcessor",
+}  # fmt: skip
+# Qwen-Image's scheduler: flow matching with a resolution-dependent ("dynamic") exponential shift that ends at 0.02,
+# as the Qwen-Image trainers copy the repo's scheduler_config.json (models.yaml's qwen-image sources).
+QWEN_SCHEDULER = {
+    "base_image_seq_len": 256, "base_shift": 0.5, "invert_sigmas": False, "max_image_seq_len": 8192, "max_shift": 0.9,
+    "num_train_timesteps": 1000, "shift": 1.0, "shift_terminal": 0.02, "stochastic_sampling": False,
+    "time_shift_type": "exponential", "use_beta_sigmas": False, "use_dynamic_shifting": True,
+    "use_exponential_sigmas": False, "use_karras_sigmas": False,
 }  # fmt: skip
 _TOKENIZERS = {"CLIPTokenizer", "T5Tokenizer", "T5TokenizerFast"}
 # Written last, at the cache root: a finished build. CACHEDIR.TAG is the cache-directory tag that backup tools and
@@ -58,6 +66,8 @@ def _scheduler(spec: ModelSpec):
     """The scheduler class and config the real repo ships, by family and prediction type."""
     common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
     fam, pred = spec.family, spec.prediction
+    if fam == "qwenimage":
+        return diffusers.FlowMatchEulerDiscreteScheduler(**QWEN_SCHEDULER)
     if pred == "flow":
         if fam == "zimage":  # Tongyi-MAI/Z-Image-Turbo scheduler/scheduler_config.json: a fixed shift of 3
             return diffusers.FlowMatchEulerDiscreteScheduler(
@@ -90,6 +100,8 @@ def _scheduler(spec: ModelSpec):
 def _vae_for(family: str, spec: ModelSpec | None = None):
     if family == "flux2":
         return tiny.seeded(tiny.flux2_vae, seed=1)
+    if family == "qwenimage":
+        return tiny.seeded(tiny.qwen_vae, seed=1)
     if family in ("sd3", "flux", "zimage", "chroma"):  # Z-Image and Chroma ship FLUX.1's VAE config
         scale, shift = (1.5305, 0.0609) if family == "sd3" else (0.3611, 0.1159)
         return tiny.seeded(tiny.vae, 16, scale, shift, quant_conv=False, seed=1)
@@ -121,6 +133,8 @@ def _denoiser(spec: ModelSpec):
         return "transformer", tiny.seeded(tiny.flux2_transformer, seed=seed)
     if fam == "chroma":
         return "transformer", tiny.seeded(tiny.chroma_transformer, seed=seed)
+    if fam == "qwenimage":
+        return "transformer", tiny.seeded(tiny.qwen_transformer, seed=seed)
     return "transformer", tiny.seeded(tiny.pixart_transformer, spec.pipeline == "PixArtSigmaPipeline", seed=seed)
 
 
@@ -159,6 +173,10 @@ def _components(spec: ModelSpec) -> dict:
     elif fam == "flux2":  # Qwen3ForCausalLM; the pipeline stacks hidden states 9, 18 and 27, so 28 layers
         comps["text_encoder"] = tiny.seeded(tiny.qwen3_text, layers=28, causal_lm=True, seed=6)
         comps["tokenizer"] = ("qwen", "Qwen2TokenizerFast")
+    elif fam == "qwenimage":
+        comps["text_encoder"] = tiny.seeded(tiny.qwen_vl, seed=6)
+        comps["tokenizer"] = ("qwen-vl", None)
+        comps["processor"] = tiny.qwen_processor()  # the editing pipelines show the input image to the encoder
     else:  # pixart and chroma: one T5 encoder
         comps["text_encoder"] = tiny.seeded(tiny.t5_encoder, seed=6)
         comps["tokenizer"] = ("t5", 512)
@@ -241,6 +259,9 @@ def write_pipeline_folder(spec: ModelSpec, folder: Path) -> None:
             elif kind == "qwen":
                 tiny.write_qwen_tokenizer(sub)
                 index[name] = ["transformers", arg]
+            elif kind == "qwen-vl":
+                tiny.write_qwen_vl_tokenizer(sub)
+                index[name] = ["transformers", "Qwen2Tokenizer"]
             else:
                 tiny.write_t5_tokenizer(sub, model_max_length=arg)
                 index[name] = ["transformers", "T5TokenizerFast" if spec.family == "flux" else "T5Tokenizer"]

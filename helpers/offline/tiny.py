@@ -699,3 +699,95 @@ def chroma_transformer():
         approximator_hidden_dim=32,
         approximator_layers=1,
     ).eval()
+
+
+# --- Qwen-Image: a Qwen2.5-VL text encoder (its vision tower reads the editing models' input image) ---------------
+
+QWEN_VL_HIDDEN = 32
+# The chat and vision tokens the Qwen-Image pipelines' prompt templates use, after Qwen2's <|endoftext|>.
+QWEN_VL_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")  # fmt: skip
+
+
+@cache
+def _qwen_vl_bpe() -> tuple[dict, list[tuple[str, str]]]:
+    """A byte-level BPE vocabulary and merges as Qwen2's, trained on the corpus."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok.train_from_iterator(_corpus(), trainers.BpeTrainer(vocab_size=500, initial_alphabet=alphabet,
+                                                           show_progress=False))  # fmt: skip
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def qwen_vl_tokenizer():
+    """A `Qwen2Tokenizer` (byte-level BPE) with the chat and vision special tokens."""
+    from transformers import Qwen2Tokenizer
+
+    vocab, merges = _qwen_vl_bpe()
+    tok = Qwen2Tokenizer(vocab=dict(vocab), merges=list(merges))
+    tok.add_special_tokens({"additional_special_tokens": list(QWEN_VL_SPECIALS[1:])})
+    return tok
+
+
+def write_qwen_vl_tokenizer(folder: Path) -> None:
+    """tokenizer.json and tokenizer_config.json, plus vocab.json and merges.txt as the real repos carry them."""
+    vocab, merges = _qwen_vl_bpe()
+    qwen_vl_tokenizer().save_pretrained(str(folder))
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+
+
+def qwen_processor():
+    """A `Qwen2VLProcessor`: the tokenizer and an image processor that caps pictures at 112x112 (4x4 merged patches)."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    images = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112)
+    videos = Qwen2VLVideoProcessor()
+    return Qwen2VLProcessor(image_processor=images, tokenizer=qwen_vl_tokenizer(), video_processor=videos)
+
+
+def qwen_vl():
+    """A 2-layer `Qwen2_5_VLForConditionalGeneration` (text and a 2-block vision tower) with the tokenizer's ids."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tok = qwen_vl_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_VL_SPECIALS}
+    special = {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+               "pad_token_id": ids["<|endoftext|>"]}  # fmt: skip
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": QWEN_VL_HIDDEN, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "num_key_value_heads": 2, "vocab_size": len(tok), "max_position_embeddings": 2048,
+            "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"},
+            "rope_theta": 1000000.0, **special,
+        },
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                       "out_hidden_size": QWEN_VL_HIDDEN, "fullatt_block_indexes": [1], "window_size": 56},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"], **special,
+    )  # fmt: skip
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+def qwen_vae():
+    """An `AutoencoderKLQwenImage` with the real block pattern (3 temporal downsamplings, 16 latent channels)."""
+    from diffusers import AutoencoderKLQwenImage
+
+    return AutoencoderKLQwenImage(
+        base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * 16, latents_std=[1.0] * 16,
+    ).eval()  # fmt: skip
+
+
+def qwen_transformer():
+    from diffusers import QwenImageTransformer2DModel
+
+    return QwenImageTransformer2DModel(
+        patch_size=2, in_channels=64, out_channels=16, num_layers=2, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=QWEN_VL_HIDDEN, guidance_embeds=False, axes_dims_rope=(4, 6, 6),
+    ).eval()  # fmt: skip

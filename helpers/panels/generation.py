@@ -117,7 +117,7 @@ class GenerationPanel(Background, w.VBox):
         if not self.model.value:
             return
         spec = self.reg.get(self.model.value)
-        for section in (self.models, self.sampling, self.sizes, self.controls):
+        for section in (self.models, self.sampling, self.sizes, self.controls, self.task_tabs):
             section.apply(spec)
         self.loras.apply(spec, self.reg)
         self._show_negative()
@@ -185,7 +185,7 @@ class GenerationPanel(Background, w.VBox):
     def _inputs(self) -> dict:
         """generate()'s arguments from the sections; a ZooError says what to fix first."""
         spec = self.reg.get(self.model.value)
-        kw = self.prompts.inputs() | self.task_tabs.inputs(spec)
+        kw = self.prompts.inputs() | self.task_tabs.inputs(spec, self.reg)
         if kw["task"] == "text2img":
             kw |= self.sizes.inputs()
         for section in (self.sampling, self.loras, self.controls, self.image_prompt, self.hires_fix):

@@ -27,14 +27,19 @@ from ..run.ip_adapter import ImagePrompt
 from . import settings
 from .settings import control_choices, lora_choices, negative_off, presets, size_problem
 
-TASKS = ("text2img", "img2img", "inpaint")
-TAB_TITLES = ("Text to image", "Image to image", "Inpaint")
+TASKS = ("text2img", "img2img", "inpaint", "instruct")
+TAB_TITLES = ("Text to image", "Image to image", "Inpaint", "Edit by instruction")
 WIDE = w.Layout(width="520px")
 
 
 def _label(m) -> str:
     gated = ", gated" if m.gated else ""
-    return f"{m.key} ({m.family}, {m.size.vram_gb:g} GB{gated})"
+    return f"{m.key} ({m.family}, {_gb(m.size.vram_gb)}{gated})"
+
+
+def _gb(vram_gb) -> str:
+    """The entry's GPU memory, or that no source gave it (the registry leaves it out rather than guess)."""
+    return "GPU memory unknown" if vram_gb is None else f"{vram_gb:g} GB"
 
 
 def _offered(dropdown, value) -> bool:
@@ -67,8 +72,9 @@ class ModelSection(w.VBox):
         licence = html.escape(spec.license) + (" · <b>gated</b>: accept it on the Hub and log in" if spec.gated else "")
         tasks = ", ".join(TAB_TITLES[TASKS.index(t)].lower() for t in TASKS if t in spec.tasks)
         self.info.value = (
-            f"<b>{html.escape(spec.name)}</b> · {spec.family} · {licence} · about {spec.size.vram_gb:g} GB "
-            f"of GPU memory · {tasks}<br><i>{html.escape(spec.description)}</i>"
+            f"<b>{html.escape(spec.name)}</b> · {spec.family} · {licence} · "
+            + (f"about {_gb(spec.size.vram_gb)} of GPU memory" if spec.size.vram_gb is not None else _gb(None))
+            + f" · {tasks}<br><i>{html.escape(spec.description)}</i>"
         )
 
 
@@ -232,7 +238,8 @@ class SeedSection(w.VBox):
 
 
 class TaskSection(w.Tab):
-    """Text to image, image to image or inpaint: a tab each, with the input image, the mask and the strength."""
+    """Text to image, image to image, inpaint or edit by instruction: a tab each, with the input image, the mask and
+    the strength (an instruction edit has no strength: the prompt says what to change)."""
 
     controls = ("tasks", "edit_image", "mask", "strength")
 
@@ -240,7 +247,9 @@ class TaskSection(w.Tab):
         self.edit_image = w.FileUpload(accept="image/*", description="Input image", icon="image")
         self.mask = w.FileUpload(accept="image/*", description="Mask (white: repaint)", icon="image")
         self.strength = w.FloatSlider(description="Strength", min=0.05, max=1, step=0.05, value=0.6)
-        edits = [w.VBox([self.edit_image, self.strength]), w.VBox([self.edit_image, self.mask, self.strength])]
+        instruct = w.HTML("the prompt is the instruction, e.g. <i>make it night</i>")
+        edits = [w.VBox([self.edit_image, self.strength]), w.VBox([self.edit_image, self.mask, self.strength]),
+                 w.VBox([self.edit_image, instruct])]  # fmt: skip
         super().__init__(children=[w.HTML("from the prompt alone"), *edits], titles=TAB_TITLES)
         self.tasks = self
 
@@ -248,14 +257,17 @@ class TaskSection(w.Tab):
     def task(self) -> str:
         return TASKS[self.selected_index or 0]
 
-    def inputs(self, spec) -> dict:
+    def inputs(self, spec, registry=None) -> dict:
         task, title = self.task, TAB_TITLES[TASKS.index(self.task)]
         if task not in spec.tasks:
-            raise ZooError(f"{spec.key} cannot do {title.lower()}: choose another model")
+            able = [m.key for m in registry.list(task=task)] if registry is not None else []
+            raise ZooError(f"{spec.key} cannot do {title.lower()}: choose another model"
+                           + (f" ({', '.join(able)} can)" if able else ""))  # fmt: skip
         if task == "text2img":
             return {"task": task}
         kw = {"task": task, "image": settings.upload_image(self.edit_image, "Input image")}
-        kw["strength"] = self.strength.value
+        if task != "instruct":
+            kw["strength"] = self.strength.value
         if kw["image"] is None:
             raise ZooError(f"{title} needs an input image: upload one in its tab")
         if task == "inpaint":
@@ -263,6 +275,11 @@ class TaskSection(w.Tab):
             if kw["mask_image"] is None:
                 raise ZooError("Inpaint needs a mask (white where the image is repainted): upload one in its tab")
         return kw
+
+    def apply(self, spec) -> None:
+        """An editing model opens on its instruction tab; a model without the chosen task on its first."""
+        if self.task not in spec.tasks:
+            self.selected_index = TASKS.index(spec.tasks[0]) if spec.tasks[0] in TASKS else 0
 
     def reuse(self, record: Record) -> list[str]:
         self.selected_index = TASKS.index(record.task) if record.task in TASKS else 0

@@ -24,7 +24,7 @@ from ..base.loaded import record
 from ..zoo.registry import Registry
 from ..zoo.registry import default as default_registry
 from . import upscale
-from .loading import check_task, derive, load_pipeline
+from .loading import check_task, default_task, derive, load_pipeline
 from .memory import footprint
 
 
@@ -48,10 +48,11 @@ class PipelineCache:
         self.device_budget_gb, self.host_budget_gb = device_budget_gb, host_budget_gb
         self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
 
-    def get(self, key, task="text2img", device="auto", dtype="auto", registry: Registry | None = None, **load_kw):
-        """The pipeline for a model and task, loading or un-parking it as needed."""
+    def get(self, key, task=None, device="auto", dtype="auto", registry: Registry | None = None, **load_kw):
+        """The pipeline for a model and task (its own, by default), loading or un-parking it as needed."""
         reg = registry or default_registry()
         spec = reg.get(key)
+        task = task or default_task(spec)
         check_task(spec, task, reg)
         device = pick_device(device)
         ident = (spec.key, id(reg), device, str(pick_dtype(spec, device, dtype)))
@@ -198,7 +199,7 @@ def release() -> None:
 CACHE = PipelineCache()
 
 
-def get_pipeline(key, task: str = "text2img", device: str = "auto", dtype="auto", registry=None, **load_kw):
+def get_pipeline(key, task: str | None = None, device: str = "auto", dtype="auto", registry=None, **load_kw):
     """A pipeline from the shared cache (see `PipelineCache.get`)."""
     return CACHE.get(key, task, device, dtype, registry, **load_kw)
 

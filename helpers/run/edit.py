@@ -1,4 +1,4 @@
-"""Editing: img2img, inpainting, outpainting and SDXL's base-plus-refiner, on the loaded weights.
+"""Editing: img2img, inpainting, outpainting, instruction editing and SDXL's base-plus-refiner.
 
 Each call goes through `helpers.generate`, so seeds, defaults, checks and recipes work as for text to
 image; the record also names the input image and mask by fingerprint. Images can be a path, a URL or a
@@ -7,6 +7,7 @@ PIL image. Other tasks of a loaded model share its weights (diffusers' `from_pip
 >>> helpers.edit.img2img("sd15", "photo.png", "the same scene as a watercolor", strength=0.6, seed=1)
 >>> helpers.edit.inpaint("sd15-inpainting", image, helpers.masks.box(image.size, (100, 100, 300, 300)), "a cat")
 >>> helpers.edit.outpaint("sdxl-inpainting", image, "a wide beach", left=256, right=256)
+>>> helpers.edit.instruct("qwen-image-edit", "photo.png", "make the sky stormy", seed=1)
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def img2img(model, image, prompt: str, strength: float = 0.6, **kwargs) -> Gener
     """Repaint a whole image; `strength` 0 keeps it, 1 ignores it (the share of the noise schedule re-run)."""
     _strength(strength)
     return generate(model, prompt, task="img2img", image=image, strength=strength, **kwargs)
+
+
+def instruct(model, image, instruction: str, **kwargs) -> GenerationResult:
+    """Edit a picture by an instruction ("make it night", "remove the cup") with an editing model (FLUX.1 Kontext,
+    Qwen-Image-Edit); the output has the input's size unless `width`/`height` say otherwise."""
+    if image is None:
+        raise ZooError("instruction editing needs the image to edit: instruct(model, PATH_URL_OR_PIL, instruction)")
+    return generate(model, instruction, task="instruct", image=image, **kwargs)
 
 
 def inpaint(model, image, mask, prompt: str, strength: float = 1.0, blur: float = 0, padding: int | None = None,

@@ -74,6 +74,11 @@ PRESETS = {
 }
 
 
+def _flat(model: torch.nn.Module) -> bool:
+    """Whether channels-last applies: 2-D convolutions only (Qwen-Image's video-style VAE has 3-D ones)."""
+    return not any(isinstance(m, torch.nn.Conv3d) for m in model.modules())
+
+
 def choose(fast, device: str, policy_name: str = "gpu", net: torch.nn.Module | None = None) -> FastMode:
     """The `FastMode` for a preset name, bool or `FastMode` on this device and memory policy (and denoiser `net`).
 
@@ -126,13 +131,14 @@ def apply(pipe, mode: FastMode) -> FastMode:
         mode = replace(mode, cache=stepcache.use(pipe, net, mode.cache, steps, key))
     if mode.channels_last:
         for model in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)):
-            if isinstance(model, torch.nn.Module) and not getattr(model, "is_quantized", False):
+            if isinstance(model, torch.nn.Module) and not getattr(model, "is_quantized", False) and _flat(model):
                 model.to(memory_format=torch.channels_last)
-    if mode.fuse_qkv and not hasattr(net, "fuse_qkv_projections"):  # Z-Image's transformer: the record says so
-        print(f"[{key}] fast: {type(net).__name__} has no fused QKV projections in diffusers; left separate")
-        mode = replace(mode, fuse_qkv=False)
     if mode.fuse_qkv:
         fuse_qkv(pipe)
+        # Z-Image's transformer has no fusing, Qwen-Image's attention is not fused by diffusers 0.42: the record says so
+        if not any(getattr(m, "fused_projections", False) for m in net.modules()):
+            print(f"[{key}] fast: diffusers does not fuse the QKV projections of {type(net).__name__}; left separate")
+            mode = replace(mode, fuse_qkv=False)
     if mode.compile == "regional":
         compile_regions(net)
     elif mode.compile == "full":

@@ -27,6 +27,7 @@ from PIL import Image
 from ..base import masks, quiet, records, timing
 from ..base.devices import peak_gb, reset_peak
 from ..base.errors import ZooError
+from ..base.families import FAMILIES
 from ..base.images import fingerprint, load_image
 from ..base.loaded import record as record_of
 from ..base.loaded import spec_of
@@ -41,6 +42,7 @@ from . import ip_adapter as ip_mod
 from . import memory as memory_mod
 from . import previews, prompt_weights, styles
 from .cache import get_pipeline
+from .loading import task_of_pipeline
 from .request import (
     Request,
     call_default,
@@ -131,7 +133,7 @@ def generate(
         task = task or _task_of(pipe)
     else:
         spec = (registry or default_registry()).get(model)
-        task = task or ("inpaint" if mask_image is not None else "img2img" if image is not None else "text2img")
+        task = task or _default_task(spec, image, mask_image)
     request = settle(
         spec, task, prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
         seed, seeds, num_images, batch_size, scheduler, scheduler_options, image, mask_image, pipeline_kwargs,
@@ -196,7 +198,8 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
     """Set the sampler and LoRAs on `pipe` and return the pipeline call's keyword arguments (with warnings)."""
     spec, params = request.spec, call_params(pipe)
     set_scheduler(pipe, request.scheduler, request.scheduler_options)
-    call = dict(num_inference_steps=request.steps, guidance_scale=request.guidance)
+    family = FAMILIES[spec.family]
+    call = {"num_inference_steps": request.steps, family.guidance_arg: request.guidance}
     call |= {"height": request.height, "width": request.width}
     if request.task != "text2img":
         check_strength(request.steps, request.pipeline_kwargs.get("strength", call_default(pipe, "strength")))
@@ -205,6 +208,8 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
             call["mask_image"] = request.mask_image
         if "height" not in params:  # img2img pipelines take the size from the image
             call.pop("height"), call.pop("width")
+        elif request.task == "instruct" and "max_area" in params:  # Kontext: the size asked, not its 1 MP default
+            call["max_area"] = request.height * request.width
     call |= control_mod.call_kwargs(pipe, request.controls)
     call |= ip_mod.call_kwargs(request.image_prompt)
     if spec.defaults.max_sequence_length and "max_sequence_length" in params:
@@ -212,6 +217,8 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
     call.update(request.pipeline_kwargs)
     if check_negative_prompt(pipe, request):
         call["negative_prompt"] = request.negative_prompt
+    elif family.empty_negative and request.guidance > 1.0:  # its CFG runs only with a negative prompt
+        call["negative_prompt"] = " "
     guided = request.guidance > 1.0
     embeds = prompt_weights.embeddings(pipe, spec.family, request.prompt, call.get("negative_prompt"), guided)
     if embeds:  # A1111 weights or a prompt beyond 77 tokens: encoded here (helpers.run.prompt_weights), never cut
@@ -258,9 +265,16 @@ def _step_kwargs(pipe, step_end) -> dict:
 
 
 def _task_of(pipe) -> str:
-    name = type(pipe).__name__
-    return "inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img"
+    return task_of_pipeline(type(pipe).__name__)
 
+
+def _default_task(spec: ModelSpec, image, mask_image) -> str:
+    """The task the inputs given imply: an editing model edits the image it is given by instruction."""
+    if mask_image is not None:
+        return "inpaint"
+    if "instruct" in spec.tasks and "img2img" not in spec.tasks:  # without an image, settle() asks for one
+        return "instruct"
+    return "text2img" if image is None else "img2img"
 
 
 # --- 3. run: the pipeline calls, with the float32 decode where the VAE overflowed ---------------------------

@@ -33,13 +33,22 @@ TASK_PIPELINES = {
     "img2img": diffusers.AutoPipelineForImage2Image,
     "inpaint": diffusers.AutoPipelineForInpainting,
 }
+# Instruction editing (an instruction prompt and an input image) runs on the editing models' own pipelines.
+INSTRUCT_PIPELINES = frozenset({"FluxKontextPipeline", "QwenImageEditPlusPipeline"})
+TASKS = (*TASK_PIPELINES, "instruct")
 
 
 def check_task(spec: ModelSpec, task: str, registry: Registry) -> None:
     """An error naming the models that can, when `spec` cannot do `task`."""
-    if task not in TASK_PIPELINES:
-        raise ZooError(f"Unknown task '{task}'; use one of {sorted(TASK_PIPELINES)}")
+    if task not in TASKS:
+        raise ZooError(f"Unknown task '{task}'; use one of {sorted(TASKS)}")
     if task not in spec.tasks:
+        if task == "instruct":  # editing models are few and of several families: name them all
+            others = [m.key for m in registry.list(task=task)]
+            raise ZooError(
+                f"Model '{spec.key}' cannot edit an image by instruction (it supports {spec.tasks}). "
+                f"Models that can: {others or 'none'}; or use img2img or inpaint with '{spec.key}'"
+            )
         others = [m.key for m in registry.list(family=spec.family, task=task)]
         raise ZooError(
             f"Model '{spec.key}' does not support task '{task}' (it supports {spec.tasks}). "
@@ -47,14 +56,25 @@ def check_task(spec: ModelSpec, task: str, registry: Registry) -> None:
         )
 
 
-def native_task(spec: ModelSpec) -> str:
-    name = spec.pipeline
+def task_of_pipeline(name: str) -> str:
+    """The task a diffusers pipeline class (by name) does."""
+    if name in INSTRUCT_PIPELINES:
+        return "instruct"
     return "inpaint" if "Inpaint" in name else "img2img" if "Img2Img" in name else "text2img"
+
+
+def native_task(spec: ModelSpec) -> str:
+    return task_of_pipeline(spec.pipeline)
+
+
+def default_task(spec: ModelSpec) -> str:
+    """The task a model loads for when none is named: text to image, else its own (an editing model's instruct)."""
+    return "text2img" if "text2img" in spec.tasks else native_task(spec)
 
 
 def load_pipeline(
     key: str | ModelSpec,
-    task: str = "text2img",
+    task: str | None = None,
     device: str = "auto",
     dtype: str | torch.dtype = "auto",
     registry: Registry | None = None,
@@ -62,7 +82,7 @@ def load_pipeline(
     fast="auto",
     **from_pretrained_kwargs,
 ):
-    """Load a registry model for a task onto a device.
+    """Load a registry model for a task (by default text2img, or the entry's own where it has none: instruct).
 
     Uses the entry's revision and weight variant, safetensors only (unless the entry says `weights: bin`),
     its VAE override and its adapters (fused). `memory` is `"auto"` (a policy chosen for this machine and
@@ -75,6 +95,7 @@ def load_pipeline(
     """
     reg = registry or default_registry()
     spec = reg.get(key)
+    task = task or default_task(spec)
     check_task(spec, task, reg)
     device = pick_device(device)
     torch_dtype = pick_dtype(spec, device, dtype)

@@ -133,9 +133,17 @@ def _seeds(seed, seeds, num_images: int) -> list[int]:
 def _edit_inputs(task: str, image, mask_image):
     """Load and check an edit's inputs; their fingerprints go into the record."""
     if image is None:
-        raise ZooError(f"task '{task}' needs an input image: generate(..., image=PATH_URL_OR_PIL)")
+        raise ZooError(
+            f"task '{task}' needs an input image: generate(..., image=PATH_URL_OR_PIL)"
+            + (" or helpers.edit.instruct(model, image, instruction)" if task == "instruct" else "")
+        )
     image = load_image(image)
     inputs = {"image": fingerprint(image)}
+    if task == "instruct" and mask_image is not None:
+        raise ZooError(
+            "instruction editing takes no mask_image: the instruction says what to change; "
+            "for a masked edit use task 'inpaint'"
+        )
     if task == "inpaint":
         if mask_image is None:
             raise ZooError("inpainting needs a mask_image (white is repainted): see helpers.masks")

@@ -28,7 +28,7 @@ from ..base.schedulers import scheduler_names
 REGISTRY_PATH = (Path(__file__).parents[1] / "models.yaml").resolve()
 
 Family = Literal[tuple(FAMILIES)]
-Task = Literal["text2img", "img2img", "inpaint"]
+Task = Literal["text2img", "img2img", "inpaint", "instruct"]  # instruct: an instruction edits an input image
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 

@@ -113,6 +113,21 @@ def test_the_task_section_asks_for_the_images_an_edit_needs():
         tasks.inputs(TURBO)
 
 
+def test_an_editing_model_opens_on_its_instruction_tab():
+    tasks, edit = s.TaskSection(), REG.get("qwen-image-edit")
+    tasks.apply(edit)
+    assert tasks.task == "instruct"
+    with pytest.raises(ZooError, match="Edit by instruction needs an input image"):
+        tasks.inputs(edit, REG)
+    _upload(tasks.edit_image, Image.new("RGB", (64, 64), "red"))
+    got = tasks.inputs(edit, REG)
+    assert got["task"] == "instruct" and got["image"].size == (64, 64) and "strength" not in got
+    with pytest.raises(ZooError, match=r"sd15 cannot do edit by instruction.*qwen-image-edit, flux-kontext-dev can"):
+        tasks.inputs(SD15, REG)
+    tasks.apply(SD15)
+    assert tasks.task == "text2img", "a model without the open tab's task opens on its first"
+
+
 def test_the_lora_section_offers_the_familys_loras_and_notes_one_it_cannot_put_back():
     loras = s.LoraSection()
     loras.apply(SD15, REG)
