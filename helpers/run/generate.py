@@ -39,7 +39,7 @@ from . import control as control_mod
 from . import hires as hires_mod
 from . import ip_adapter as ip_mod
 from . import memory as memory_mod
-from . import previews, prompt_weights, styles
+from . import previews, prompt_weights, singlefile, styles
 from .cache import get_pipeline
 from .request import (
     Request,
@@ -367,6 +367,7 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         width=images[0].width,
         height=images[0].height,
         model=spec.key,
+        model_hash=singlefile.hash_of(spec),
         extra={k: v for k, v in request.pipeline_kwargs.items() if isinstance(v, (int, float, str, bool))},
         task=request.task,
         inputs=request.inputs,
