@@ -42,7 +42,8 @@ def _resnet(rest: str) -> str:
 def unet_to_ldm(state: dict, config) -> dict:
     """A diffusers U-Net's tensors under LDM/SGM names (without the `model.diffusion_model.` prefix)."""
     n = config["layers_per_block"] + 1  # LDM numbers input/output blocks flat: `layers_per_block` (+1 up) per level
-    fixed = {**sfu.DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"], **sfu.DIFFUSERS_TO_LDM_MAPPING["unet"]["addition_embed_type"]}
+    tables = sfu.DIFFUSERS_TO_LDM_MAPPING["unet"]
+    fixed = {**tables["layers"], **tables["addition_embed_type"]}
     attn_up = {int(k.split(".")[1]) for k in state if k.startswith("up_blocks.") and ".attentions." in k}
     rules = [
         (r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", lambda i, j, r: f"input_blocks.{1 + i * n + j}.0.{_resnet(r)}"),
@@ -84,7 +85,8 @@ def vae_to_ldm(state: dict, config) -> dict:
         k = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block.", k)
         k = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", k)
         k = re.sub(r"decoder\.up_blocks\.(\d+)\.resnets\.", lambda m: f"decoder.up.{last - int(m[1])}.block.", k)
-        k = re.sub(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"decoder.up.{last - int(m[1])}.upsample.", k)
+        k = re.sub(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"decoder.up.{last - int(m[1])}.upsample.",
+                   k)
         k = re.sub(r"mid_block\.resnets\.(\d+)\.", lambda m: f"mid.block_{int(m[1]) + 1}.", k)
         if ".mid_block.attentions.0." in k:
             k = k.replace("mid_block.attentions.0.", "mid.attn_1.")
@@ -152,7 +154,8 @@ def _check(checkpoint: dict, components: dict, vae: bool) -> None:
     for converted, model in pairs:
         state = model.state_dict()
         if set(converted) != set(state):
-            raise AssertionError(f"{type(model).__name__}: diffusers reads back other keys: {set(converted) ^ set(state)}")
+            odd = set(converted) ^ set(state)
+            raise AssertionError(f"{type(model).__name__}: diffusers reads back other keys: {sorted(odd)[:5]}")
         for k, v in state.items():
             if not torch.equal(converted[k].reshape(v.shape), v):
                 raise AssertionError(f"{type(model).__name__}.{k} differs after diffusers' conversion")

@@ -22,6 +22,7 @@ from pathlib import Path
 import diffusers
 import torch
 
+from ..zoo.checkpoints import config_entry
 from ..zoo.registry import (
     SHA_RE,
     AdapterSpec,
@@ -35,7 +36,6 @@ from ..zoo.registry import (
     UpscalerSpec,
     VaeSpec,
 )
-from ..zoo.checkpoints import config_entry
 from ..zoo.registry import default as default_registry
 from . import checkpoints, tiny
 

@@ -366,7 +366,7 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         schedule_type=records.schedule_type(request.scheduler_options),
         width=images[0].width,
         height=images[0].height,
-        model=spec.key,
+        model=singlefile.model_name(spec),
         model_hash=singlefile.hash_of(spec),
         extra={k: v for k, v in request.pipeline_kwargs.items() if isinstance(v, (int, float, str, bool))},
         task=request.task,

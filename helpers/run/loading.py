@@ -159,6 +159,9 @@ def from_single_file(spec: ModelSpec, kwargs: dict, reg: Registry):
             if base.layout.variant_components is not None and name not in base.layout.variant_components:
                 borrowed.pop("variant", None)
             parts[name] = _component_class(*entry).from_pretrained(base.repo, subfolder=name, **borrowed)
+    if spec.family == "sdxl" and found.text_encoders and found.kind != "refiner" and "text_encoder_2" not in kwargs:
+        parts["text_encoder_2"] = _open_clip_from_file(path, config, _component_class(*index["text_encoder_2"]),
+                                                       kwargs["dtype"])  # fmt: skip
     if "safety_checker" in index:  # checkpoint files carry no safety checker
         parts |= {"safety_checker": None, "requires_safety_checker": False}
     passed = {k: v for k, v in kwargs.items() if k not in ("revision", "use_safetensors", "variant",
@@ -168,6 +171,20 @@ def from_single_file(spec: ModelSpec, kwargs: dict, reg: Registry):
     if spec.prediction in ("epsilon", "v_prediction") and scheduler.config.get("prediction_type") != spec.prediction:
         pipe.scheduler = type(scheduler).from_config(scheduler.config, prediction_type=spec.prediction)
     return pipe
+
+
+def _open_clip_from_file(path: Path, config: str, cls, dtype):
+    """SDXL's second text encoder (OpenCLIP bigG) read from its SGM prefix with diffusers' converter. diffusers itself
+    picks an SDXL file's encoders by their width, which cannot tell apart two encoders of one width (tiny models)."""
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    from safetensors import safe_open
+
+    prefix = "conditioner.embedders.1.model."
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118 - not a dict
+    model = cls(cls.config_class.from_pretrained(config, subfolder="text_encoder_2"))
+    model.load_state_dict(convert_open_clip_checkpoint(model, state, prefix=prefix), strict=True)
+    return model.to(dtype).eval()
 
 
 def derive(pipe, task: str):

@@ -44,6 +44,11 @@ def load_single_file(path_or_spec, task: str = "text2img", allow_pickle: bool = 
     return load_pipeline(spec_for(path_or_spec, reg, allow_pickle), task=task, registry=reg, **load_kwargs)
 
 
+def model_name(spec: ModelSpec) -> str:
+    """The "Model" of the PNG info: a local file's stem as A1111 writes it (usable by name once scanned), else the key."""
+    return Path(spec.single_file).stem if spec.single_file and Path(spec.single_file).is_absolute() else spec.key
+
+
 def hash_of(spec: ModelSpec) -> str:
     """A1111's model hash of a single-file entry's checkpoint ("" for a diffusers folder)."""
     if not spec.single_file:
@@ -51,9 +56,10 @@ def hash_of(spec: ModelSpec) -> str:
     return checkpoints.model_hash(checkpoint_file(spec))
 
 
-def _files(folder: Path) -> list[Path]:
+def _files(folder: Path) -> list[tuple[Path, Path]]:
+    """(models folder, file) for each checkpoint under an install folder's model folders, or under `folder`."""
     roots = [folder / sub for sub in MODEL_FOLDERS if (folder / sub).is_dir()] or [folder]
-    return sorted(p for root in roots for p in root.rglob("*") if p.suffix.lower() in checkpoints.SUFFIXES)
+    return [(root, p) for root in roots for p in sorted(root.rglob("*")) if p.suffix.lower() in checkpoints.SUFFIXES]
 
 
 def local_models(folder: str | Path, allow_pickle: bool = False, registry: Registry | None = None):
@@ -70,10 +76,11 @@ def local_models(folder: str | Path, allow_pickle: bool = False, registry: Regis
     reg = registry or default_registry()
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise ZooError(f"{folder}: no such folder; give A1111's models/Stable-diffusion or ComfyUI's models/checkpoints")
+        raise ZooError(f"{folder}: no such folder; give A1111's models/Stable-diffusion or ComfyUI's "
+                       "models/checkpoints")
     rows = []
-    for path in _files(folder):
-        row = {"key": "", "file": str(path.relative_to(folder)), "family": "", "kind": "",
+    for root, path in _files(folder):
+        row = {"key": "", "file": path.relative_to(root).as_posix(), "family": "", "kind": "",
                "size_gb": round(path.stat().st_size / 1e9, 2), "hash": "", "note": ""}  # fmt: skip
         try:
             spec = reg.add_file(path, allow_pickle=allow_pickle)

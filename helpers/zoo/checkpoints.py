@@ -56,12 +56,13 @@ class Detected:
 
     def describe(self) -> str:
         parts = [self.family, self.kind, self.prediction and f"{self.prediction} prediction"]
-        parts += ["baked-in VAE" if self.vae else "no VAE", "text encoders" if self.text_encoders else "no text encoders"]
+        parts += ["baked-in VAE" if self.vae else "no VAE"]
+        parts += ["text encoders" if self.text_encoders else "no text encoders"]
         return ", ".join(p for p in parts if p)
 
 
 def read_header(path: str | Path) -> dict:
-    """A safetensors file's header (tensor name -> dtype, shape, offsets); a cut-short file is named, with what to do."""
+    """A safetensors file's header (tensor name -> dtype, shape, offsets); says what to do with a cut-short file."""
     path = Path(path)
     size = path.stat().st_size
     redo = "Delete it and download it again (an interrupted download leaves a file cut short)."
@@ -126,8 +127,9 @@ def detect(shapes: dict, path: str | Path = "the file", v_pred_norm_std: float |
         kind = "dev" if any("guidance_in." in k for k in shapes) else "schnell"
         return Detected("flux", kind, "flow", vae, any(k.startswith("text_encoders.") for k in shapes))
     if _has(shapes, "joint_blocks.0.context_block.adaLN_modulation.1.bias"):
-        large = _has(shapes, "joint_blocks.0.x_block.attn.ln_q.weight") and not any(".x_block.attn2." in k for k in shapes)
-        kind = "sd35-large" if large else "sd35" if any(".x_block.attn2." in k for k in shapes) else ""
+        dual = any(".x_block.attn2." in k for k in shapes)  # SD 3.5 Medium's MMDiT-X
+        large = _has(shapes, "joint_blocks.0.x_block.attn.ln_q.weight") and not dual
+        kind = "sd35-large" if large else "sd35" if dual else ""
         return Detected("sd3", kind, "flow", vae, any(k.startswith("text_encoders.") for k in shapes))
     first = shapes.get(UNET + "input_blocks.0.0.weight")
     if first is None:
@@ -165,7 +167,8 @@ def detect(shapes: dict, path: str | Path = "the file", v_pred_norm_std: float |
 
 def v_pred_norm_key(shapes: dict) -> str | None:
     """The tensor ComfyUI reads to tell SD 2.x v-prediction: the last output block's first transformer norm bias."""
-    found = [k for k in shapes if re.fullmatch(re.escape(UNET) + r"output_blocks\.\d+\.1\.transformer_blocks\.0\.norm1\.bias", k)]
+    pattern = re.escape(UNET) + r"output_blocks\.\d+\.1\.transformer_blocks\.0\.norm1\.bias"
+    found = [k for k in shapes if re.fullmatch(pattern, k)]
     return max(found, key=lambda k: int(k.split(".")[3])) if found else None
 
 
@@ -208,8 +211,8 @@ def base_for(found: Detected, registry):
 
 
 def local_key(path: Path) -> str:
-    """A registry-style key for a file: its stem in lower case, other characters as '-'."""
-    return re.sub(r"[^a-z0-9.]+", "-", path.stem.lower()).strip("-.") or "checkpoint"
+    """A registry-style key for a file: its stem in lower case (A1111's model name), spaces and the like as '-'."""
+    return re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-.") or "checkpoint"
 
 
 def spec_for_file(path: str | Path, registry, allow_pickle: bool = False, key: str | None = None):
@@ -222,7 +225,6 @@ def spec_for_file(path: str | Path, registry, allow_pickle: bool = False, key: s
     found = detect_file(path, allow_pickle)
     base = base_for(found, registry)
     prediction = found.prediction if found.prediction in ("epsilon", "v_prediction") else base.prediction
-    gb = round(path.stat().st_size / 1e9, 2)
     return base.model_copy(
         update={
             "key": key or local_key(path),
@@ -242,7 +244,7 @@ def spec_for_file(path: str | Path, registry, allow_pickle: bool = False, key: s
             "adapters": [],
             "tags": ["local"],
             "trigger_words": [],
-            "size": base.size.model_copy(update={"download_gb": gb}),
+            "size": base.size,  # what a real file of its kind weighs: the memory plan scales it by this file's size
         }
     )
 
