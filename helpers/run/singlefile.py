@@ -45,7 +45,7 @@ def load_single_file(path_or_spec, task: str = "text2img", allow_pickle: bool = 
 
 
 def model_name(spec: ModelSpec) -> str:
-    """The "Model" of the PNG info: a local file's stem as A1111 writes it (usable by name once scanned), else the key."""
+    """The PNG info's "Model": a local file's stem, as A1111 writes it (usable by name once scanned), else the key."""
     return Path(spec.single_file).stem if spec.single_file and Path(spec.single_file).is_absolute() else spec.key
 
 
