@@ -126,6 +126,55 @@ def open_clip_to_ldm(state: dict) -> dict:
     return out
 
 
+def _swap_halves(w):
+    """SAI's final norms hold (shift, scale) where diffusers holds (scale, shift): the swap undoes itself."""
+    first, second = w.chunk(2, dim=0)
+    return torch.cat([second, first], dim=0)
+
+
+def sd3_to_sai(state: dict) -> dict:
+    """An SD3 transformer's tensors under SAI's MMDiT names (fused q/k/v), as `sd3_medium.safetensors` keeps them."""
+    out = {
+        "pos_embed": state["pos_embed.pos_embed"],
+        "final_layer.adaLN_modulation.1.weight": _swap_halves(state["norm_out.linear.weight"]),
+        "final_layer.adaLN_modulation.1.bias": _swap_halves(state["norm_out.linear.bias"]),
+    }
+    renames = {"pos_embed.proj.": "x_embedder.proj.", "time_text_embed.timestep_embedder.linear_1.": "t_embedder.mlp.0.",
+               "time_text_embed.timestep_embedder.linear_2.": "t_embedder.mlp.2.",
+               "time_text_embed.text_embedder.linear_1.": "y_embedder.mlp.0.",
+               "time_text_embed.text_embedder.linear_2.": "y_embedder.mlp.2.", "context_embedder.": "context_embedder.",
+               "proj_out.": "final_layer.linear."}  # fmt: skip
+    block = {"attn.norm_q.": "x_block.attn.ln_q.", "attn.norm_k.": "x_block.attn.ln_k.",
+             "attn.norm_added_q.": "context_block.attn.ln_q.", "attn.norm_added_k.": "context_block.attn.ln_k.",
+             "attn.to_out.0.": "x_block.attn.proj.", "attn.to_add_out.": "context_block.attn.proj.",
+             "attn2.norm_q.": "x_block.attn2.ln_q.", "attn2.norm_k.": "x_block.attn2.ln_k.",
+             "attn2.to_out.0.": "x_block.attn2.proj.", "norm1.linear.": "x_block.adaLN_modulation.1.",
+             "norm1_context.linear.": "context_block.adaLN_modulation.1.", "ff.net.0.proj.": "x_block.mlp.fc1.",
+             "ff.net.2.": "x_block.mlp.fc2.", "ff_context.net.0.proj.": "context_block.mlp.fc1.",
+             "ff_context.net.2.": "context_block.mlp.fc2."}  # fmt: skip
+    fused = {"attn.to_": "x_block.attn.qkv.", "attn.add_": "context_block.attn.qkv.", "attn2.to_": "x_block.attn2.qkv."}
+    layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks."))
+    for key, value in state.items():
+        for new, old in renames.items():
+            if key.startswith(new):
+                out[old + key[len(new):]] = value
+        m = re.fullmatch(r"transformer_blocks\.(\d+)\.(.*)", key)
+        if not m:
+            continue
+        i, rest = int(m[1]), m[2]
+        for new, old in block.items():
+            if rest.startswith(new):
+                last = i == layers - 1 and new == "norm1_context.linear."  # diffusers swaps the last context norm
+                out[f"joint_blocks.{i}.{old}{rest[len(new):]}"] = _swap_halves(value) if last else value
+        for new, old in fused.items():
+            q = re.fullmatch(re.escape(new) + r"(?:q_proj|q)\.(weight|bias)", rest)
+            if q:
+                parts = [state[f"transformer_blocks.{i}.{new}{p}.{q[1]}"] for p in
+                         (("q_proj", "k_proj", "v_proj") if new == "attn.add_" else ("q", "k", "v"))]  # fmt: skip
+                out[f"joint_blocks.{i}.{old}{q[1]}"] = torch.cat(parts)
+    return out
+
+
 def original_state_dict(components: dict, base, vae: bool = True, text_encoders: bool = True) -> dict:
     """The tensors of one file in the original layout of the registry model `base`'s family, checked against diffusers.
 
@@ -133,8 +182,12 @@ def original_state_dict(components: dict, base, vae: bool = True, text_encoders:
     leave those out, as files that ship the denoiser alone do.
     """
     family, refiner = base.family, "text_encoder" in base.layout.missing
-    unet = components["unet"]
-    out = {UNET + k: v for k, v in unet_to_ldm(unet.state_dict(), unet.config).items()}
+    if family == "sd3":  # SAI's layout; its text encoders are not written (files without them are common)
+        out = {UNET + k: v for k, v in sd3_to_sai(components["transformer"].state_dict()).items()}
+        text_encoders = False
+    else:
+        unet = components["unet"]
+        out = {UNET + k: v for k, v in unet_to_ldm(unet.state_dict(), unet.config).items()}
     if vae:
         out |= {VAE + k: v for k, v in vae_to_ldm(components["vae"].state_dict(), components["vae"].config).items()}
     if text_encoders:
@@ -148,7 +201,11 @@ def original_state_dict(components: dict, base, vae: bool = True, text_encoders:
 
 def _check(checkpoint: dict, components: dict, vae: bool) -> None:
     """diffusers' own converters must give back every tensor of the stand-in, unchanged."""
-    pairs = [(sfu.convert_ldm_unet_checkpoint(dict(checkpoint), components["unet"].config), components["unet"])]
+    if "transformer" in components:
+        converted = sfu.convert_sd3_transformer_checkpoint_to_diffusers(dict(checkpoint))
+        pairs = [(converted, components["transformer"])]
+    else:
+        pairs = [(sfu.convert_ldm_unet_checkpoint(dict(checkpoint), components["unet"].config), components["unet"])]
     if vae:
         pairs.append((sfu.convert_ldm_vae_checkpoint(dict(checkpoint), components["vae"].config), components["vae"]))
     for converted, model in pairs:
