@@ -4,6 +4,8 @@ as the diffusers-layout stand-in it was written from; hashes, local folders, pic
 import copy
 import hashlib
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 import helpers
 from helpers import load_pipeline, registry
+from helpers.__main__ import main
 from helpers.base.errors import ModelAccessError, ZooError
 from helpers.base.records import read_record
 from helpers.offline import hub as offline_hub
@@ -21,6 +24,8 @@ from helpers.offline.checkpoints import original_state_dict
 from helpers.run.singlefile import load_single_file, local_models
 from helpers.zoo import checkpoints
 from helpers.zoo.registry import REGISTRY_PATH, parse
+
+from ..environment import ROOT
 
 REG = registry.default()
 SEED = 0
@@ -184,3 +189,21 @@ def test_a_registry_entry_of_one_file_downloads_it_and_loads_it(fresh_hub):
     assert all(torch.equal(pipe.unet.state_dict()[k], v) for k, v in stand_in.state_dict().items())
     base = load_pipeline("sdxl-base", device="cpu", fast="off")
     assert not torch.equal(pipe.unet.conv_in.weight, base.unet.conv_in.weight)
+
+
+def test_the_command_line_lists_a_folder_and_generates_from_a_file_by_name(fresh_hub, tmp_path, capsys):
+    folder = tmp_path / "ComfyUI" / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    _write("sd15", folder / "myModel_v3.safetensors")
+    torch.save({}, folder / "old.ckpt")
+    assert main(["local", str(tmp_path / "ComfyUI")]) == 0
+    out = capsys.readouterr().out
+    by_hand = hashlib.sha256((folder / "myModel_v3.safetensors").read_bytes()).hexdigest()[:10]
+    assert "mymodel_v3" in out and by_hand in out and "pickled checkpoint" in out
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "generate", "mymodel_v3", "a red fox", "--models", str(tmp_path / "ComfyUI"),
+         "--steps", "2", "--size", "64", "--seed", "5", "--out", str(tmp_path / "out"), "--device", "cpu"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"Model hash: {by_hand}, Model: myModel_v3" in Image.open(proc.stdout.split()[0]).info["parameters"]
