@@ -139,7 +139,8 @@ def sd3_to_sai(state: dict) -> dict:
         "final_layer.adaLN_modulation.1.weight": _swap_halves(state["norm_out.linear.weight"]),
         "final_layer.adaLN_modulation.1.bias": _swap_halves(state["norm_out.linear.bias"]),
     }
-    renames = {"pos_embed.proj.": "x_embedder.proj.", "time_text_embed.timestep_embedder.linear_1.": "t_embedder.mlp.0.",
+    renames = {"pos_embed.proj.": "x_embedder.proj.",
+               "time_text_embed.timestep_embedder.linear_1.": "t_embedder.mlp.0.",
                "time_text_embed.timestep_embedder.linear_2.": "t_embedder.mlp.2.",
                "time_text_embed.text_embedder.linear_1.": "y_embedder.mlp.0.",
                "time_text_embed.text_embedder.linear_2.": "y_embedder.mlp.2.", "context_embedder.": "context_embedder.",
@@ -172,6 +173,53 @@ def sd3_to_sai(state: dict) -> dict:
                 parts = [state[f"transformer_blocks.{i}.{new}{p}.{q[1]}"] for p in
                          (("q_proj", "k_proj", "v_proj") if new == "attn.add_" else ("q", "k", "v"))]  # fmt: skip
                 out[f"joint_blocks.{i}.{old}{q[1]}"] = torch.cat(parts)
+    return out
+
+
+def flux_to_bfl(state: dict) -> dict:
+    """A FLUX.1 transformer's tensors under Black Forest Labs' names, as `flux1-dev.safetensors` keeps them.
+
+    Not checked against diffusers here: its FLUX converter assumes FLUX.1's full width (3072), so tiny files only
+    serve to test how files are told apart.
+    """
+    top = {"time_text_embed.timestep_embedder.linear_1.": "time_in.in_layer.",
+           "time_text_embed.timestep_embedder.linear_2.": "time_in.out_layer.",
+           "time_text_embed.text_embedder.linear_1.": "vector_in.in_layer.",
+           "time_text_embed.text_embedder.linear_2.": "vector_in.out_layer.",
+           "time_text_embed.guidance_embedder.linear_1.": "guidance_in.in_layer.",
+           "time_text_embed.guidance_embedder.linear_2.": "guidance_in.out_layer.",
+           "context_embedder.": "txt_in.", "x_embedder.": "img_in.", "proj_out.": "final_layer.linear."}  # fmt: skip
+    double = {"norm1.linear.": "img_mod.lin.", "norm1_context.linear.": "txt_mod.lin.",
+              "attn.norm_q.weight": "img_attn.norm.query_norm.scale",
+              "attn.norm_k.weight": "img_attn.norm.key_norm.scale",
+              "attn.norm_added_q.weight": "txt_attn.norm.query_norm.scale",
+              "attn.norm_added_k.weight": "txt_attn.norm.key_norm.scale", "ff.net.0.proj.": "img_mlp.0.",
+              "ff.net.2.": "img_mlp.2.", "ff_context.net.0.proj.": "txt_mlp.0.", "ff_context.net.2.": "txt_mlp.2.",
+              "attn.to_out.0.": "img_attn.proj.", "attn.to_add_out.": "txt_attn.proj."}  # fmt: skip
+    single = {"norm.linear.": "modulation.lin.", "attn.norm_q.weight": "norm.query_norm.scale",
+              "attn.norm_k.weight": "norm.key_norm.scale", "proj_out.": "linear2."}  # fmt: skip
+    out = {f"final_layer.adaLN_modulation.1.{k}": _swap_halves(state[f"norm_out.linear.{k}"]) for k in ("weight",
+                                                                                                        "bias")}
+    for key, value in state.items():
+        for new, old in top.items():
+            if key.startswith(new):
+                out[old + key[len(new):]] = value
+        m = re.fullmatch(r"(single_)?transformer_blocks\.(\d+)\.(.*)", key)
+        if not m:
+            continue
+        names, prefix = (single, f"single_blocks.{m[2]}.") if m[1] else (double, f"double_blocks.{m[2]}.")
+        for new, old in names.items():
+            if m[3].startswith(new):
+                out[prefix + old + m[3][len(new):]] = value
+    for kind in ("weight", "bias"):
+        for i in {int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks.")}:
+            b = f"transformer_blocks.{i}.attn."
+            out[f"double_blocks.{i}.img_attn.qkv.{kind}"] = torch.cat([state[f"{b}to_{x}.{kind}"] for x in "qkv"])
+            out[f"double_blocks.{i}.txt_attn.qkv.{kind}"] = torch.cat([state[f"{b}add_{x}_proj.{kind}"] for x in "qkv"])
+        for i in {int(k.split(".")[1]) for k in state if k.startswith("single_transformer_blocks.")}:
+            b = f"single_transformer_blocks.{i}."
+            parts = [state[f"{b}attn.to_{x}.{kind}"] for x in "qkv"] + [state[f"{b}proj_mlp.{kind}"]]
+            out[f"single_blocks.{i}.linear1.{kind}"] = torch.cat(parts)
     return out
 
 

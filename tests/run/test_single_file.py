@@ -207,3 +207,16 @@ def test_the_command_line_lists_a_folder_and_generates_from_a_file_by_name(fresh
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert f"Model hash: {by_hand}, Model: myModel_v3" in Image.open(proc.stdout.split()[0]).info["parameters"]
+
+
+@pytest.mark.parametrize("guidance, kind, base", [(True, "dev", "flux-dev"), (False, "schnell", "flux-schnell")])
+def test_a_flux_file_is_told_dev_or_schnell_by_its_guidance_embedder(tmp_path, guidance, kind, base):
+    from helpers.offline import tiny
+    from helpers.offline.checkpoints import flux_to_bfl
+
+    path = tmp_path / f"flux1-{kind}.safetensors"
+    save_file(flux_to_bfl(tiny.seeded(tiny.flux_transformer, guidance).state_dict()), str(path))
+    assert (checkpoints.detect_file(path).family, checkpoints.detect_file(path).kind) == ("flux", kind)
+    spec = helpers.get(str(path))
+    assert (spec.family, spec.pipeline, spec.prediction) == ("flux", "FluxPipeline", "flow")
+    assert checkpoints.config_entry(spec, REG).key == base
