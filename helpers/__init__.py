@@ -36,6 +36,7 @@ _NAMES = {
     "GenerationResult": "run.generate", "generate": "run.generate", "regenerate": "run.generate",
     "image_grid": "base.grids",
     "load_pipeline": "run.loading", "load_vae": "run.loading",
+    "load_single_file": "run.singlefile", "local_models": "run.singlefile", "model_hash": "zoo.checkpoints",
     "Record": "base.records", "read_record": "base.records",
     "get": "zoo.registry", "models": "zoo.registry",
     "set_scheduler": "base.schedulers",

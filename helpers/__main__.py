@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import yaml
 
@@ -28,6 +29,7 @@ from .base.errors import ZooError
 from .base.families import FAMILIES
 from .base.images import parse_size
 from .base.records import check_folder
+from .zoo.checkpoints import SUFFIXES
 from .zoo.registry import REGISTRY_ENV, SECTIONS, default
 from .zoo.registry import load as load_registry
 
@@ -169,9 +171,33 @@ def _generate(args) -> int:
     return 0
 
 
+def _local_files(args) -> None:
+    """`--models DIR` makes a folder's checkpoints usable by name; `--allow-pickle` opens .ckpt files there too."""
+    from .run.singlefile import local_models, spec_for
+
+    if getattr(args, "models", None):
+        local_models(args.models, allow_pickle=args.allow_pickle)
+    key = getattr(args, "key", None)
+    if key and args.allow_pickle and Path(key).suffix.lower() in (".ckpt", ".pt", ".pth", ".bin"):
+        spec_for(key, allow_pickle=True)
+
+
+def _local(args) -> int:
+    from .run.singlefile import local_models
+
+    with contextlib.redirect_stdout(sys.stderr):
+        table = local_models(args.folder, allow_pickle=args.allow_pickle)
+    if table.empty:
+        print(f"no checkpoint files ({', '.join(SUFFIXES)}) in {args.folder}")
+        return 1
+    print(table.to_string(index=False))
+    return 0
+
+
 def _run_generate(args, width, height):
     from .run.generate import generate
 
+    _local_files(args)
     return generate(
         args.key,
         args.prompt,
@@ -333,6 +359,7 @@ def _sweep(args) -> int:
     from .sweeps import file as sweepfile
 
     with contextlib.redirect_stdout(sys.stderr):
+        _local_files(args)
         result = sweepfile.run(args.file, out=args.out)
     for path in result.grid_paths:
         print(path)
@@ -472,6 +499,12 @@ def parser() -> argparse.ArgumentParser:
                         "4x-UltraSharp or sd-x4-upscaler")  # fmt: skip
     s.set_defaults(run=_generate)
 
+    s = sub.add_parser("local", help="list a models folder's checkpoint files (A1111's models/Stable-diffusion, "
+                       "ComfyUI's models/checkpoints): family, size, A1111 hash")  # fmt: skip
+    s.add_argument("folder")
+    s.add_argument("--allow-pickle", action="store_true", help="also open .ckpt/.pt files (they can run code)")
+    s.set_defaults(run=_local)
+
     s = sub.add_parser("upscale", help="upscale an image with a registry upscaler, in tiles; saved as a new PNG")
     s.add_argument("image", help="the image (path or URL)")
     s.add_argument("--upscaler", default="sd-x4-upscaler", help="a registry upscaler: a network such as "
@@ -565,6 +598,11 @@ def parser() -> argparse.ArgumentParser:
         sub.choices[name].add_argument(
             "--registry", metavar="FILE", help=f"registry file (default: ${REGISTRY_ENV}, else models.yaml)"
         )
+    for name in ("generate", "sweep"):
+        sub.choices[name].add_argument("--models", metavar="DIR", help="a local models folder (A1111's or ComfyUI's) "
+                                       "whose checkpoint files are then usable by name (file stem)")  # fmt: skip
+        sub.choices[name].add_argument("--allow-pickle", action="store_true",
+                                       help="open .ckpt/.pt checkpoint files too (they can run code when loaded)")
     for name in ("list", "show", "generate", "sweep", "train"):
         sub.choices[name].add_argument("--adapters", metavar="DIR", help="folder of trained adapters, found there by "
                                        f"name (default: ${ADAPTERS_ENV}, else ./adapters)")  # fmt: skip

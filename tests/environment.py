@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-_SOURCES = [ROOT / "models.yaml", ROOT / "helpers" / "offline" / "tiny.py", ROOT / "helpers" / "offline" / "hub.py"]
+_SOURCES = [ROOT / "models.yaml", *(ROOT / "helpers" / "offline" / f for f in ("tiny.py", "hub.py", "checkpoints.py")),
+            ROOT / "helpers" / "zoo" / "checkpoints.py"]  # the last two write and place single-file entries
 _DIGEST = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()[:16]
 HUB_DIR = Path(os.environ.get("SDZOO_TEST_HUB", ROOT / ".cache" / "offline-hub")) / _DIGEST
 

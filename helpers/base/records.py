@@ -75,6 +75,7 @@ class Record:
     image_prompt: dict = field(default_factory=dict)  # IP-Adapter: model, scale, image fingerprint
     embeddings: dict = field(default_factory=dict)  # textual-inversion embeddings: source -> token
     schedule_type: str = ""  # A1111's "Schedule type" where not the sampler's own ("Exponential", ...)
+    model_hash: str = ""  # A1111's "Model hash" of a checkpoint file: its sha256's first 10 hex digits
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -119,6 +120,7 @@ class Record:
             "CFG scale": f"{self.guidance_scale:g}",
             "Seed": self.seed,
             "Size": f"{self.width}x{self.height}",
+            **({"Model hash": self.model_hash} if self.model_hash else {}),
             "Model": self.model,
         }
         if self.loras:
@@ -224,6 +226,7 @@ def from_a1111(text: str) -> Record:
             width=width,
             height=height,
             model=p.get("Model", ""),
+            model_hash=p.get("Model hash", ""),
         )
     except (KeyError, ValueError, ZooError) as e:
         raise ZooError(f"its 'parameters' text lacks a field this needs ({e})") from None

@@ -23,6 +23,7 @@ import diffusers
 import torch
 
 from ..base.families import FAMILIES
+from ..zoo.checkpoints import config_entry
 from ..zoo.registry import (
     SHA_RE,
     AdapterSpec,
@@ -38,7 +39,7 @@ from ..zoo.registry import (
     VaeSpec,
 )
 from ..zoo.registry import default as default_registry
-from . import tiny
+from . import checkpoints, tiny
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".pth", ".ckpt")
 _TRANSFORMERS = {
@@ -119,7 +120,10 @@ def _denoiser(spec: ModelSpec):
     in_ch, seed = (9 if inpaint else 4), zlib.crc32(spec.repo.encode())
     if fam in ("sd1", "sd2"):
         lcm = spec.pipeline == "LatentConsistencyModelPipeline"  # guidance is an input of LCM U-Nets
-        return "unet", tiny.seeded(tiny.unet_sd, in_ch, spec.resolution // 8, 32 if lcm else None, seed=seed)
+        unet = tiny.seeded(tiny.unet_sd, in_ch, spec.resolution // 8, 32 if lcm else None, seed=seed)
+        if fam == "sd2" and spec.prediction == "v_prediction":
+            tiny.trained_norm_biases(unet, seed=seed)
+        return "unet", unet
     if fam == "sdxl":
         refiner = "text_encoder" in spec.layout.missing
         return "unet", tiny.seeded(tiny.unet_sdxl, in_ch, refiner, spec.resolution // 8, seed=seed)
@@ -281,6 +285,18 @@ def write_pipeline_folder(spec: ModelSpec, folder: Path) -> None:
         index["requires_aesthetics_score"] = True
         index["force_zeros_for_empty_prompt"] = False
     (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+
+
+def write_single_file_folder(spec: ModelSpec, base: ModelSpec, folder: Path) -> None:
+    """A single-file entry's repo: its one checkpoint, in the original key layout, made of the tiny stand-in of the
+    registry model it takes its config from (`base`) with a denoiser of its own (seeded by its repo)."""
+    from safetensors.torch import save_file
+
+    comps = _components(base)
+    name, comps[name] = _denoiser(spec)
+    path = folder / spec.single_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(checkpoints.original_state_dict(comps, base), str(path))
 
 
 def write_vae_folder(spec: VaeSpec, folder: Path) -> None:
@@ -641,6 +657,14 @@ def add_repo(cache_dir: str | Path, spec: ModelSpec, pickled: tuple[str, ...] = 
         commit_to_cache(Path(cache_dir), spec.repo, spec.revision, spec.revision_kind, folder)
 
 
+def add_single_file_repo(cache_dir: str | Path, spec: ModelSpec, registry: Registry) -> Path:
+    """Write one single-file entry's repo (its checkpoint, from the tiny stand-ins) into an offline hub."""
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        folder = Path(tmp) / "repo"
+        write_single_file_folder(spec, config_entry(spec, registry), folder)
+        return commit_to_cache(Path(cache_dir), spec.repo, spec.revision, spec.revision_kind, folder)
+
+
 def _pickle_weights(folder: Path) -> None:
     from safetensors.torch import load_file
 
@@ -681,7 +705,11 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
             for a in spec.adapters:
                 ad = reg.adapter(a)
                 _once(done, ad, cache, tmp, lambda s, f, base=spec: write_adapter_folder(s, base, f))
-            _once(done, spec, cache, tmp, write_pipeline_folder)
+            if spec.single_file:
+                base = config_entry(spec, reg)
+                _once(done, spec, cache, tmp, lambda s, f, base=base: write_single_file_folder(s, base, f))
+            else:
+                _once(done, spec, cache, tmp, write_pipeline_folder)
         if not keys:
             _build_evaluators(reg, cache, tmp, done)
             for vae in reg.vaes.values():

@@ -224,6 +224,16 @@ def unet_sd(in_channels: int = 4, sample_size: int = 64, time_cond_proj_dim: int
     ).eval()
 
 
+def trained_norm_biases(unet, seed: int = 0) -> None:
+    """Give the transformer blocks' first norm biases the spread of trained SD 2.x v-prediction U-Nets (std above
+    0.09; a fresh LayerNorm's are zero), which is how ComfyUI tells such a file from an epsilon one
+    (https://github.com/comfyanonymous/ComfyUI/blob/master/comfy/supported_models.py, SD20.model_type)."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in unet.named_parameters():
+        if name.endswith("transformer_blocks.0.norm1.bias"):
+            p.data = 0.2 * torch.randn(p.shape, generator=gen)
+
+
 def unet_sdxl(in_channels: int = 4, refiner: bool = False, sample_size: int = 128):
     """SDXL U-Net: text_time conditioning from the pooled second encoder and the size/crop ids."""
     from diffusers import UNet2DConditionModel

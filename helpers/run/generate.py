@@ -40,7 +40,7 @@ from . import control as control_mod
 from . import hires as hires_mod
 from . import ip_adapter as ip_mod
 from . import memory as memory_mod
-from . import previews, prompt_weights, styles
+from . import previews, prompt_weights, singlefile, styles
 from .cache import get_pipeline
 from .loading import task_of_pipeline
 from .request import (
@@ -380,7 +380,8 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         schedule_type=records.schedule_type(request.scheduler_options),
         width=images[0].width,
         height=images[0].height,
-        model=spec.key,
+        model=singlefile.model_name(spec),
+        model_hash=singlefile.hash_of(spec),
         extra={k: v for k, v in request.pipeline_kwargs.items() if isinstance(v, (int, float, str, bool))},
         task=request.task,
         inputs=request.inputs,

@@ -23,6 +23,7 @@ from ..base import quiet
 from ..base.devices import pick_device, pick_dtype
 from ..base.errors import ModelAccessError, ModelNotCachedError, ZooError
 from ..base.loaded import LoadedModel, attach, record
+from ..zoo import checkpoints
 from ..zoo.registry import ModelSpec, Registry
 from ..zoo.registry import default as default_registry
 from . import fast as fast_mod
@@ -120,15 +121,18 @@ def load_pipeline(
     kwargs.update(from_pretrained_kwargs)
     print(f"[{spec.key}] memory: {policy.describe()}" + (f"; vae: {fix} (fp16-safe)" if fix else ""))
     with hub_errors_explained(spec), quiet.loading():
-        variant, full = weight_plan(spec, kwargs.get("cache_dir"), skip=set(kwargs))
-        if not variant:  # no component has the variant files: the whole pipeline loads without the variant
-            kwargs.pop("variant", None)
-        for name, cls in full.items():  # no variant files: full precision for this component alone
-            kwargs[name] = cls.from_pretrained(
-                spec.repo, subfolder=name, revision=spec.revision, torch_dtype=torch_dtype, use_safetensors=True,
-                cache_dir=kwargs.get("cache_dir"),
-            )  # fmt: skip
-        pipe = spec.pipeline_class.from_pretrained(spec.repo, **kwargs)
+        if spec.single_file:
+            pipe = from_single_file(spec, kwargs, reg)
+        else:
+            variant, full = weight_plan(spec, kwargs.get("cache_dir"), skip=set(kwargs))
+            if not variant:  # no component has the variant files: the whole pipeline loads without the variant
+                kwargs.pop("variant", None)
+            for name, cls in full.items():  # no variant files: full precision for this component alone
+                kwargs[name] = cls.from_pretrained(
+                    spec.repo, subfolder=name, revision=spec.revision, torch_dtype=torch_dtype,
+                    use_safetensors=True, cache_dir=kwargs.get("cache_dir"),
+                )  # fmt: skip
+            pipe = spec.pipeline_class.from_pretrained(spec.repo, **kwargs)
         for adapter_key in spec.adapters:
             _fuse_adapter(pipe, reg.adapter(adapter_key))
     attach(pipe, LoadedModel(spec, policy, vaes.get("vae", ""), default_scheduler=pipe.scheduler))
@@ -139,6 +143,69 @@ def load_pipeline(
     if mode != fast_mod.PRESETS["off"]:
         print(f"[{spec.key}] fast: {mode.describe()}")
     return pipe
+
+
+_CONFIG_FILES = ["*.json", "**/*.json", "*.txt", "**/*.txt", "**/*.model"]
+
+
+def checkpoint_file(spec: ModelSpec, cache_dir=None) -> Path:
+    """The entry's checkpoint file on disk: a local path, or the file downloaded from its repo (cached)."""
+    if Path(spec.single_file).is_absolute():
+        path = Path(spec.single_file)
+    else:
+        path = Path(huggingface_hub.hf_hub_download(
+            spec.repo, spec.single_file, revision=spec.revision, cache_dir=cache_dir
+        ))  # fmt: skip
+    checkpoints.refuse_pickle(path, spec.weights == "bin")
+    return path
+
+
+def from_single_file(spec: ModelSpec, kwargs: dict, reg: Registry):
+    """A single-file entry through diffusers' `from_single_file`: the config is the registry's base model of its
+    family (read from the cache offline), and whatever the file lacks (a VAE, text encoders) comes from that base."""
+    path = checkpoint_file(spec, kwargs.get("cache_dir"))
+    found = checkpoints.detect_file(path, allow_pickle=spec.weights == "bin")
+    base = checkpoints.config_entry(spec, reg)
+    config = huggingface_hub.snapshot_download(
+        base.repo, revision=base.revision, allow_patterns=_CONFIG_FILES, cache_dir=kwargs.get("cache_dir"),
+        local_files_only=huggingface_hub.constants.HF_HUB_OFFLINE,
+    )  # fmt: skip
+    index = json.loads((Path(config) / "model_index.json").read_text())
+    in_file = {"vae": found.vae, "text_encoder": found.text_encoders, "text_encoder_2": found.text_encoders,
+               "text_encoder_3": found.text_encoders}  # fmt: skip
+    parts = {}
+    for name, entry in index.items():
+        if isinstance(entry, list) and entry[0] and not in_file.get(name, True) and name not in kwargs:
+            borrowed = hub_kwargs(base) | {"dtype": kwargs["dtype"], "cache_dir": kwargs.get("cache_dir")}
+            if base.layout.variant_components is not None and name not in base.layout.variant_components:
+                borrowed.pop("variant", None)
+            parts[name] = _component_class(*entry).from_pretrained(base.repo, subfolder=name, **borrowed)
+    if spec.family == "sdxl" and found.text_encoders and found.kind != "refiner" and "text_encoder_2" not in kwargs:
+        parts["text_encoder_2"] = _open_clip_from_file(path, config, _component_class(*index["text_encoder_2"]),
+                                                       kwargs["dtype"])  # fmt: skip
+    if "safety_checker" in index:  # checkpoint files carry no safety checker
+        parts |= {"safety_checker": None, "requires_safety_checker": False}
+    passed = {k: v for k, v in kwargs.items() if k not in ("revision", "use_safetensors", "variant",
+                                                           "quantization_config", "device_map")}  # fmt: skip
+    pipe = spec.pipeline_class.from_single_file(str(path), config=config, local_files_only=True, **passed, **parts)
+    scheduler = pipe.scheduler
+    if spec.prediction in ("epsilon", "v_prediction") and scheduler.config.get("prediction_type") != spec.prediction:
+        pipe.scheduler = type(scheduler).from_config(scheduler.config, prediction_type=spec.prediction)
+    return pipe
+
+
+def _open_clip_from_file(path: Path, config: str, cls, dtype):
+    """SDXL's second text encoder (OpenCLIP bigG) read from its SGM prefix with diffusers' converter. diffusers itself
+    picks an SDXL file's encoders by their width, which cannot tell apart two encoders of one width (tiny models)."""
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    from safetensors import safe_open
+
+    prefix = "conditioner.embedders.1.model."
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118 - not a dict
+    model = cls(cls.config_class.from_pretrained(config, subfolder="text_encoder_2"))
+    model.load_state_dict(convert_open_clip_checkpoint(model, state, prefix=prefix), strict=True)
+    return model.to(dtype).eval()
 
 
 def derive(pipe, task: str):

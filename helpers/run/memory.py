@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -123,12 +124,14 @@ def cached_scale(spec: ModelSpec) -> float:
     from huggingface_hub import get_cached_repo_tree
     from huggingface_hub.errors import CachedRepoTreeNotFoundError
 
+    expected = spec.size.download_gb * 2**30
+    if spec.single_file and Path(spec.single_file).is_file():  # a local checkpoint: the file against its family's
+        return min(1.0, Path(spec.single_file).stat().st_size / expected) if expected else 1.0
     try:
         files = get_cached_repo_tree(spec.repo, revision=spec.revision)
     except (CachedRepoTreeNotFoundError, OSError, ValueError):
         return 1.0
     on_disk = sum(f.size for f in files if f.path.endswith((".safetensors", ".bin")))
-    expected = spec.size.download_gb * 2**30
     return min(1.0, on_disk / expected) if on_disk and expected else 1.0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..base.errors import RegistryError, UnknownModelError
 from ..base.families import FAMILIES
 from ..base.schedulers import scheduler_names
+from . import checkpoints
 
 # The project's models.yaml, at the top of a checkout; the package holds a link to it, which an installed
 # package (pip install) holds as a copy, so the registry is found from the package wherever it is.
@@ -319,6 +321,7 @@ class ModelSpec(_Pinned):
     size: Size
     trigger_words: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+    single_file: str | None = None  # a checkpoint file in `repo` (or a local path) loaded with `from_single_file`
 
     @field_validator("pipeline")
     @classmethod
@@ -386,6 +389,21 @@ class Registry:
         self.ip_adapters, self.t2i_adapters = ip_adapters or {}, t2i_adapters or {}
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
         self.upscalers: dict[str, UpscalerSpec | NetworkUpscalerSpec] = upscalers or {}
+        self.local: dict[str, ModelSpec] = {}  # checkpoint files opened or scanned this session, by key
+
+    def add_file(self, path, allow_pickle: bool = False) -> ModelSpec:
+        """A checkpoint file as an entry usable by key (its file stem) from now on; the same file keeps its key."""
+        resolved = str(Path(path).expanduser().resolve())
+        for spec in self.local.values():
+            if spec.single_file == resolved and (allow_pickle or spec.weights == "safetensors"):
+                return spec
+        key = checkpoints.local_key(Path(resolved))
+        taken = {*self.models, *self._aliases, *self.local}
+        if key in taken:  # never shadow a registry model, nor another folder's file of the same name
+            key = f"{key}-{hashlib.sha1(resolved.encode()).hexdigest()[:6]}"
+        spec = checkpoints.spec_for_file(resolved, self, allow_pickle=allow_pickle, key=key)
+        self.local[key] = spec
+        return spec
 
     def get(self, key: str) -> ModelSpec:
         """The model for a key or alias; an unknown key gets a 'did you mean'."""
@@ -396,6 +414,10 @@ class Registry:
             return self.models[key_l]
         if key_l in self._aliases:
             return self.models[self._aliases[key_l]]
+        if key_l in self.local:
+            return self.local[key_l]
+        if checkpoints.looks_like_path(key) and Path(str(key)).expanduser().is_file():
+            return self.add_file(key)
         by_repo = [m for m in self.models.values() if m.base is None and key in (m.repo, *m.previous_repos)]
         if by_repo:
             return by_repo[0]
