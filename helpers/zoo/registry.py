@@ -50,6 +50,8 @@ class Defaults(_Strict):
     scheduler_options: dict = Field(default_factory=dict)
     negative_prompt: bool = True
     max_sequence_length: int | None = None
+    clip_skip: int = Field(default=1, ge=1)  # A1111's numbering: 2 reads the CLIP text encoder's penultimate layer
+    prompt_prefix: str = ""  # quality tags the model was trained with (Pony's score tags), put before the prompt
 
 
 class Layout(_Strict):
@@ -268,6 +270,7 @@ class ModelSpec(_Pinned):
     size: Size
     trigger_words: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+    single_file: str | None = None
 
     @field_validator("pipeline")
     @classmethod
