@@ -56,6 +56,19 @@ def to_diffusers(family: str, clip_skip: int) -> int | None:
     return clip_skip - 1 if family in SKIPPING and clip_skip > 1 else None
 
 
+def expose_text_model(pipe) -> None:
+    """Let diffusers' `clip_skip` (and compel's penultimate layer) find the CLIP text encoder's final layer norm.
+
+    Both read `text_encoder.text_model.final_layer_norm`; since transformers 5.6 a `CLIPTextModel` holds its layers
+    itself and has no `text_model`, so any clip skip raised AttributeError
+    (https://github.com/huggingface/diffusers/issues/14124). The encoder gets that name for itself, as a plain
+    attribute outside the module tree: its weights, state dict and hooks are unchanged.
+    """
+    enc = getattr(pipe, "text_encoder", None)
+    if enc is not None and not hasattr(enc, "text_model") and hasattr(enc, "final_layer_norm"):
+        object.__setattr__(enc, "text_model", enc)
+
+
 def choices(family: str) -> list[int]:
     """The clip skips offered for a family (A1111's slider goes to 12; past 4 SD 1.x images fall apart)."""
     return [1, 2, 3, 4] if family in SKIPPING else [1, 2] if family in TRAINED_LAYER else [1]

@@ -218,6 +218,7 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
         call["max_sequence_length"] = spec.defaults.max_sequence_length
     skip = clip_skip_mod.to_diffusers(spec.family, request.clip_skip)
     if skip is not None:
+        clip_skip_mod.expose_text_model(pipe)
         call["clip_skip"] = skip
     call.update(request.pipeline_kwargs)
     if check_negative_prompt(pipe, request):
