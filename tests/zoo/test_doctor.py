@@ -21,8 +21,11 @@ def _hub_state(offline_hub_dir):
     files, shas, gated = {}, {}, set()
     for section in (REG.models, REG.vaes, REG.adapters):  # the other sections' repos are unknown: "not found"
         for spec in section.values():
-            tree = get_cached_repo_tree(spec.repo, revision=spec.revision, cache_dir=offline_hub_dir)
-            files[spec.repo] = [f.path for f in tree]
+            if getattr(spec, "single_file", None):  # not in the offline hub yet: the Hub serves just the file
+                files[spec.repo] = [spec.single_file]
+            else:
+                tree = get_cached_repo_tree(spec.repo, revision=spec.revision, cache_dir=offline_hub_dir)
+                files[spec.repo] = [f.path for f in tree]
             shas[spec.repo] = f"{abs(hash(spec.repo)) % 16**40:040x}"
             if getattr(spec, "gated", False):
                 gated.add(spec.repo)
