@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from helpers import generate, read_record, regenerate, registry
+from helpers.base.errors import RegistryError
 from helpers.offline import hub as offline_hub
 from helpers.run.request import settle
 from helpers.zoo.registry import REGISTRY_PATH, parse
@@ -72,9 +73,9 @@ def test_quality_tags_prefix_the_prompt_and_regenerate_without_doubling(tmp_path
 
 
 def test_an_entrys_clip_skip_is_the_default_and_the_caller_overrides_it():
-    raw = copy.deepcopy(yaml.safe_load(REGISTRY_PATH.read_text()))
+    raw = yaml.safe_load(REGISTRY_PATH.read_text())
     raw["models"]["sd15"]["defaults"]["clip_skip"] = 2
-    reg = parse(raw)
+    reg = parse(copy.deepcopy(raw))  # parse fills inherited fields into the mapping it is given
     by_default = generate("sd15", "a watercolor fox", seed=2, registry=reg, **SMALL)
     explicit = generate("sd15", "a watercolor fox", seed=2, clip_skip=2, **SMALL)
     overridden = generate("sd15", "a watercolor fox", seed=2, clip_skip=1, registry=reg, **SMALL)
@@ -82,5 +83,5 @@ def test_an_entrys_clip_skip_is_the_default_and_the_caller_overrides_it():
     assert np.array_equal(px(by_default.images[0]), px(explicit.images[0]))
     assert not np.array_equal(px(by_default.images[0]), px(overridden.images[0]))
     raw["models"]["sd15"]["defaults"]["clip_skip"] = 0
-    with pytest.raises(Exception, match=r"models\.sd15\.defaults\.clip_skip"):
+    with pytest.raises(RegistryError, match=r"models\.sd15\.defaults\.clip_skip"):
         parse(raw)
