@@ -140,6 +140,34 @@ def load_embedding(pipe, path: str | Path, token: str | None = None, allow_pickl
     return token
 
 
+def load_vae(path: str | Path, like: str, dtype=torch.float32, allow_pickle: bool = False, registry=None):
+    """A single-file VAE (A1111's `models/VAE`, e.g. `vae-ft-mse-840000-ema-pruned.safetensors`, in the original LDM
+    key layout) as a diffusers `AutoencoderKL`, its config taken from the registry model `like` (from the cache).
+
+    >>> pipe = helpers.load_pipeline("sd15", vae=load_vae("vae-ft-mse-840000-ema-pruned.safetensors", "sd15"))
+    """
+    from diffusers import AutoencoderKL
+
+    from ..zoo.registry import default as default_registry
+    from .loading import hub_errors_explained
+
+    path = Path(path).expanduser()
+    found = find(str(path)) if not path.is_file() else path
+    if found is None:
+        raise ZooError(f"no VAE file '{path}' (from {Path.cwd()}) nor in {', '.join(map(str, folders()))}")
+    check_pickle(found, allow_pickle, "VAE")
+    spec = (registry or default_registry()).get(like)
+    with hub_errors_explained(spec):
+        try:
+            return AutoencoderKL.from_single_file(str(found), config=spec.repo, subfolder="vae", revision=spec.revision,
+                                                  torch_dtype=dtype)  # fmt: skip
+        except Exception as e:  # safetensors' SafetensorError (a cut file) derives from Exception only
+            if not isinstance(e, (KeyError, RuntimeError, ValueError)) and type(e).__name__ != "SafetensorError":
+                raise
+            raise ZooError(f"{found}: not a whole VAE of a {spec.family} model in the original layout, or a damaged "
+                           f"file ({str(e).splitlines()[0][:160]})") from None  # fmt: skip
+
+
 def lora_file(source: str, allow_pickle: bool = False) -> Path | None:
     """The LoRA file `source` names (a path or a name in `folders()`), checked; None when it names no file."""
     path = find(source)

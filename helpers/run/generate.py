@@ -183,7 +183,7 @@ def _hires_pass(request: Request, images, device, memory, registry, generator_de
     settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=steps,
                     guidance_scale=request.guidance, scheduler=request.scheduler,
                     scheduler_options=request.scheduler_options, generator_device=generator_device,
-                    loras=loras)  # fmt: skip
+                    loras=loras, clip_skip=request.clip_skip, prompt_prefix="")  # fmt: skip
     out = []
     for im, s in zip(images, request.seeds, strict=True):
         big = hires_mod.upscale(im, h, spec.family, request.prompt, s, device, registry)

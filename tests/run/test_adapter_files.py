@@ -1,5 +1,7 @@
 """LoRAs and embeddings as A1111 and kohya write them, loaded from a path or by name from a folder."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +126,41 @@ def test_damaged_and_code_carrying_files_are_refused_with_what_is_wrong(pipe, tm
     save_file({"a": torch.zeros(1, width), "b": torch.zeros(1, width)}, str(tmp_path / "two.safetensors"))
     with pytest.raises(ZooError, match="not a textual-inversion embedding.*'a', 'b'"):
         styles.load_embedding(pipe, str(tmp_path / "two.safetensors"))
+
+
+LDM_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def _ldm_vae(vae) -> dict:
+    """The VAE's weights in the original LDM layout of A1111's VAE files (the inverse of diffusers' conversion)."""
+    n, out = len(vae.config.up_block_types), {}
+    for key, t in vae.state_dict().items():
+        k = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)", r"encoder.down.\1.block.\2", key)
+        k = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0", r"encoder.down.\1.downsample", k)
+        k = re.sub(r"up_blocks\.(\d+)\.resnets\.(\d+)", lambda m: f"up.{n - 1 - int(m[1])}.block.{m[2]}", k)
+        k = re.sub(r"up_blocks\.(\d+)\.upsamplers\.0", lambda m: f"up.{n - 1 - int(m[1])}.upsample", k)
+        k = re.sub(r"mid_block\.resnets\.(\d+)", lambda m: f"mid.block_{int(m[1]) + 1}", k)
+        k = k.replace("mid_block.attentions.0", "mid.attn_1").replace("conv_shortcut", "nin_shortcut")
+        k = k.replace("conv_norm_out", "norm_out")
+        if ".attn_1." in k:  # LDM's attention is 1x1 convolutions
+            for old, new in LDM_ATTENTION.items():
+                k = k.replace(f".{old}.", f".{new}.")
+            t = t[:, :, None, None] if t.ndim == 2 else t
+        out[k] = t.contiguous()
+    return out
+
+
+def test_a_single_file_vae_in_the_ldm_layout_loads_as_the_same_vae(pipe, tmp_path):
+    path = tmp_path / "vae-ft-mse-840000-ema-pruned.safetensors"
+    ldm = _ldm_vae(pipe.vae)
+    assert "decoder.up.3.block.0.conv1.weight" in ldm and "encoder.mid.attn_1.q.weight" in ldm
+    save_file(ldm, str(path))
+    vae = adapter_files.load_vae(path, "sd15")
+    theirs, ours = vae.state_dict(), pipe.vae.state_dict()
+    assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in ours)
+    swapped = load_pipeline("sd15", device="cpu", vae=vae)
+    a, b = (px(generate(p, PROMPT, seed=1, **SMALL).images[0]) for p in (swapped, pipe))
+    assert np.array_equal(a, b)
+    path.write_bytes(path.read_bytes()[:-64])
+    with pytest.raises(ZooError, match="damaged"):
+        adapter_files.load_vae(path, "sd15")

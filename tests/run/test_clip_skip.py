@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from diffusers import UNet2DConditionModel
 from PIL import Image
 
 from helpers import ZooError, generate, load_pipeline, read_record, regenerate, sweep
@@ -114,3 +115,18 @@ def test_cli_takes_clip_skip(tmp_path):
                  "--clip-skip", "2", "--out", str(tmp_path)]) == 0  # fmt: skip
     (path,) = tmp_path.glob("*.png")
     assert read_record(path).clip_skip == 2
+
+
+def test_the_hires_pass_keeps_the_clip_skip(monkeypatch):
+    seen, forward = [], UNet2DConditionModel.forward
+
+    def spy(self, sample, timestep, encoder_hidden_states, *args, **kwargs):  # records, then runs diffusers' own
+        seen.append(encoder_hidden_states.detach().clone())
+        return forward(self, sample, timestep, encoder_hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(UNet2DConditionModel, "forward", spy)
+    generate("sd15", PROMPT, seed=1, clip_skip=2, hires={"scale": 2, "strength": 0.5, "steps": 2}, **SMALL)
+    pipe = load_pipeline("sd15", device="cpu")
+    clip_skip.expose_text_model(pipe)
+    expected = pipe.encode_prompt(PROMPT, "cpu", 1, False, clip_skip=1)[0]
+    assert len(seen) == 4 and all(torch.equal(s.chunk(2)[1], expected) for s in seen), "both passes skip"
