@@ -208,6 +208,8 @@ def _run_generate(args, width, height):
         width=width,
         seed=args.seed,
         scheduler=args.scheduler,
+        clip_skip=args.clip_skip,
+        prompt_prefix=args.prompt_prefix,
         num_images=args.num_images,
         device=args.device,
         image=args.image,
@@ -467,6 +469,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="first seed; image i uses seed+i (default: random, recorded)")
     s.add_argument("--size", type=_size, help="N or WxH (default: the model's native size)")
     s.add_argument("--scheduler", help="a sampler name, e.g. 'DPM++ 2M Karras' (see `show KEY`)")
+    s.add_argument("--clip-skip", type=int, help="A1111's clip skip: 2 reads CLIP's penultimate layer (default: the "
+                   "model's)")  # fmt: skip
+    s.add_argument("--prompt-prefix", help="quality tags put before the prompt (default: the model's; '' for none)")
     s.add_argument("--num-images", type=int, default=1)
     s.add_argument("--image", help="input image (path or URL): img2img, inpainting with --mask, or the picture an "
                    "editing model (flux-kontext-dev, qwen-image-edit) changes as the prompt instructs")

@@ -76,6 +76,7 @@ class Record:
     embeddings: dict = field(default_factory=dict)  # textual-inversion embeddings: source -> token
     schedule_type: str = ""  # A1111's "Schedule type" where not the sampler's own ("Exponential", ...)
     model_hash: str = ""  # A1111's "Model hash" of a checkpoint file: its sha256's first 10 hex digits
+    clip_skip: int | None = None  # A1111's "Clip skip" (1: none); None in records made before it was recorded
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -98,6 +99,9 @@ class Record:
             kw["hires"] = dict(self.hires)
         if self.embeddings:
             kw["embeddings"] = dict(self.embeddings)
+        if self.clip_skip is not None:
+            kw["clip_skip"] = self.clip_skip
+        kw["prompt_prefix"] = ""  # the prompt recorded already holds the model's quality tags
         return kw | dict(self.extra)
 
     def to_json(self) -> str:
@@ -123,6 +127,8 @@ class Record:
             **({"Model hash": self.model_hash} if self.model_hash else {}),
             "Model": self.model,
         }
+        if self.clip_skip and self.clip_skip > 1:  # A1111 writes it only when it skips (processing.py)
+            fields["Clip skip"] = self.clip_skip
         if self.loras:
             fields["Lora"] = " ".join(f"{k}:{v:g}" for k, v in self.loras.items())
         if self.task != "text2img":
@@ -227,6 +233,7 @@ def from_a1111(text: str) -> Record:
             height=height,
             model=p.get("Model", ""),
             model_hash=p.get("Model hash", ""),
+            clip_skip=int(p.get("Clip skip", 1)),
         )
     except (KeyError, ValueError, ZooError) as e:
         raise ZooError(f"its 'parameters' text lacks a field this needs ({e})") from None

@@ -21,6 +21,7 @@ import ipywidgets as w
 from ..base.errors import ZooError
 from ..base.images import fingerprint, parse_size
 from ..base.records import Record
+from ..run import clip_skip
 from ..run import control as control_mod
 from ..run import hires as hires_mod
 from ..run.ip_adapter import ImagePrompt
@@ -109,28 +110,33 @@ class PromptSection(w.VBox):
 
 
 class SamplingSection(w.VBox):
-    """Steps, guidance and the sampler, from the entry's defaults."""
+    """Steps, guidance, the sampler and A1111's clip skip, from the entry's defaults."""
 
-    controls = ("steps", "guidance", "scheduler")
+    controls = ("steps", "guidance", "scheduler", "clip_skip")
 
     def __init__(self):
         self.steps = w.IntSlider(description="Steps", min=1, max=150)
         self.guidance = w.FloatSlider(description="Guidance", min=0, max=20, step=0.5)
         self.scheduler = w.Dropdown(description="Sampler")
-        super().__init__([self.steps, self.guidance, self.scheduler])
+        self.clip_skip = w.Dropdown(description="Clip skip", options=[1], value=1)
+        super().__init__([self.steps, self.guidance, self.scheduler, self.clip_skip])
 
     def apply(self, spec) -> None:
         d = spec.defaults
         self.steps.value, self.guidance.value = d.steps, d.guidance_scale
         self.scheduler.options = spec.schedulers
         self.scheduler.value = d.scheduler
+        self.clip_skip.options = clip_skip.choices(spec.family)
+        self.clip_skip.value = d.clip_skip if d.clip_skip in self.clip_skip.options else 1
 
     def inputs(self) -> dict:
         return {"num_inference_steps": self.steps.value, "guidance_scale": self.guidance.value,
-                "scheduler": self.scheduler.value}  # fmt: skip
+                "scheduler": self.scheduler.value, "clip_skip": self.clip_skip.value}  # fmt: skip
 
     def reuse(self, record: Record, key: str) -> list[str]:
         self.steps.value, self.guidance.value = record.num_inference_steps, record.guidance_scale
+        if record.clip_skip in self.clip_skip.options:
+            self.clip_skip.value = record.clip_skip
         if record.scheduler in self.scheduler.options:
             self.scheduler.value = record.scheduler
             return []

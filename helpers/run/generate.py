@@ -36,6 +36,7 @@ from ..base.schedulers import set_scheduler
 from ..base.versions import versions
 from ..zoo.registry import ModelSpec, Registry
 from ..zoo.registry import default as default_registry
+from . import clip_skip as clip_skip_mod
 from . import control as control_mod
 from . import hires as hires_mod
 from . import ip_adapter as ip_mod
@@ -104,6 +105,8 @@ def generate(
     hires=None,
     ip_adapter=None,
     embeddings: dict | None = None,
+    clip_skip: int | None = None,
+    prompt_prefix: str | None = None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -123,6 +126,9 @@ def generate(
     `control` steers the image with ControlNets: `{controlnet_key: image}` or `helpers.control.Control`s.
     `hires` ({"scale": 2, "strength": 0.5, "steps": N, "upscaler": "Lanczos"}) finishes each image larger.
     `ip_adapter` is an image prompt: a picture, `(picture, scale)` or a `helpers.run.ip_adapter.ImagePrompt`.
+    `clip_skip` counts as A1111's "Clip skip" does (2: the CLIP text encoder's penultimate layer; diffusers calls
+    that 1; see `helpers.run.clip_skip`); `prompt_prefix` replaces the model's quality tags put before the prompt
+    ("" for none). Both default to the registry entry's.
     Other keyword arguments go to the pipeline.
     """
     pipe = model if isinstance(model, diffusers.DiffusionPipeline) else None
@@ -137,6 +143,7 @@ def generate(
     request = settle(
         spec, task, prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
         seed, seeds, num_images, batch_size, scheduler, scheduler_options, image, mask_image, pipeline_kwargs,
+        clip_skip=clip_skip, prompt_prefix=prompt_prefix,
     )  # fmt: skip
     request.controls = control_mod.settle(spec, task, control, registry)
     request.hires = hires_mod.settle(spec, hires, request.steps, registry, request.controls)
@@ -178,7 +185,7 @@ def _hires_pass(request: Request, images, device, memory, registry, generator_de
     settings = dict(negative_prompt=request.negative_prompt, num_inference_steps=steps,
                     guidance_scale=request.guidance, scheduler=request.scheduler,
                     scheduler_options=request.scheduler_options, generator_device=generator_device,
-                    loras=loras)  # fmt: skip
+                    loras=loras, clip_skip=request.clip_skip, prompt_prefix="")  # fmt: skip
     out = []
     for im, s in zip(images, request.seeds, strict=True):
         big = hires_mod.upscale(im, h, spec.family, request.prompt, s, device, registry)
@@ -214,15 +221,20 @@ def prepare(pipe, request: Request, loras: dict | None = None, lora_scale: float
     call |= ip_mod.call_kwargs(request.image_prompt)
     if spec.defaults.max_sequence_length and "max_sequence_length" in params:
         call["max_sequence_length"] = spec.defaults.max_sequence_length
+    skip = clip_skip_mod.to_diffusers(spec.family, request.clip_skip)
+    if skip is not None:
+        clip_skip_mod.expose_text_model(pipe)
+        call["clip_skip"] = skip
     call.update(request.pipeline_kwargs)
     if check_negative_prompt(pipe, request):
         call["negative_prompt"] = request.negative_prompt
     elif family.empty_negative and request.guidance > 1.0:  # its CFG runs only with a negative prompt
         call["negative_prompt"] = " "
     guided = request.guidance > 1.0
-    embeds = prompt_weights.embeddings(pipe, spec.family, request.prompt, call.get("negative_prompt"), guided)
+    embeds = prompt_weights.embeddings(pipe, spec.family, request.prompt, call.get("negative_prompt"), guided, skip)
     if embeds:  # A1111 weights or a prompt beyond 77 tokens: encoded here (helpers.run.prompt_weights), never cut
         call.pop("negative_prompt", None)
+        call.pop("clip_skip", None)  # read by the encoding above
         call |= embeds
     else:
         check_prompt_length(pipe, spec, request.prompt, call.get("max_sequence_length"))
@@ -396,6 +408,7 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         hires=dict(request.hires),
         image_prompt=request.image_prompt.recipe() if request.image_prompt else {},
         embeddings=dict(request.embeddings),
+        clip_skip=request.clip_skip,
     )
     return [Record.from_dict({**base.__dict__, "seed": s}) for s in request.seeds]
 

@@ -19,6 +19,7 @@ import torch
 from compel import Compel, ReturnedEmbeddingsType
 
 from ..base import quiet
+from ..base.errors import ZooError
 
 CLIP_FAMILIES = ("sd1", "sd2", "sdxl")
 
@@ -116,8 +117,12 @@ def fits(pipe, text: str) -> bool:
     return len(tok(text, add_special_tokens=True, verbose=False).input_ids) <= tok.model_max_length
 
 
-def embeddings(pipe, family: str, prompt: str, negative_prompt: str | None, guided: bool) -> dict:
-    """The pipeline call's `prompt_embeds` (and negative, pooled) for a weighted or long prompt; {} for a plain one."""
+def embeddings(pipe, family: str, prompt: str, negative_prompt: str | None, guided: bool,
+               clip_skip: int | None = None) -> dict:  # fmt: skip
+    """The pipeline call's `prompt_embeds` (and negative, pooled) for a weighted or long prompt; {} for a plain one.
+
+    `clip_skip` is diffusers' (None or 1 on SD 1.x: the last or the penultimate layer, layer-normed as diffusers does).
+    """
     if family not in CLIP_FAMILIES or getattr(pipe, "tokenizer", None) is None:
         return {}
     texts = [prompt] + ([negative_prompt] if negative_prompt else [])
@@ -131,7 +136,7 @@ def embeddings(pipe, family: str, prompt: str, negative_prompt: str | None, guid
     # compel reads a long prompt in chunks: transformers' notice that it is too long "(482 > 77) ... indexing
     # errors" is wrong here.
     with quiet.no_truncation_notice(pipe):
-        return _embeddings(_encoders(pipe, family), pipe, family, prompt, negative_prompt, guided)
+        return _embeddings(_encoders(pipe, family, clip_skip), pipe, family, prompt, negative_prompt, guided)
 
 
 def _embeddings(encoders, pipe, family: str, prompt: str, negative_prompt: str | None, guided: bool) -> dict:
@@ -147,9 +152,17 @@ def _embeddings(encoders, pipe, family: str, prompt: str, negative_prompt: str |
     return out
 
 
-def _encoders(pipe, family: str) -> list[Compel]:
+def _encoders(pipe, family: str, clip_skip: int | None = None) -> list[Compel]:
+    if clip_skip not in (None, 1):
+        raise ZooError(
+            f"weighted or long prompts are encoded with A1111's clip skip 1 or 2 only (got {clip_skip + 1}): "
+            "use clip_skip=2, or a plain prompt that fits 75 tokens"
+        )
     if family != "sdxl":
-        return [Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, truncate_long_prompts=False)]
+        layer = ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NORMALIZED if clip_skip else None
+        layer = layer or ReturnedEmbeddingsType.LAST_HIDDEN_STATES_NORMALIZED
+        return [Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, truncate_long_prompts=False,
+                       returned_embeddings_type=layer)]  # fmt: skip
     hidden = ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED  # what SDXL's pipeline uses
     encoders = []
     for tok, enc, pooled in ((pipe.tokenizer, pipe.text_encoder, False), (pipe.tokenizer_2, pipe.text_encoder_2, True)):

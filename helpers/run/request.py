@@ -26,6 +26,7 @@ from ..base.families import FAMILIES
 from ..base.images import fingerprint, load_image
 from ..base.schedulers import scheduler_names
 from ..zoo.registry import ModelSpec, Registry
+from . import clip_skip as clip_skip_mod
 from . import styles
 
 
@@ -53,6 +54,7 @@ class Request:
     hires: dict = field(default_factory=dict)  # helpers.run.hires settings, settled
     image_prompt: object = None  # helpers.run.ip_adapter.ImagePrompt, settled
     embeddings: dict = field(default_factory=dict)  # textual inversion: source -> the token it binds to
+    clip_skip: int = 1  # A1111's numbering (helpers.run.clip_skip)
 
     @property
     def batches(self) -> list[list[int]]:
@@ -61,9 +63,15 @@ class Request:
 
 def settle(spec, task, prompt, negative_prompt=None, steps=None, guidance=None, height=None, width=None, seed=None,
            seeds=None, num_images=1, batch_size=1, scheduler=None, scheduler_options=None, image=None,
-           mask_image=None, pipeline_kwargs=None) -> Request:  # fmt: skip
-    """Fill in the entry's defaults and check every value; raises a `ZooError` that says what to use instead."""
+           mask_image=None, pipeline_kwargs=None, clip_skip=None, prompt_prefix=None) -> Request:  # fmt: skip
+    """Fill in the entry's defaults and check every value; raises a `ZooError` that says what to use instead.
+
+    The entry's `prompt_prefix` (quality tags such as Pony's score tags) goes before the prompt, unless the prompt
+    already starts with it or `prompt_prefix` is given ("" for none).
+    """
     d = spec.defaults
+    prompt = with_prefix(d.prompt_prefix if prompt_prefix is None else prompt_prefix, prompt)
+    clip_skip = clip_skip_mod.check(spec.family, spec.key, d.clip_skip if clip_skip is None else clip_skip)
     steps = d.steps if steps is None else int(steps)
     guidance = d.guidance_scale if guidance is None else float(guidance)
     inputs = {}
@@ -85,8 +93,16 @@ def settle(spec, task, prompt, negative_prompt=None, steps=None, guidance=None, 
         check_strength(steps, pipeline_kwargs["strength"])
     return Request(
         spec, task, prompt, negative_prompt or None, steps, guidance, height, width, scheduler, options,
-        _seeds(seed, seeds, num_images), batch_size, image, mask_image, inputs, pipeline_kwargs,
+        _seeds(seed, seeds, num_images), batch_size, image, mask_image, inputs, pipeline_kwargs, clip_skip=clip_skip,
     )  # fmt: skip
+
+
+def with_prefix(prefix: str, prompt: str) -> str:
+    """The prompt after the prefix and a comma, as the model cards write it; unchanged if it starts with it."""
+    prefix = prefix.strip().rstrip(",").strip()
+    if not prefix or prompt.lstrip().startswith(prefix):
+        return prompt
+    return f"{prefix}, {prompt}" if prompt.strip() else prefix
 
 
 def _check(spec: ModelSpec, steps: int, guidance: float, height: int, width: int, what: str = "") -> None:

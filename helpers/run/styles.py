@@ -16,7 +16,7 @@ from ..base import adapters as trainexport
 from ..base.errors import ZooError
 from ..base.loaded import record, spec_of
 from ..zoo.registry import default as default_registry
-from . import fast
+from . import adapter_files, fast
 
 # Prompt-only styles: the subject stays, the words around it change. "{prompt}" marks where it goes.
 STYLES = {
@@ -44,10 +44,13 @@ def _family(pipe) -> str | None:
     return spec.family if spec else None
 
 
-def load_lora(pipe, source: str, weight_name: str | None = None, name: str | None = None, scale: float | None = None):
-    """Load a LoRA: a registry adapter key, a Hub repo id (with `weight_name`) or a local .safetensors file.
+def load_lora(pipe, source: str, weight_name: str | None = None, name: str | None = None, scale: float | None = None,
+              allow_pickle: bool = False):  # fmt: skip
+    """Load a LoRA: a registry adapter key, a Hub repo id (with `weight_name`), a local file (diffusers or kohya/A1111
+    layout), or a file's name in the adapters folders (`helpers.run.adapter_files`).
 
-    Returns its adapter name. A LoRA made for another family (an SD 1.5 LoRA into SDXL) is an error.
+    Returns its adapter name. A LoRA made for another family (an SD 1.5 LoRA into SDXL) is an error; a pickled file
+    is refused unless `allow_pickle`.
     """
     reg = default_registry()
     source = _trained(pipe, source) or source  # an adapter trained with helpers.train, by name
@@ -63,8 +66,7 @@ def load_lora(pipe, source: str, weight_name: str | None = None, name: str | Non
             )
         args, kwargs = (spec.repo,), {"weight_name": spec.weight_name, "revision": spec.revision}
         name, scale = name or source, spec.scale if scale is None else scale
-    elif Path(source).is_file():
-        path = Path(source)
+    elif (path := adapter_files.lora_file(source, allow_pickle)) is not None:
         args, kwargs = (str(path.parent),), {"weight_name": path.name}
         name = name or path.stem
     else:
@@ -142,7 +144,10 @@ def apply(pipe, wanted: dict[str, float], scale: float | None = None) -> dict[st
 
 
 def _name_for(source: str) -> str:
-    return source if source in default_registry().adapters else Path(source).stem if Path(source).is_file() else source
+    if source in default_registry().adapters:
+        return source
+    path = adapter_files.find(source)
+    return path.stem if path is not None else source
 
 
 def fuse(pipe) -> None:
@@ -160,8 +165,13 @@ def unload(pipe) -> None:
     record(pipe).lora_scales = {}
 
 
-def load_embedding(pipe, source: str, token: str | None = None, weight_name: str | None = None) -> str:
-    """Load a textual-inversion embedding (registry key, Hub repo or local file); returns the token to prompt with."""
+def load_embedding(pipe, source: str, token: str | None = None, weight_name: str | None = None,
+                   allow_pickle: bool = False) -> str:  # fmt: skip
+    """Load a textual-inversion embedding (registry key, Hub repo, or a file: A1111 `.pt`/`.safetensors`, by path or
+    by name in the adapters folders); returns the token to prompt with (a file's name, as in A1111, by default).
+
+    A pickled `.pt` is refused unless `allow_pickle` (then read with `torch.load(weights_only=True)`).
+    """
     reg = default_registry()
     if source in reg.adapters:
         spec = reg.adapter(source)
@@ -171,9 +181,9 @@ def load_embedding(pipe, source: str, token: str | None = None, weight_name: str
         token = token or trainexport.metadata(source).get("token")
         trainexport.load_embedding_file(pipe, _trained(pipe, source), token)
     else:
-        path = Path(source)
-        if path.is_file():
-            pipe.load_textual_inversion(str(path), token=token)
+        path = adapter_files.find(source)
+        if path is not None:
+            token = adapter_files.load_embedding(pipe, path, token, allow_pickle)
         elif not _looks_like_repo_id(source):  # a mistyped path would otherwise be looked up on the Hub
             known = [a.key for a in reg.adapters.values() if a.kind != "lora" and _family(pipe) in (a.family, None)]
             raise ZooError(
@@ -197,6 +207,8 @@ def ensure_embedding(pipe, source: str, token: str | None = None) -> str:
         token = reg.adapter(source).token
     elif token is None and trainexport.find(source):
         token = trainexport.metadata(source).get("token")
+    elif token is None and adapter_files.find(source) is not None:  # A1111: the file's name is the token
+        token = adapter_files.find(source).stem
     if token is not None and token in pipe.tokenizer.get_vocab():
         return token
     return load_embedding(pipe, source, token)

@@ -54,6 +54,8 @@ def _weight_folders(files: set[str]) -> dict[str, list[str]]:
 
 def _file_problems(spec, files: set[str]) -> list[str]:
     problems = []
+    if getattr(spec, "single_file", None):  # a single checkpoint file, not a diffusers folder
+        return [] if spec.single_file in files else [f"no file '{spec.single_file}' at {spec.revision}"]
     if "model_index.json" not in files:
         return [f"no model_index.json at {spec.revision}: not a diffusers pipeline repo (or an old revision)"]
     for folder, names in sorted(_weight_folders(files).items()):
@@ -172,6 +174,8 @@ def check_url(spec, offline: bool) -> Check:
 
 def key_file(spec, section: str) -> str:
     """The file an entry cannot load without: what is looked for on the Hub, and in the cache offline."""
+    if section == "models" and getattr(spec, "single_file", None):
+        return spec.single_file
     if getattr(spec, "file", None):  # an upscaler network in one file
         return spec.file
     if getattr(spec, "files", None):  # a controlnet_aux detector's files: the first, its main network

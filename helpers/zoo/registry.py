@@ -52,6 +52,8 @@ class Defaults(_Strict):
     scheduler_options: dict = Field(default_factory=dict)
     negative_prompt: bool = True
     max_sequence_length: int | None = None
+    clip_skip: int = Field(default=1, ge=1)  # A1111's numbering: 2 reads the CLIP text encoder's penultimate layer
+    prompt_prefix: str = ""  # quality tags the model was trained with (Pony's score tags), put before the prompt
 
 
 class Layout(_Strict):

@@ -62,8 +62,11 @@ def test_the_prompt_section_turns_the_negative_off_where_it_is_ignored_and_asks_
 def test_the_sampling_section_takes_the_defaults_and_says_what_it_could_not_put_back():
     sampling = s.SamplingSection()
     sampling.apply(SD15)
-    assert sampling.inputs() == {"num_inference_steps": 30, "guidance_scale": 7.5, "scheduler": "DPM++ 2M Karras"}
-    assert sampling.reuse(_record(scheduler="Euler a"), "sd15") == []
+    assert sampling.inputs() == {"num_inference_steps": 30, "guidance_scale": 7.5, "scheduler": "DPM++ 2M Karras",
+                                 "clip_skip": 1}  # fmt: skip
+    assert sampling.clip_skip.options == (1, 2, 3, 4), "A1111's clip skip, for SD 1.x"
+    assert sampling.reuse(_record(scheduler="Euler a", clip_skip=2), "sd15") == []
+    assert sampling.inputs()["clip_skip"] == 2, "a PNG's clip skip is put back"
     notes = sampling.reuse(_record(scheduler="Flow Euler"), "sd15")
     assert sampling.steps.value == 12 and sampling.scheduler.value == "Euler a"
     assert notes == ["sampler 'Flow Euler' is not one of sd15's; kept Euler a"]
