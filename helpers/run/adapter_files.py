@@ -27,6 +27,8 @@ import torch
 
 from ..base import adapters as trained
 from ..base.errors import ZooError
+from ..zoo.registry import default as default_registry
+from .loading import hub_errors_explained
 
 DIRS_ENV = "SDZOO_ADAPTER_DIRS"
 PICKLED = (".pt", ".ckpt", ".bin", ".pth")
@@ -147,9 +149,6 @@ def load_vae(path: str | Path, like: str, dtype=torch.float32, allow_pickle: boo
     >>> pipe = helpers.load_pipeline("sd15", vae=load_vae("vae-ft-mse-840000-ema-pruned.safetensors", "sd15"))
     """
     from diffusers import AutoencoderKL
-
-    from ..zoo.registry import default as default_registry
-    from .loading import hub_errors_explained
 
     path = Path(path).expanduser()
     found = find(str(path)) if not path.is_file() else path

@@ -34,7 +34,16 @@ def test_cache_is_what_huggingface_hub_sees(offline_hub_dir):
     assert not info.warnings
 
 
-@pytest.mark.parametrize("key", [k for k, m in REG.models.items() if not m.base and offline_hub.buildable(m)])
+@pytest.mark.parametrize("key", [k for k, m in REG.models.items() if m.single_file and offline_hub.buildable(m)])
+def test_single_file_repo_holds_its_checkpoint(offline_hub_dir, key):
+    spec = REG.get(key)
+    files = {f.path for f in get_cached_repo_tree(spec.repo, revision=spec.revision, cache_dir=offline_hub_dir)}
+    assert spec.single_file in files and not any(f.endswith("model_index.json") for f in files)
+
+
+@pytest.mark.parametrize(
+    "key", [k for k, m in REG.models.items() if not m.base and not m.single_file and offline_hub.buildable(m)]
+)
 def test_repo_layout_matches_entry(offline_hub_dir, key):
     spec = REG.get(key)
     snap = _snapshot(offline_hub_dir, spec)
