@@ -112,8 +112,8 @@ def _module_problems(spec, section: str, files: set[str]) -> list[str]:
     if section == "ip_adapters":
         encoder = f"{spec.image_encoder}/config.json"
         return [] if encoder in files else [f"no image encoder '{encoder}' in the repo"]
-    if not hasattr(spec, "weights") or getattr(spec, "weight_name", None):
-        return []
+    if not hasattr(spec, "weights") or any(getattr(spec, a, None) for a in ("weight_name", "file", "files")):
+        return []  # a module in named files (an upscaler network, a detector's weights): `key_file` checks them
     folder = f"{spec.subfolder}/" if getattr(spec, "subfolder", None) else ""
     names = [f[len(folder) :] for f in files if f.startswith(folder) and "/" not in f[len(folder) :]]
     weights = [n for n in names if n.startswith(("diffusion_pytorch_model", "model.", "pytorch_model"))]
@@ -126,9 +126,10 @@ def _module_problems(spec, section: str, files: set[str]) -> list[str]:
         problems.append(f"{folder or 'the repo root '}has safetensors weights now; set `weights: safetensors`")
     pool = safe if spec.weights == "safetensors" else weights
     variants = sorted({n.split(".")[1] for n in pool if n.count(".") >= 2})
-    if spec.variant and spec.variant not in variants:
-        problems.append(f"no '{spec.variant}' variant file; the entry says it has one")
-    elif not spec.variant and variants:
+    variant = getattr(spec, "variant", None)  # preprocessors have none
+    if variant and variant not in variants:
+        problems.append(f"no '{variant}' variant file; the entry says it has one")
+    elif not variant and variants and hasattr(spec, "variant"):
         problems.append(f"the repo has {variants} variant files; `variant: {variants[0]}` would halve the download")
     return problems
 
