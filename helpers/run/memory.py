@@ -125,7 +125,8 @@ def cached_scale(spec: ModelSpec) -> float:
     from huggingface_hub.errors import CachedRepoTreeNotFoundError
 
     expected = spec.size.download_gb * 2**30
-    if getattr(spec, "single_file", None) and Path(spec.single_file).is_file():  # a local checkpoint: the file against its family's
+    # a local checkpoint: the file against its family's size
+    if getattr(spec, "single_file", None) and Path(spec.single_file).is_file():
         return min(1.0, Path(spec.single_file).stat().st_size / expected) if expected else 1.0
     try:
         files = get_cached_repo_tree(spec.repo, revision=spec.revision)
