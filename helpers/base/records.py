@@ -75,6 +75,7 @@ class Record:
     image_prompt: dict = field(default_factory=dict)  # IP-Adapter: model, scale, image fingerprint
     embeddings: dict = field(default_factory=dict)  # textual-inversion embeddings: source -> token
     schedule_type: str = ""  # A1111's "Schedule type" where not the sampler's own ("Exponential", ...)
+    plan: dict = field(default_factory=dict)  # how the model fitted the GPU: {"key": "gguf-q4_k_s", "label": ...}
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -97,6 +98,8 @@ class Record:
             kw["hires"] = dict(self.hires)
         if self.embeddings:
             kw["embeddings"] = dict(self.embeddings)
+        if self.plan.get("key"):
+            kw["plan"] = self.plan["key"]
         return kw | dict(self.extra)
 
     def to_json(self) -> str:
@@ -140,6 +143,8 @@ class Record:
             fields["Hires upscale"] = f"{self.hires['scale']:g}"
             fields["Hires steps"] = self.hires["steps"]
             fields["Hires upscaler"] = self.hires["upscaler"]
+        if self.plan.get("label"):
+            fields["Plan"] = self.plan["label"]
         if self.versions.get("diffusers"):
             fields["Version"] = f"diffusers {self.versions['diffusers']}"
         lines.append(", ".join(f"{k}: {quote(v)}" for k, v in fields.items()))
