@@ -311,8 +311,9 @@ def policy(spec: ModelSpec, device: str, plan_key: str | None = None, registry: 
         if method.cuda_only:
             raise ZooError(f"plan '{plan_key}' of '{spec.key}' needs a CUDA GPU (bitsandbytes); on {machine.device} "
                            "use torchao-int8, layerwise-fp8 or a GGUF plan")  # fmt: skip
-        o = Option(method, "gpu", 0.0, 0.0, spec.size.download_gb, method.speed, True, "")
-        return replace(o.policy(f"{o.method.label}, chosen by you"), name="cpu" if machine.device == "cpu" else "gpu")
+        where = "cpu" if machine.device == "cpu" else "gpu"
+        o = Option(method, where, 0.0, 0.0, spec.size.download_gb, method.speed, True, "")
+        return o.policy(f"{o.label}, chosen by you")
     scale = memory_mod.cached_scale(spec)
     if scale < 1.0:  # a tiny stand-in: plan it as the small model it is
         machine = replace(machine, gpu_gb=machine.gpu_gb / scale, ram_gb=machine.ram_gb / scale)
