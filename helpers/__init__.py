@@ -35,7 +35,7 @@ _NAMES = {
     "UnknownModelError": "base.errors", "ZooError": "base.errors",
     "GenerationResult": "run.generate", "generate": "run.generate", "regenerate": "run.generate",
     "image_grid": "base.grids",
-    "plan": "run.plan", "quality": "judge.quantized",
+    "plan": "run.plan", "quality": "sweeps.quality",
     "load_pipeline": "run.loading", "load_vae": "run.loading",
     "Record": "base.records", "read_record": "base.records",
     "get": "zoo.registry", "models": "zoo.registry",

@@ -161,3 +161,4 @@ def test_torchao_int8_and_layerwise_fp8_plans_run_on_the_cpu(fresh_hub, plan_key
     diff = np.abs(_pixels(full) - _pixels(result)).mean()
     assert 0 < diff < 8.0, diff
     assert result.records[0].plan["key"] == plan_key
+
