@@ -29,6 +29,15 @@ def presets(spec) -> list[str]:
     return [native] + [s for s in FAMILIES[spec.family].sizes if s != native]
 
 
+def plan_choices(spec, registry=None, machine=None) -> list[tuple[str, str]]:
+    """The plans that fit this machine (or `machine`), fastest first, after "auto" (the plan's own choice)."""
+    from ..run.plan import plan
+
+    p = plan(spec, machine=machine, registry=registry)
+    auto = f"auto: {p.choice.label}" if p.choice else "auto (nothing fits: see `python -m helpers plan`)"
+    return [(auto, "")] + [(f"{o.label} · {o.gpu_gb:.1f} GB · x{o.speed:g}", o.key) for o in p.fitting()]
+
+
 def lora_choices(spec, registry) -> list[tuple[str, str]]:
     """The LoRAs a model can take in the panel: "none", its family's registry LoRAs, then adapters trained here."""
     out = [("none", "")]
