@@ -337,6 +337,28 @@ def policy_for(spec: ModelSpec, device: str, memory, plan_key: str | None = None
     return chosen
 
 
+def runnable(model: str | ModelSpec, keys: list[str], device: str = "auto", registry=None) -> list[str]:
+    """The plans among `keys` that this machine can run: without CUDA, a bitsandbytes plan (NF4, int8) becomes
+    torchao int8 weight-only, the quantization that runs on a CPU.
+
+    >>> runnable("flux-dev", ["gguf-q4_k_s", "nf4"], device="cpu")
+    ['gguf-q4_k_s', 'torchao-int8']
+    """
+    reg = registry or default_registry()
+    spec = model if isinstance(model, ModelSpec) else reg.get(model)
+    known = {m.key: m for m in methods(spec, reg)}
+    cuda = Machine.detect(device).device == "cuda"
+    out = []
+    for key in keys:
+        method = known.get(key.split("+")[0])
+        if method is None:
+            raise ZooError(f"'{spec.key}' has no plan '{key}'; its plans: {', '.join(known)}")
+        swap = "torchao-int8" if method.cuda_only and not cuda else key
+        if swap not in out:
+            out.append(swap)
+    return out
+
+
 def table(models, profiles: dict | None = None, registry: Registry | None = None) -> str:
     """Markdown: each model's plan on each machine profile (the README's table)."""
     profiles = profiles or PROFILES
@@ -351,4 +373,5 @@ def table(models, profiles: dict | None = None, registry: Registry | None = None
     return "\n".join(lines)
 
 
-__all__ = ["plan", "Plan", "Option", "Method", "PROFILES", "METHODS", "PLACEMENTS", "option", "methods", "table"]
+__all__ = ["plan", "Plan", "Option", "Method", "PROFILES", "METHODS", "PLACEMENTS", "option", "methods", "table",
+           "runnable"]  # fmt: skip

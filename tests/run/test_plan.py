@@ -162,3 +162,10 @@ def test_torchao_int8_and_layerwise_fp8_plans_run_on_the_cpu(fresh_hub, plan_key
     assert 0 < diff < 8.0, diff
     assert result.records[0].plan["key"] == plan_key
 
+
+
+def test_without_cuda_a_bitsandbytes_plan_becomes_torchao_int8():
+    got = plan_mod.runnable("flux-dev", ["gguf-q4_k_s", "nf4", "int8"], device="cpu")
+    assert got == ["gguf-q4_k_s", "torchao-int8"]
+    with pytest.raises(ZooError, match="has no plan 'q4'"):
+        plan_mod.runnable("flux-dev", ["q4"], device="cpu")
