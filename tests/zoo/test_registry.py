@@ -169,6 +169,7 @@ def test_missing_registry_file_is_named(tmp_path):
 def test_environment_variable_chooses_the_registry(tmp_path, monkeypatch):
     small = copy.deepcopy(RAW)
     small["models"] = {"sd15": small["models"]["sd15"]}
+    small["gguf"] = {}  # its files replace the denoisers of models this file leaves out
     small["models"]["sd15"]["name"] = "From the other file"
     path = tmp_path / "other.yaml"
     path.write_text(yaml.safe_dump(small))
@@ -187,3 +188,15 @@ def test_a_typo_points_to_the_list_that_shows_the_right_key(section):
         REG.get(typo) if section == "models" else REG.entry(section, typo)
     listing = "python -m helpers list" + ("" if section == "models" else f" {section.replace('_', '-')}")
     assert f"Did you mean '{key}'" in str(e.value) and f"Run `{listing}`" in str(e.value), str(e.value)
+
+
+def test_a_gguf_file_names_a_registry_model_and_a_gguf_file():
+    data = copy.deepcopy(RAW)
+    data["gguf"]["flux-dev-q4-k-s"]["model"] = "flux-deb"
+    with pytest.raises(RegistryError, match=r"gguf\.flux-dev-q4-k-s\.model: no model 'flux-deb'"):
+        reg_mod.parse(data)
+    data = copy.deepcopy(RAW)
+    data["gguf"]["flux-dev-q4-k-s"]["file"] = "flux1-dev-Q4_K_S.safetensors"
+    with pytest.raises(RegistryError, match=r"gguf\.flux-dev-q4-k-s\.file: .*not a \.gguf file"):
+        reg_mod.parse(data)
+    assert [g.key for g in REG.gguf_for("flux1-dev")] == ["flux-dev-q4-k-s", "flux-dev-q8-0"]  # by alias too
