@@ -22,6 +22,7 @@ from ..base.devices import pick_device
 from ..base.errors import ZooError
 from ..base.families import FAMILIES
 from ..zoo.registry import ModelSpec
+from ..zoo.registry import default as default_registry
 
 CUDA_OVERHEAD_GB = 1.0  # CUDA context, allocator slack, fragmentation
 RAM_HEADROOM_GB = 2.5  # Python, libraries and the notebook itself
@@ -271,11 +272,9 @@ def gguf_denoiser(spec: ModelSpec, gguf_key: str, dtype: torch.dtype, registry=N
     import diffusers
     import huggingface_hub
 
-    from ..zoo.registry import default
-
     if importlib.util.find_spec("gguf") is None:
         raise ZooError(f"GGUF plans of '{spec.key}' need the gguf package: pip install gguf")
-    g = (registry or default()).entry("gguf", gguf_key)
+    g = (registry or default_registry()).entry("gguf", gguf_key)
     family = FAMILIES[spec.family]
     if g.model != spec.key:
         raise ZooError(f"GGUF file '{g.key}' replaces the denoiser of '{g.model}', not of '{spec.key}'")
