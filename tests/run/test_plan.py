@@ -169,3 +169,17 @@ def test_without_cuda_a_bitsandbytes_plan_becomes_torchao_int8():
     assert got == ["gguf-q4_k_s", "torchao-int8"]
     with pytest.raises(ZooError, match="has no plan 'q4'"):
         plan_mod.runnable("flux-dev", ["q4"], device="cpu")
+
+
+def test_a_png_made_with_a_plan_regenerates_with_the_same_plan_and_pixels(fresh_hub, tmp_path):
+    from helpers import regenerate
+    from helpers.base.records import read_record
+
+    made = generate("flux-schnell", prompt="a red fox", num_inference_steps=2, height=64, width=64, seed=4,
+                    device="cpu", plan="gguf-q4_k_s")  # fmt: skip
+    path = made.save(tmp_path)[0]
+    rec = read_record(path)
+    assert rec.plan["key"] == "gguf-q4_k_s" and rec.generate_kwargs()["plan"] == "gguf-q4_k_s"
+    again = regenerate(path, device="cpu")
+    assert again.records[0].plan == rec.plan
+    assert np.array_equal(_pixels(made), _pixels(again))
