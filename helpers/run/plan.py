@@ -54,7 +54,7 @@ METHODS = (
            speed_source="estimate: fp8 weights upcast per matmul", whole_in_ram=True, cuda_only=True,
            min_capability=8.9, quality_rank=1),
     Method("layerwise-fp8", "fp8 storage, bf16 compute (layerwise casting) transformer", 0.5, speed=0.9,
-           speed_source="estimate: diffusers docs: casting each layer on the fly costs a little speed",
+           speed_source="estimate: each layer's weights are cast to bf16 as it runs",
            whole_in_ram=True, quality_rank=1),
     Method("torchao-int8", "int8 weight-only (torchao) transformer", 0.5, speed=0.9,
            speed_source="estimate: without torch.compile int8 weight-only dequantizes per matmul", whole_in_ram=True,
@@ -161,6 +161,9 @@ class Plan:
                          "yes" if o.fits else "no: " + o.why))  # fmt: skip
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        sources = {o.method.key: o.method.speed_source for o in self.options}
+        sources |= {p: src for p, (_, src) in PLACEMENTS.items() if any(o.placement == p for o in self.options)}
+        lines += ["", "speed factors:"] + [f"  {k}: {v}" for k, v in sources.items() if v != "baseline"]
         return "\n".join(lines)
 
 
