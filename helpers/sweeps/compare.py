@@ -53,8 +53,9 @@ class CompareResult:
         spread supports, and a figure not measured (GPU memory on a CPU) has no column.
         """
         table = cost_table(self.sweep.rows, "model").reindex(self.models)
-        for key in ("steps", "guidance_scale", "scheduler", "size", "plan"):
+        for key in ("steps", "guidance_scale", "scheduler", "size"):
             table[key] = [self._used(m).get(key) for m in self.models]
+        table["plan"] = [self._used(m).get("plan") or "" for m in self.models]  # "": as the repo stores it
         table.index.name = "model"
         if self.scores is not None:
             table = table.join(self.scores.drop(columns=["images"], errors="ignore"))
