@@ -35,6 +35,7 @@ _NAMES = {
     "UnknownModelError": "base.errors", "ZooError": "base.errors",
     "GenerationResult": "run.generate", "generate": "run.generate", "regenerate": "run.generate",
     "image_grid": "base.grids",
+    "plan": "run.plan", "quality": "sweeps.quality",
     "load_pipeline": "run.loading", "load_vae": "run.loading",
     "load_single_file": "run.singlefile", "local_models": "run.singlefile", "model_hash": "zoo.checkpoints",
     "Record": "base.records", "read_record": "base.records",

@@ -110,6 +110,14 @@ def _table(rows) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + str(r[-1]))
 
 
+def _plan(args) -> int:
+    from .run.plan import plan
+
+    p = plan(args.key, gpu_gb=args.gpu, ram_gb=args.ram, capability=args.capability)
+    print(p.describe())
+    return 0 if p.choice else 1
+
+
 def _show(args) -> int:
     from .base import adapters as trainexport
 
@@ -611,6 +619,16 @@ def parser() -> argparse.ArgumentParser:
     for name in ("list", "show", "generate", "sweep", "train"):
         sub.choices[name].add_argument("--adapters", metavar="DIR", help="folder of trained adapters, found there by "
                                        f"name (default: ${ADAPTERS_ENV}, else ./adapters)")  # fmt: skip
+
+    s = sub.add_parser("plan", help="every way a model fits a machine (GPU memory, RAM at load, download, speed) "
+                       "and the fastest that fits")  # fmt: skip
+    s.add_argument("key")
+    s.add_argument("--gpu", type=float, metavar="GB", help="GPU memory of a CUDA GPU to plan for (default: this "
+                   "machine's free memory)")  # fmt: skip
+    s.add_argument("--ram", type=float, metavar="GB", help="system RAM to plan for (default: this machine's free RAM)")
+    s.add_argument("--capability", type=float, metavar="X.Y", help="the GPU's CUDA compute capability, with --gpu "
+                   "(default 8.0; fp8 needs 8.9)")  # fmt: skip
+    s.set_defaults(run=_plan)
 
     s = sub.add_parser("readme", help="regenerate README.md's model tables from models.yaml")
     s.add_argument("--check", action="store_true", help="only check; exit 1 if stale")

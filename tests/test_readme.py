@@ -47,9 +47,15 @@ def test_ci_installs_every_requirement_pinned_and_the_readme_says_the_same_torch
 def test_stale_table_is_detected(tmp_path):
     stale = tmp_path / "README.md"
     stale.write_text(f"# x\n{readme.BEGIN}\n| old |\n{readme.END}\n{readme.MEMORY_BEGIN}\n{readme.MEMORY_END}\n"
-                     f"{readme.FACTS_BEGIN}\n{readme.FACTS_END}\n")  # fmt: skip
+                     f"{readme.FACTS_BEGIN}\n{readme.FACTS_END}\n"
+                     f"{readme.PLANS_BEGIN}\n{readme.PLANS_END}\n")  # fmt: skip
     assert not readme.update(stale, check=True)
     assert readme.update(stale) is False and readme.update(stale, check=True)
+
+
+def test_plans_table_comes_from_the_planner():
+    table = readme.plans_table()
+    assert "| `flux-dev` | nf4 | nf4 | full |" in table and "| `sd15` | full | full | full |" in table
 
 
 def test_memory_table_comes_from_the_policy_code():

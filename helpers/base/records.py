@@ -77,6 +77,7 @@ class Record:
     schedule_type: str = ""  # A1111's "Schedule type" where not the sampler's own ("Exponential", ...)
     model_hash: str = ""  # A1111's "Model hash" of a checkpoint file: its sha256's first 10 hex digits
     clip_skip: int | None = None  # A1111's "Clip skip" (1: none); None in records made before it was recorded
+    plan: dict = field(default_factory=dict)  # how the model fitted the GPU: {"key": "gguf-q4_k_s", "label": ...}
 
     def generate_kwargs(self) -> dict:
         """Arguments for `helpers.generate` that make this image again."""
@@ -102,6 +103,8 @@ class Record:
         if self.clip_skip is not None:
             kw["clip_skip"] = self.clip_skip
         kw["prompt_prefix"] = ""  # the prompt recorded already holds the model's quality tags
+        if self.plan.get("key"):
+            kw["plan"] = self.plan["key"]
         return kw | dict(self.extra)
 
     def to_json(self) -> str:
@@ -150,6 +153,8 @@ class Record:
             fields["Hires upscale"] = f"{self.hires['scale']:g}"
             fields["Hires steps"] = self.hires["steps"]
             fields["Hires upscaler"] = self.hires["upscaler"]
+        if self.plan.get("label"):
+            fields["Plan"] = self.plan["label"]
         if self.versions.get("diffusers"):
             fields["Version"] = f"diffusers {self.versions['diffusers']}"
         lines.append(", ".join(f"{k}: {quote(v)}" for k, v in fields.items()))

@@ -718,6 +718,12 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                 _once(done, spec, cache, tmp, lambda s, f, base=base: write_single_file_folder(s, base, f))
             else:
                 _once(done, spec, cache, tmp, write_pipeline_folder)
+        built = {m.key for m in models}
+        for g in reg.gguf.values():  # a repo's GGUF files are one commit: all of them written at once
+            files = [x for x in reg.gguf.values() if (x.repo, x.revision) == (g.repo, g.revision) and x.model in built]
+            if files:
+                _once(done, g, cache, tmp, lambda s, f, files=files: [write_gguf_file(x, reg.get(x.model), f)
+                                                                      for x in files])  # fmt: skip
         if not keys:
             _build_evaluators(reg, cache, tmp, done)
             for vae in reg.vaes.values():
@@ -742,6 +748,33 @@ def _build(reg: Registry, cache: Path, keys, done: set) -> None:
                 base = _control_base(reg, ad.family)
                 if base is not None:
                     _once(done, ad, cache, tmp, lambda s, f, base=base: write_t2i_adapter_folder(s, base, f))
+
+
+def write_gguf_file(g, base: ModelSpec, folder: Path) -> None:
+    """A registry GGUF file (`gguf:` section) written with the gguf package from the base model's tiny denoiser, in
+    diffusers' key names (which `from_single_file` loads as they are).
+
+    The tiny layers are too narrow for K-quant blocks (256 values), so a 4-bit file holds Q4_0 blocks and an 8-bit
+    one Q8_0 (32 values each); 1-D tensors and layers narrower than a block stay float32, as converters keep them.
+    """
+    import gguf
+    import numpy as np
+
+    _, denoiser = _denoiser(base)
+    qtype = gguf.GGMLQuantizationType.Q8_0 if g.quant.upper().startswith("Q8") else gguf.GGMLQuantizationType.Q4_0
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(folder / g.file), arch=base.family)
+    for name, tensor in denoiser.state_dict().items():
+        values = tensor.float().numpy()
+        if values.ndim == 2 and values.shape[-1] % block == 0:
+            writer.add_tensor(name, gguf.quants.quantize(values, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(name, values.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 def _once(done: set, spec, cache: Path, tmp: str, writer) -> None:

@@ -59,12 +59,14 @@ class GenerationPanel(Background, w.VBox):
     (`panel.seed` is `panel.seeds.seed`), so scripts and tests drive it by the names a person sees.
     """
 
-    def __init__(self, model: str = "sd15", out_dir: str = "outputs/panel", device: str = "auto", **generate_kwargs):
+    def __init__(self, model: str = "sd15", out_dir: str = "outputs/panel", device: str = "auto", machine=None,
+                 **generate_kwargs):  # fmt: skip
+        """`machine`: a `helpers.run.memory.Machine` to offer plans for (default: this one, as it is now)."""
         self.reg, self.out_dir, self.device, self.extra = registry_mod.default(), out_dir, device, generate_kwargs
         self.result, self._thread, self._cancel = None, None, threading.Event()
         self._seen_stamp = None  # the last key event's timeStamp
         self.previews_shown, self.clock = 0, StepClock()
-        self.models, self.prompts, self.sampling = ModelSection(self.reg), PromptSection(), SamplingSection()
+        self.models, self.prompts, self.sampling = ModelSection(self.reg, machine), PromptSection(), SamplingSection()
         self.sizes, self.seeds, self.task_tabs = SizeSection(), SeedSection(), TaskSection()
         self.loras, self.controls, self.image_prompt = LoraSection(), ControlSection(self.reg), ImagePromptSection()
         self.hires_fix, self.png = HiresSection(self.reg), PngInfoSection()
@@ -151,7 +153,7 @@ class GenerationPanel(Background, w.VBox):
             self.model.value = key
             notes += self.prompts.reuse(record) + self.sampling.reuse(record, key) + self.sizes.reuse(record)
             notes += self.task_tabs.reuse(record) + self.loras.reuse(record, key) + self.controls.reuse(record)
-            notes += self.image_prompt.reuse(record) + self.hires_fix.reuse(record)
+            notes += self.image_prompt.reuse(record) + self.hires_fix.reuse(record) + self.models.reuse(record)
         self.seeds.reuse(record, seed_only)
         what = "seed" if seed_only else "settings"
         self.status.value = f"{what} of seed {record.seed} put back" + "".join(
@@ -188,7 +190,7 @@ class GenerationPanel(Background, w.VBox):
         kw = self.prompts.inputs() | self.task_tabs.inputs(spec, self.reg)
         if kw["task"] == "text2img":
             kw |= self.sizes.inputs()
-        for section in (self.sampling, self.loras, self.controls, self.image_prompt, self.hires_fix):
+        for section in (self.models, self.sampling, self.loras, self.controls, self.image_prompt, self.hires_fix):
             kw |= section.inputs()
         return kw  # the seed is read when the run starts, after a new one is rolled
 

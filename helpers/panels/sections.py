@@ -50,15 +50,16 @@ def _offered(dropdown, value) -> bool:
 class ModelSection(w.VBox):
     """The model picker, narrowed by a filter, and the chosen entry's licence, size and tasks."""
 
-    controls = ("model", "filter", "info")
+    controls = ("model", "filter", "info", "plan")
 
-    def __init__(self, registry):
-        self.reg = registry
+    def __init__(self, registry, machine=None):
+        self.reg, self.machine = registry, machine  # the machine plans are made for (None: this one)
         self.model = w.Dropdown(description="Model", layout=WIDE)
         self.filter = w.Text(placeholder="filter: family, tag or name", layout=w.Layout(width="220px"))
+        self.plan = w.Dropdown(description="Plan", options=[("auto", "")], layout=WIDE)
         self.info = w.HTML()
         self.filter.observe(lambda _: self.refresh(), "value")
-        super().__init__([w.HBox([self.model, self.filter]), self.info])
+        super().__init__([w.HBox([self.model, self.filter]), self.plan, self.info])
 
     def refresh(self, select: str | None = None) -> None:
         """The models the filter lets through; the chosen one stays chosen while it is among them."""
@@ -77,6 +78,18 @@ class ModelSection(w.VBox):
             + (f"about {_gb(spec.size.vram_gb)} of GPU memory" if spec.size.vram_gb is not None else _gb(None))
             + f" · {tasks}<br><i>{html.escape(spec.description)}</i>"
         )
+        self.plan.options = settings.plan_choices(spec, self.reg, self.machine)
+        self.plan.value = ""
+
+    def inputs(self) -> dict:
+        return {"plan": self.plan.value} if self.plan.value else {}
+
+    def reuse(self, record: Record) -> list[str]:
+        key = record.plan.get("key", "")
+        if key and not _offered(self.plan, key):
+            return [f"plan {key} does not fit this machine; the plan's own choice is used"]
+        self.plan.value = key if key else ""
+        return []
 
 
 class PromptSection(w.VBox):

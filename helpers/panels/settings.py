@@ -19,6 +19,7 @@ from ..base import adapters as trainexport
 from ..base.errors import UnknownModelError, ZooError
 from ..base.families import FAMILIES
 from ..base.records import Record, from_a1111, read_record
+from ..run.plan import plan
 from ..run.request import registry_key_for
 from ..zoo.registry import Registry
 
@@ -27,6 +28,13 @@ def presets(spec) -> list[str]:
     """Size presets for a model: its native size first, then the family's usual aspect ratios."""
     native = f"{spec.resolution}x{spec.resolution}"
     return [native] + [s for s in FAMILIES[spec.family].sizes if s != native]
+
+
+def plan_choices(spec, registry=None, machine=None) -> list[tuple[str, str]]:
+    """The plans that fit this machine (or `machine`), fastest first, after "auto" (the plan's own choice)."""
+    p = plan(spec, machine=machine, registry=registry)
+    auto = f"auto: {p.choice.label}" if p.choice else "auto (nothing fits: see `python -m helpers plan`)"
+    return [(auto, "")] + [(f"{o.label} · {o.gpu_gb:.1f} GB · x{o.speed:g}", o.key) for o in p.fitting()]
 
 
 def lora_choices(spec, registry) -> list[tuple[str, str]]:

@@ -55,7 +55,7 @@ class PipelineCache:
         task = task or default_task(spec)
         check_task(spec, task, reg)
         device = pick_device(device)
-        ident = (spec.key, id(reg), device, str(pick_dtype(spec, device, dtype)))
+        ident = (spec.key, id(reg), device, str(pick_dtype(spec, device, dtype)), load_kw.get("plan"))
         entry = self._entries.get(ident)
         if entry is None:
             # On a GPU, make room before loading (from the registry's size facts), not after an out-of-memory.

@@ -107,6 +107,7 @@ def generate(
     embeddings: dict | None = None,
     clip_skip: int | None = None,
     prompt_prefix: str | None = None,
+    plan: str | None = None,
     **pipeline_kwargs,
 ) -> GenerationResult:
     """Generate images with a registry model (by key) or a pipeline from `load_pipeline`.
@@ -150,8 +151,9 @@ def generate(
     request.image_prompt = ip_mod.settle(spec, ip_adapter, registry)
     if pipe is None:  # a model loaded for ControlNets or an image prompt counts them in its memory policy
         extras = [*control_mod.specs(request.controls, registry), *ip_mod.specs(request.image_prompt, registry)]
-        memory = memory_mod.with_extras(spec, device, memory, extras)
-        pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry)
+        memory = memory if plan else memory_mod.with_extras(spec, device, memory, extras)
+        pipe = get_pipeline(spec.key, task=task, device=device, memory=memory, registry=registry,
+                            **({"plan": plan} if plan else {}))  # fmt: skip
     if request.controls:
         pipe = control_mod.pipeline(pipe, request.controls, registry)
     if request.image_prompt:
@@ -402,6 +404,7 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         revision=spec.revision,
         dtype=str(pipe.dtype).replace("torch.", ""),
         vae=record_of(pipe).vae,
+        plan=_plan_of(record_of(pipe).policy),
         device=str(pipe.device),
         versions=versions(),
         controls=[c.recipe() for c in request.controls],
@@ -411,6 +414,12 @@ def record(pipe, request: Request, images: list[Image.Image]) -> list[Record]:
         clip_skip=request.clip_skip,
     )
     return [Record.from_dict({**base.__dict__, "seed": s}) for s in request.seeds]
+
+
+def _plan_of(policy) -> dict:
+    """The recipe's plan: the option's key (`generate(plan=...)` takes it back) and its words, when one was used."""
+    key = getattr(policy, "plan", "")
+    return {"key": key, "label": policy.label} if key else {}
 
 
 def regenerate(source: str | Path | Record, image=None, mask_image=None, control_images=None,

@@ -22,12 +22,14 @@ from ..base import online as hub
 from ..base import quiet
 from ..base.devices import pick_device, pick_dtype
 from ..base.errors import ModelAccessError, ModelNotCachedError, ZooError
+from ..base.families import FAMILIES
 from ..base.loaded import LoadedModel, attach, record
 from ..zoo import checkpoints
 from ..zoo.registry import ModelSpec, Registry
 from ..zoo.registry import default as default_registry
 from . import fast as fast_mod
 from . import memory as memory_mod
+from . import plan as plan_mod
 
 TASK_PIPELINES = {
     "text2img": diffusers.AutoPipelineForText2Image,
@@ -81,13 +83,16 @@ def load_pipeline(
     registry: Registry | None = None,
     memory="auto",
     fast="auto",
+    plan: str | None = None,
     **from_pretrained_kwargs,
 ):
     """Load a registry model for a task (by default text2img, or the entry's own where it has none: instruct).
 
     Uses the entry's revision and weight variant, safetensors only (unless the entry says `weights: bin`),
     its VAE override and its adapters (fused). `memory` is `"auto"` (a policy chosen for this machine and
-    printed in one line), a policy name from `helpers.memory.POLICIES`, or a `Policy`. In float16 the SDXL
+    printed in one line: the model's plan for this machine, `helpers.plan`), a policy name from
+    `helpers.memory.POLICIES`, or a `Policy`. `plan` names one option of the plan instead ("gguf-q4_k_s",
+    "nf4+model-offload", "torchao-int8": `python -m helpers plan KEY` lists them). In float16 the SDXL
     VAE, which overflows to black images, is replaced by the registry's fp16-safe one. `fast` is a preset of
     `helpers.fast.PRESETS` ("auto", "off", "max", "graphs") or a `FastMode`. `from_pretrained_kwargs` go to
     diffusers unchanged.
@@ -101,7 +106,7 @@ def load_pipeline(
     device = pick_device(device)
     torch_dtype = pick_dtype(spec, device, dtype)
     try:
-        policy = memory_mod.policy_for(spec, device, memory)
+        policy = plan_mod.policy_for(spec, device, memory, plan, reg)
     except ZooError as e:  # "does not fit" must not hide that the download will need a licence and a token
         if not spec.gated or is_cached(spec, from_pretrained_kwargs.get("cache_dir")):
             raise
@@ -113,9 +118,14 @@ def load_pipeline(
         vaes["vae"] = fix
     for role, vae_key in vaes.items():
         kwargs[role] = load_vae(vae_key, torch_dtype, reg)
-    if policy.quantize:
-        kwargs["quantization_config"] = memory_mod.quantization_config(spec, torch_dtype)
-    direct = policy.name == "gpu" and device == "cuda" and not spec.adapters  # diffusers maps "cuda", not "cuda:1"
+    if policy.quantize and memory_mod.quantization_config(spec, torch_dtype, policy.quantize) is not None:
+        kwargs["quantization_config"] = memory_mod.quantization_config(spec, torch_dtype, policy.quantize)
+    if policy.quantize and policy.quantize.startswith("gguf:"):  # the file replaces the repo's denoiser folder
+        with hub_errors_explained(spec), quiet.loading():
+            denoiser = memory_mod.gguf_denoiser(spec, policy.quantize[5:], torch_dtype, reg)
+        kwargs[FAMILIES[spec.family].denoiser] = denoiser
+    # diffusers maps "cuda", not "cuda:1"; layerwise casting happens on the CPU, before the weights move
+    direct = policy.name == "gpu" and device == "cuda" and not spec.adapters and policy.quantize != "layerwise-fp8"
     if direct:  # weights go shard by shard to the GPU: system RAM never holds the whole model
         kwargs["device_map"] = device
     kwargs.update(from_pretrained_kwargs)
@@ -135,6 +145,7 @@ def load_pipeline(
             pipe = spec.pipeline_class.from_pretrained(spec.repo, **kwargs)
         for adapter_key in spec.adapters:
             _fuse_adapter(pipe, reg.adapter(adapter_key))
+    memory_mod.cast_layerwise(pipe, policy, torch_dtype)
     attach(pipe, LoadedModel(spec, policy, vaes.get("vae", ""), default_scheduler=pipe.scheduler))
     if task != native_task(spec):
         pipe = derive(pipe, task)

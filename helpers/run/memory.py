@@ -12,6 +12,7 @@ chosen from the model's size facts, the GPU's free memory and the free system RA
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..base.devices import pick_device
 from ..base.errors import ZooError
 from ..base.families import FAMILIES
 from ..zoo.registry import ModelSpec
+from ..zoo.registry import default as default_registry
 
 CUDA_OVERHEAD_GB = 1.0  # CUDA context, allocator slack, fragmentation
 RAM_HEADROOM_GB = 2.5  # Python, libraries and the notebook itself
@@ -36,6 +38,7 @@ class Machine:
     gpu_gb: float = 0.0
     ram_gb: float = 16.0
     name: str = ""
+    capability: float = 0.0  # CUDA compute capability (8.9 and up: fp8 kernels); 0 elsewhere
 
     @classmethod
     def detect(cls, device: str = "auto") -> Machine:
@@ -46,7 +49,8 @@ class Machine:
         ram = psutil.virtual_memory().available / 2**30
         if device.startswith("cuda"):
             free, _ = torch.cuda.mem_get_info(torch.device(device))
-            return cls("cuda", free / 2**30, ram, torch.cuda.get_device_name(torch.device(device)))
+            major, minor = torch.cuda.get_device_capability(torch.device(device))
+            return cls("cuda", free / 2**30, ram, torch.cuda.get_device_name(torch.device(device)), major + minor / 10)
         if device == "mps":  # unified memory: the GPU and the CPU share the RAM
             return cls("mps", ram, ram, "Apple MPS")
         return cls("cpu", 0.0, ram, "CPU")
@@ -77,9 +81,14 @@ class Policy:
     name: str
     reason: str
     vae_tiling: bool = False
-    quantize: str | None = None  # "nf4": the denoiser and the T5 encoder in 4-bit through bitsandbytes
+    # How the weights are stored (helpers.run.plan): "nf4"/"int8" (bitsandbytes: the denoiser and a T5 encoder),
+    # "torchao-int8"/"torchao-fp8" (weight-only), "layerwise-fp8" (fp8 storage, bf16 compute), "gguf:KEY" (a file
+    # of the registry's gguf: section replaces the denoiser); None: as the repo stores them.
+    quantize: str | None = None
     gpu_gb: float = 0.0  # expected peak on the GPU
     ram_gb: float = 0.0  # expected system RAM for the weights
+    label: str = ""  # the plan in words, for recipes and tables: "Q4_K_S GGUF transformer, model offload"
+    plan: str = ""  # the plan's option key (helpers.run.plan), when the policy came from a plan
 
     def describe(self) -> str:
         extras = [x for x in ("vae tiling" if self.vae_tiling else "", self.quantize or "") if x]
@@ -231,19 +240,62 @@ def _too_big(spec: ModelSpec, need: str, have: str) -> ZooError:
     )
 
 
-def quantization_config(spec: ModelSpec, dtype: torch.dtype):
-    """The diffusers config that loads the denoiser (and a T5 encoder) in 4-bit NF4 through bitsandbytes."""
+def quantization_config(spec: ModelSpec, dtype: torch.dtype, method: str = "nf4"):
+    """The diffusers config that quantizes while loading: bitsandbytes NF4 or int8 (the denoiser and a T5 encoder),
+    torchao int8 or fp8 weight-only (the denoiser); None for methods applied otherwise (layerwise, GGUF)."""
     from diffusers import PipelineQuantizationConfig
 
-    if not _quantization_available():
-        raise ZooError(f"4-bit loading of '{spec.key}' needs bitsandbytes and a CUDA GPU: pip install bitsandbytes")
     family = FAMILIES[spec.family]
+    if method.startswith("torchao-"):
+        if importlib.util.find_spec("torchao") is None:
+            raise ZooError(f"the {method} plan of '{spec.key}' needs torchao: pip install torchao")
+        from diffusers import TorchAoConfig
+        from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig
+
+        config = Int8WeightOnlyConfig() if method == "torchao-int8" else Float8WeightOnlyConfig()
+        return PipelineQuantizationConfig(quant_mapping={family.denoiser: TorchAoConfig(config)})
+    if method not in ("nf4", "int8"):
+        return None
+    if not _quantization_available():
+        raise ZooError(f"{method} loading of '{spec.key}' needs bitsandbytes and a CUDA GPU: pip install bitsandbytes")
     components = [family.denoiser] + ([family.t5] if family.t5 else [])
+    if method == "int8":
+        return PipelineQuantizationConfig(quant_backend="bitsandbytes_8bit", quant_kwargs={"load_in_8bit": True},
+                                          components_to_quantize=components)  # fmt: skip
     return PipelineQuantizationConfig(
         quant_backend="bitsandbytes_4bit",
         quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype},
         components_to_quantize=components,
     )
+
+
+def gguf_denoiser(spec: ModelSpec, gguf_key: str, dtype: torch.dtype, registry=None):
+    """The model's denoiser from a pre-quantized GGUF file of the registry's `gguf:` section (weights stay quantized,
+    dequantized layer by layer to `dtype`); its config is the model repo's own."""
+    import diffusers
+    import huggingface_hub
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ZooError(f"GGUF plans of '{spec.key}' need the gguf package: pip install gguf")
+    g = (registry or default_registry()).entry("gguf", gguf_key)
+    family = FAMILIES[spec.family]
+    if g.model != spec.key:
+        raise ZooError(f"GGUF file '{g.key}' replaces the denoiser of '{g.model}', not of '{spec.key}'")
+    path = huggingface_hub.hf_hub_download(g.repo, g.file, revision=g.revision)
+    index = huggingface_hub.hf_hub_download(spec.repo, "model_index.json", revision=spec.revision)
+    _, name = json.loads(Path(index).read_text())[family.denoiser]
+    return getattr(diffusers, name).from_single_file(
+        path, quantization_config=diffusers.GGUFQuantizationConfig(compute_dtype=dtype), config=spec.repo,
+        subfolder=family.denoiser, revision=spec.revision, torch_dtype=dtype,
+        local_files_only=huggingface_hub.constants.HF_HUB_OFFLINE,
+    )  # fmt: skip
+
+
+def cast_layerwise(pipe, policy: Policy, dtype: torch.dtype) -> None:
+    """fp8 storage of the denoiser's weights, upcast to `dtype` layer by layer (diffusers' layerwise casting)."""
+    if policy.quantize == "layerwise-fp8":
+        denoiser = getattr(pipe, "transformer", None) or pipe.unet
+        denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
 
 
 def apply(pipe, policy: Policy, device: str) -> None:

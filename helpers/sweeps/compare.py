@@ -45,7 +45,8 @@ class CompareResult:
 
     @property
     def table(self):
-        """One row per model: images, load, warm-up, median and spread of seconds per image, it/s, memory, settings.
+        """One row per model: images, load, warm-up, median and spread of seconds per image, it/s, memory, settings
+        and the plan that fitted it to the GPU (`helpers.run.plan`: "NF4 (bitsandbytes) transformer + T5, ...").
 
         The warm-up (each model's first call, made twice) is its own column; the steady state is the median
         over the images, `timing_note` flags a spread too wide to rank by; figures are rounded to what their
@@ -54,6 +55,7 @@ class CompareResult:
         table = cost_table(self.sweep.rows, "model").reindex(self.models)
         for key in ("steps", "guidance_scale", "scheduler", "size"):
             table[key] = [self._used(m).get(key) for m in self.models]
+        table["plan"] = [self._used(m).get("plan") or "" for m in self.models]  # "": as the repo stores it
         table.index.name = "model"
         if self.scores is not None:
             table = table.join(self.scores.drop(columns=["images"], errors="ignore"))

@@ -350,6 +350,7 @@ def _used(rec: records.Record, repo_sampler: str) -> dict:
         "guidance_scale": rec.guidance_scale,
         "scheduler": repo_sampler if rec.scheduler == DEFAULT else rec.scheduler,
         "size": f"{rec.width}x{rec.height}",
+        "plan": rec.plan.get("label", ""),  # how the model was fitted to the GPU (helpers.run.plan)
     }
 
 

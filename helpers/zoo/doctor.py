@@ -185,6 +185,8 @@ def key_file(spec, section: str) -> str:
         return "model_index.json"
     if section == "adapters":
         return spec.weight_name
+    if section == "gguf":
+        return spec.file
     if section == "ip_adapters":
         return f"{spec.subfolder}/{spec.weight_name}"
     if getattr(spec, "weight_name", None):  # a single-file ControlNet

@@ -302,6 +302,26 @@ class T2IAdapterSpec(_Pinned):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class GgufSpec(_Pinned):
+    """A pre-quantized GGUF file that replaces a registry model's denoiser (diffusers' `from_single_file` +
+    `GGUFQuantizationConfig`): the community files people run FLUX, Qwen-Image and Z-Image from on small GPUs."""
+
+    name: str = ""
+    description: str = ""
+    model: str  # the registry model whose denoiser the file replaces
+    component: Literal["transformer", "unet"] = "transformer"
+    file: str
+    quant: str  # the GGUF quantization type: Q4_K_S, Q8_0, ...
+    size_gb: float = Field(gt=0)
+
+    @field_validator("file")
+    @classmethod
+    def _gguf_file(cls, v):
+        if not v.endswith(".gguf"):
+            raise ValueError(f"'{v}' is not a .gguf file")
+        return v
+
+
 class ModelSpec(_Pinned):
     aliases: list[str] = Field(default_factory=list)
     previous_repos: list[str] = Field(default_factory=list)
@@ -384,7 +404,7 @@ class Registry:
 
     def __init__(self, models: dict, vaes: dict, adapters: dict, path: Path | None = None, evaluators=None,
                  controlnets=None, preprocessors=None, ip_adapters=None, t2i_adapters=None,
-                 upscalers=None):  # fmt: skip
+                 upscalers=None, gguf=None):  # fmt: skip
         self.models, self.vaes, self.adapters, self.path = models, vaes, adapters, path
         self.evaluators = evaluators or {}
         self.controlnets, self.preprocessors = controlnets or {}, preprocessors or {}
@@ -392,6 +412,7 @@ class Registry:
         self._aliases = {a: m.key for m in models.values() for a in m.aliases}
         self.upscalers: dict[str, UpscalerSpec | NetworkUpscalerSpec] = upscalers or {}
         self.local: dict[str, ModelSpec] = {}  # checkpoint files opened or scanned this session, by key
+        self.gguf: dict[str, GgufSpec] = gguf or {}
 
     def add_file(self, path, allow_pickle: bool = False) -> ModelSpec:
         """A checkpoint file as an entry usable by key (its file stem) from now on; the same file keeps its key."""
@@ -406,6 +427,11 @@ class Registry:
         spec = checkpoints.spec_for_file(resolved, self, allow_pickle=allow_pickle, key=key)
         self.local[key] = spec
         return spec
+
+    def gguf_for(self, key: str) -> list[GgufSpec]:
+        """The GGUF files of the `gguf:` section that replace the denoiser of model `key` (smallest first)."""
+        key = self.get(key).key
+        return sorted((g for g in self.gguf.values() if g.model == key), key=lambda g: g.size_gb)
 
     def get(self, key: str) -> ModelSpec:
         """The model for a key or alias; an unknown key gets a 'did you mean'."""
@@ -551,6 +577,7 @@ SECTIONS = {
     "upscalers": "upscaler",
     "preprocessors": "preprocessor",
     "evaluators": "evaluator",
+    "gguf": "GGUF file",
 }
 
 
@@ -595,13 +622,18 @@ def parse(data: dict, path: Path | None = None) -> Registry:
     evaluators = _section(data.get("evaluators") or {}, EvaluatorSpec, "evaluators", where)
     controlnets = _section(data.get("controlnets") or {}, ControlNetSpec, "controlnets", where)
     preprocessors = _section(data.get("preprocessors") or {}, PreprocessorSpec, "preprocessors", where)
+    extras = _extra_sections(data, where)
+    for g in extras["gguf"].values():
+        if g.model not in models:
+            raise RegistryError(f"{where}: gguf.{g.key}.model: no model '{g.model}' in 'models'")
     return Registry(models, vaes, adapters, path, evaluators, controlnets=controlnets, preprocessors=preprocessors,
-                    **_extra_sections(data, where))  # fmt: skip
+                    **extras)  # fmt: skip
 
 
 # Sections of modules used beside a model: IP-Adapters and T2I-Adapters join a loaded model for one generation
 # (helpers.run.ip_adapter, helpers.control); upscalers run after it (helpers.upscale).
-_EXTRA_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec, "upscalers": upscaler_spec}
+_EXTRA_SECTIONS = {"ip_adapters": IpAdapterSpec, "t2i_adapters": T2IAdapterSpec, "upscalers": upscaler_spec,
+                   "gguf": GgufSpec}  # fmt: skip
 
 
 def _extra_sections(data: dict, where) -> dict:

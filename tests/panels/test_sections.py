@@ -179,3 +179,20 @@ def test_the_png_info_section_reads_a_pasted_recipe_and_says_when_it_cannot():
     assert (record.prompt, record.negative_prompt, record.seed, record.height) == ("a castle", "fog", 1234, 768)
     with pytest.raises(ZooError, match="the pasted PNG info"):
         png.read("just a prompt")
+
+
+def test_the_model_section_offers_the_plans_that_fit_and_passes_the_chosen_one():
+    from helpers.run.plan import PROFILES
+
+    section = s.ModelSection(REG, machine=PROFILES["T4 16 GB, 12.7 GB RAM (Colab)"])
+    section.refresh(select="flux-dev")
+    section.apply(REG.get("flux-dev"))
+    labels = dict((v, k) for k, v in section.plan.options)
+    assert labels[""].startswith("auto: NF4 (bitsandbytes)")
+    assert list(labels)[1:] == ["nf4", "nf4+model-offload", "nf4+group-offload", "nf4+sequential-offload"]
+    assert "full" not in labels and "gguf-q4_k_s" not in labels  # they do not fit a T4
+    assert section.inputs() == {}
+    section.plan.value = "nf4+model-offload"
+    assert section.inputs() == {"plan": "nf4+model-offload"}
+    record = Record("p", 1, 2, 3.5, "default", 64, 64, "flux-dev", plan={"key": "gguf-q4_k_s", "label": ""})
+    assert "does not fit this machine" in section.reuse(record)[0]

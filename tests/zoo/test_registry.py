@@ -169,6 +169,7 @@ def test_missing_registry_file_is_named(tmp_path):
 def test_environment_variable_chooses_the_registry(tmp_path, monkeypatch):
     small = copy.deepcopy(RAW)
     small["models"] = {"sd15": small["models"]["sd15"]}
+    small["gguf"] = {}  # its files replace the denoisers of models this file leaves out
     small["models"]["sd15"]["name"] = "From the other file"
     path = tmp_path / "other.yaml"
     path.write_text(yaml.safe_dump(small))
@@ -203,3 +204,15 @@ def test_no_fact_is_written_from_memory():
     text = REGISTRY_PATH.read_text().lower().splitlines()
     lines = [n for n, line in enumerate(text, 1) if any(w in line for w in ("remembered", "from memory"))]
     assert not lines, f"models.yaml lines {lines}: check the fact at its source, or write 'unverified: ...'"
+
+
+def test_a_gguf_file_names_a_registry_model_and_a_gguf_file():
+    data = copy.deepcopy(RAW)
+    data["gguf"]["flux-dev-q4-k-s"]["model"] = "flux-deb"
+    with pytest.raises(RegistryError, match=r"gguf\.flux-dev-q4-k-s\.model: no model 'flux-deb'"):
+        reg_mod.parse(data)
+    data = copy.deepcopy(RAW)
+    data["gguf"]["flux-dev-q4-k-s"]["file"] = "flux1-dev-Q4_K_S.safetensors"
+    with pytest.raises(RegistryError, match=r"gguf\.flux-dev-q4-k-s\.file: .*not a \.gguf file"):
+        reg_mod.parse(data)
+    assert [g.key for g in REG.gguf_for("flux1-dev")] == ["flux-dev-q4-k-s", "flux-dev-q8-0"]  # by alias too
