@@ -21,6 +21,12 @@ DROPPED = {
     # Loading a textual-inversion embedding grows the token table; the new rows' initial values, which this
     # notice is about, are replaced by the loaded vectors at once.
     "transformers.modeling_utils": "will be initialized from a multivariate normal distribution",
+    # torchao 0.18 registers its own enums with torch's pytree when diffusers imports it, which torch 2.14 calls
+    # deprecated: a note to torchao's authors, printed on every import.
+    "torch.utils._pytree": "is an Enum subclass and is now natively supported",
+    # diffusers lists torchao's tensor classes for loading torchao-serialized checkpoints, and torchao 0.18 moved some;
+    # the zoo quantizes at load time and never reads such a checkpoint.
+    "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor objects",
 }
 
 # (category, the start of the message): Python warnings raised inside the libraries about the libraries' own calls.
