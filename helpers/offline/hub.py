@@ -755,7 +755,7 @@ def write_gguf_file(g, base: ModelSpec, folder: Path) -> None:
     diffusers' key names (which `from_single_file` loads as they are).
 
     The tiny layers are too narrow for K-quant blocks (256 values), so a 4-bit file holds Q4_0 blocks and an 8-bit
-    one Q8_0 (32 values each); 1-D tensors and layers narrower than a block stay float32, as converters keep them.
+    one Q8_0 (32 values each); other tensors and layers narrower than a block stay float32, as converters keep them.
     """
     import gguf
     import numpy as np
@@ -765,9 +765,12 @@ def write_gguf_file(g, base: ModelSpec, folder: Path) -> None:
     block = gguf.GGML_QUANT_SIZES[qtype][0]
     folder.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(folder / g.file), arch=base.family)
+    # only linear layers' weights are quantized, as converters do: diffusers dequantizes them in its GGUF linear
+    # layers, while other 2-D parameters (Z-Image's pad tokens) are used as they are
+    linear = {f"{n}.weight" for n, m in denoiser.named_modules() if isinstance(m, torch.nn.Linear)}
     for name, tensor in denoiser.state_dict().items():
         values = tensor.float().numpy()
-        if values.ndim == 2 and values.shape[-1] % block == 0:
+        if name in linear and values.ndim == 2 and values.shape[-1] % block == 0:
             writer.add_tensor(name, gguf.quants.quantize(values, qtype), raw_dtype=qtype)
         else:
             writer.add_tensor(name, values.astype(np.float32))
