@@ -376,5 +376,24 @@ def table(models, profiles: dict | None = None, registry: Registry | None = None
     return "\n".join(lines)
 
 
+def here(models, machine: Machine | None = None, registry: Registry | None = None):
+    """A pandas DataFrame: how each model runs on this machine (its plan, or why nothing fits) and on a Colab T4.
+
+    >>> here([get("z-image-turbo"), get("sdxl-base")])["Colab T4"].tolist()
+    ['nf4', 'full']
+    """
+    import pandas as pd
+
+    machine = machine or Machine.detect()
+    t4 = next(iter(PROFILES.values()))
+    rows = []
+    for spec in models:
+        mine, colab = plan(spec, machine=machine, registry=registry), plan(spec, machine=t4, registry=registry)
+        rows.append({"model": spec.key, "family": spec.family,
+                     "this machine": mine.choice.label if mine.choice else "does not fit", "why": mine.reason,
+                     "Colab T4": colab.choice.key if colab.choice else "does not fit"})  # fmt: skip
+    return pd.DataFrame(rows).set_index("model")
+
+
 __all__ = ["plan", "Plan", "Option", "Method", "PROFILES", "METHODS", "PLACEMENTS", "option", "methods", "table",
-           "runnable"]  # fmt: skip
+           "runnable", "here"]  # fmt: skip

@@ -183,3 +183,19 @@ def test_a_png_made_with_a_plan_regenerates_with_the_same_plan_and_pixels(fresh_
     again = regenerate(path, device="cpu")
     assert again.records[0].plan == rec.plan
     assert np.array_equal(_pixels(made), _pixels(again))
+
+
+def test_here_shows_each_model_on_this_machine_and_on_a_t4():
+    reg = registry.default()
+    keys = ["z-image-turbo", "qwen-image", "sdxl-base"]
+    box = Machine("cuda", 24.0, 32.0, "a 24 GB GPU", capability=8.9)
+    table = plan_mod.here([reg.get(k) for k in keys], machine=box)
+    assert list(table.index) == keys
+    t4 = next(iter(PROFILES.values()))
+    for key in keys:  # each cell is the planner's own choice on that machine
+        mine, colab = plan(key, machine=box), plan(key, machine=t4)
+        assert table.loc[key, "this machine"] == (mine.choice.label if mine.choice else "does not fit")
+        assert table.loc[key, "Colab T4"] == (colab.choice.key if colab.choice else "does not fit")
+        assert table.loc[key, "why"] == mine.reason
+    assert table.loc["qwen-image", "Colab T4"] == "does not fit"  # 20B with a 7B text encoder: refused, not crashed
+    assert table.loc["sdxl-base", "Colab T4"] == "full"
