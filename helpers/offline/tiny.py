@@ -588,20 +588,26 @@ _QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</t
 
 
 @cache
-def _qwen_tokenizer_json() -> str:
+def _byte_level_bpe(vocab_size: int, specials: tuple[str, ...] = ()) -> str:
+    """A byte-level BPE tokenizer as Qwen's, trained on the corpus, as tokenizer.json text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=_QWEN_SPECIALS,
+        vocab_size=vocab_size,
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer)
     return tok.to_str()
+
+
+def _qwen_tokenizer_json() -> str:
+    """Z-Image's and FLUX.2 [klein]'s Qwen3 tokenizer, with its chat specials."""
+    return _byte_level_bpe(400, tuple(_QWEN_SPECIALS))
 
 
 def qwen_vocab_size() -> int:
@@ -721,15 +727,8 @@ QWEN_VL_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_sta
 
 @cache
 def _qwen_vl_bpe() -> tuple[dict, list[tuple[str, str]]]:
-    """A byte-level BPE vocabulary and merges as Qwen2's, trained on the corpus."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    tok.train_from_iterator(_corpus(), trainers.BpeTrainer(vocab_size=500, initial_alphabet=alphabet,
-                                                           show_progress=False))  # fmt: skip
-    model = json.loads(tok.to_str())["model"]
+    """The Qwen2.5-VL tokenizer's vocabulary and merges (its specials are added by `qwen_vl_tokenizer`)."""
+    model = json.loads(_byte_level_bpe(500))["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     return model["vocab"], merges
 
